@@ -1,0 +1,248 @@
+//! The facade the CLI and the GUI share: opens config, keys and the plugin runtime, discovers
+//! providers, and hands out a provider with its call context (its own key and settings only).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use crate::config::Config;
+use crate::keys::{self, KeySource, KeyStore, ResolvedKey};
+use crate::paths::Paths;
+use crate::plugin::manifest::{Manifest, SettingKind};
+use crate::plugin::registry::{self, Discovered, Source as PluginSource};
+use crate::plugin::{Runtime, RuntimeOptions, WasmProvider};
+use crate::provider::{CallContext, Provider};
+use crate::secret::Secret;
+
+/// Errors a user can act on. Messages say what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error("unknown provider `{id}`. Installed providers: {available}. Run `imageai providers` for details.")]
+    UnknownProvider { id: String, available: String },
+    #[error("the {id} plugin is disabled; enable it in Settings or remove it from `plugins.disabled` in config.json")]
+    Disabled { id: String },
+    #[error("no provider chosen and none configured: pass --provider (one of: {available})")]
+    NoProvider { available: String },
+    #[error("no API key for {name}. {help}")]
+    MissingKey { name: String, help: String },
+    #[error("the {id} plugin could not be loaded: {message}")]
+    Load { id: String, message: String },
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Keys(#[from] crate::keys::KeyError),
+    #[error(transparent)]
+    Paths(#[from] crate::paths::PathsError),
+    #[error(transparent)]
+    Plugin(#[from] crate::plugin::PluginError),
+}
+
+/// How the caller wants the key found this time (the CLI's `-k` / `-K`).
+#[derive(Debug, Clone, Default)]
+pub struct KeyOverride {
+    pub key: Option<String>,
+    pub key_file: Option<PathBuf>,
+}
+
+/// A discovered provider plugin, loaded on first use.
+pub struct ProviderEntry {
+    pub manifest: Manifest,
+    pub dir: PathBuf,
+    pub source: PluginSource,
+    loaded: OnceLock<Result<Arc<WasmProvider>, String>>,
+}
+
+impl ProviderEntry {
+    pub fn id(&self) -> &str {
+        &self.manifest.id
+    }
+}
+
+/// The opened core.
+pub struct Core {
+    pub paths: Paths,
+    pub config: Config,
+    pub keys: KeyStore,
+    runtime: Runtime,
+    providers: Vec<ProviderEntry>,
+    /// Things the user should see once (a corrupt config that was backed up, a plugin that failed
+    /// to load, a user plugin overriding a bundled one).
+    pub warnings: Vec<String>,
+}
+
+/// Folders searched for bundled plugins, in order: `IMAGEAI_PLUGIN_DIRS` (a path list),
+/// `<exe dir>/plugins`, `<exe dir>/../plugins` (the development layout `target/plugins`).
+pub fn bundled_plugin_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(list) = std::env::var_os("IMAGEAI_PLUGIN_DIRS") {
+        dirs.extend(std::env::split_paths(&list).filter(|p| !p.as_os_str().is_empty()));
+    }
+    if let Some(exe_dir) = std::env::current_exe().ok().and_then(|exe| exe.parent().map(Path::to_path_buf)) {
+        dirs.push(exe_dir.join("plugins"));
+        if let Some(parent) = exe_dir.parent() {
+            dirs.push(parent.join("plugins"));
+        }
+    }
+    dirs.retain(|d| d.is_dir());
+    dirs.dedup();
+    dirs
+}
+
+impl Core {
+    /// Open the core at the standard paths (`IMAGEAI_CONFIG_DIR` overrides them).
+    pub fn open_default() -> Result<Self, CoreError> {
+        Self::open(Paths::from_env()?, &bundled_plugin_dirs())
+    }
+
+    pub fn open(paths: Paths, bundled_dirs: &[PathBuf]) -> Result<Self, CoreError> {
+        let loaded = Config::load(&paths)?;
+        let mut warnings = Vec::new();
+        if let Some(corrupt) = &loaded.warning {
+            warnings.push(corrupt.to_string());
+        }
+        let config = loaded.config;
+        let paths = paths.with_output_dir(config.output_dir());
+        let keys = KeyStore::open(&paths);
+        let runtime = Runtime::new(RuntimeOptions { cache_dir: Some(paths.plugin_cache_dir()), ..RuntimeOptions::default() })?;
+        let mut search: Vec<(PathBuf, PluginSource)> =
+            bundled_dirs.iter().map(|d| (d.clone(), PluginSource::Bundled)).collect();
+        search.push((paths.plugins_dir(), PluginSource::User));
+        let providers = registry::discover(search)
+            .into_iter()
+            .map(|Discovered { dir, manifest, source }| ProviderEntry { manifest, dir, source, loaded: OnceLock::new() })
+            .collect();
+        Ok(Self { paths, config, keys, runtime, providers, warnings })
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// Every discovered provider, sorted by id.
+    pub fn providers(&self) -> &[ProviderEntry] {
+        &self.providers
+    }
+
+    pub fn entry(&self, id: &str) -> Result<&ProviderEntry, CoreError> {
+        self.providers.iter().find(|p| crate::config::same_id(&p.manifest.id, id)).ok_or_else(|| {
+            CoreError::UnknownProvider { id: id.to_owned(), available: self.available() }
+        })
+    }
+
+    fn available(&self) -> String {
+        let ids: Vec<&str> = self.providers.iter().map(ProviderEntry::id).collect();
+        if ids.is_empty() { "none (build them with `cargo xtask plugins`)".into() } else { ids.join(", ") }
+    }
+
+    /// The provider to use: the one asked for, else the configured default, else the only one.
+    pub fn choose_provider(&self, asked: Option<&str>) -> Result<&ProviderEntry, CoreError> {
+        if let Some(id) = asked {
+            return self.entry(id);
+        }
+        if let Some(id) = self.config.default_provider()
+            && let Ok(entry) = self.entry(&id)
+        {
+            return Ok(entry);
+        }
+        match self.providers.as_slice() {
+            [only] => Ok(only),
+            _ => Err(CoreError::NoProvider { available: self.available() }),
+        }
+    }
+
+    /// The loaded provider (compiled or taken from the cache on first use).
+    pub fn provider(&self, id: &str) -> Result<Arc<dyn Provider>, CoreError> {
+        let entry = self.entry(id)?;
+        if !self.config.is_plugin_enabled(&entry.manifest.id) {
+            return Err(CoreError::Disabled { id: entry.manifest.id.clone() });
+        }
+        let loaded = entry.loaded.get_or_init(|| {
+            self.runtime.load(&entry.dir).map(Arc::new).map_err(|err| err.to_string())
+        });
+        match loaded {
+            Ok(provider) => Ok(provider.clone() as Arc<dyn Provider>),
+            Err(message) => Err(CoreError::Load { id: entry.manifest.id.clone(), message: message.clone() }),
+        }
+    }
+
+    /// The provider's settings: environment `IMAGEAI_<ID>_<NAME>`, then config.json
+    /// `providers.<id>.<name>`, then the manifest's default.
+    pub fn settings(&self, manifest: &Manifest) -> BTreeMap<String, String> {
+        let configured = self.config.provider_settings(&manifest.id);
+        manifest
+            .settings
+            .iter()
+            .filter_map(|spec| {
+                let value = std::env::var(manifest.setting_env_var(&spec.name))
+                    .ok()
+                    .filter(|v| !v.trim().is_empty())
+                    .or_else(|| configured.get(&spec.name).cloned())
+                    .or_else(|| spec.default.clone())?;
+                let value = if spec.kind == SettingKind::Url { value.trim().to_owned() } else { value };
+                Some((spec.name.clone(), value))
+            })
+            .collect()
+    }
+
+    /// Find the provider's key with ImageAI's precedence: `--api-key`, `--api-key-file`, stored
+    /// key (keyring or key file, then config.json), then the manifest's environment variable.
+    pub fn resolve_key(&self, manifest: &Manifest, over: &KeyOverride) -> Result<Option<ResolvedKey>, CoreError> {
+        let env = manifest
+            .key
+            .as_ref()
+            .and_then(|k| k.env.clone())
+            .or_else(|| keys::default_env_var(&manifest.id).map(str::to_owned));
+        Ok(keys::resolve(
+            &manifest.id,
+            over.key.as_deref(),
+            over.key_file.as_deref(),
+            env.as_deref(),
+            &self.keys,
+            &self.config,
+        )?)
+    }
+
+    /// The call context for one call: this provider's key and settings, nothing else. Fails
+    /// with a message naming where to get a key when the provider requires one and none is set.
+    pub fn context(&self, id: &str, over: &KeyOverride) -> Result<CallContext, CoreError> {
+        let entry = self.entry(id)?;
+        let manifest = &entry.manifest;
+        let key = self.resolve_key(manifest, over)?;
+        if key.is_none()
+            && let Some(spec) = &manifest.key
+            && spec.required
+        {
+            let help = if spec.help.is_empty() {
+                format!("Set one with `imageai keys set {}`.", manifest.id)
+            } else {
+                spec.help.clone()
+            };
+            return Err(CoreError::MissingKey { name: manifest.name.clone(), help });
+        }
+        Ok(CallContext::new(key.map(|k| k.secret), self.settings(manifest)))
+    }
+
+    /// Where the key would come from, without revealing it.
+    pub fn key_source(&self, id: &str) -> Result<Option<KeySource>, CoreError> {
+        let entry = self.entry(id)?;
+        Ok(self.resolve_key(&entry.manifest, &KeyOverride::default())?.map(|k| k.source))
+    }
+
+    /// Store a key for a provider in the key store.
+    pub fn set_key(&mut self, id: &str, key: &Secret) -> Result<(), CoreError> {
+        let id = self.entry(id)?.manifest.id.clone();
+        self.keys.set(&id, key)?;
+        Ok(())
+    }
+
+    /// Remove a provider's key from the key store and from config.json. True when one was removed.
+    pub fn remove_key(&mut self, id: &str) -> Result<bool, CoreError> {
+        let id = self.entry(id).map(|e| e.manifest.id.clone()).unwrap_or_else(|_| id.to_owned());
+        let from_store = self.keys.remove(&id)?;
+        let from_config = self.config.remove_stored_key(&id);
+        if from_config {
+            self.config.save(&self.paths)?;
+        }
+        Ok(from_store || from_config)
+    }
+}

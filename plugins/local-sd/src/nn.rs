@@ -1,0 +1,184 @@
+//! The torch.nn layers diffusers builds on (Linear, Conv2d, GroupNorm, LayerNorm, Embedding),
+//! loaded under torch's parameter names (`weight`, `bias`).
+
+use burn::tensor::module::{conv2d, embedding, layer_norm, linear};
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{DType, Int, Tensor};
+
+use crate::error::Result;
+use crate::weights::VarBuilder;
+
+/// Casts to f32 for numerically sensitive statistics, and back.
+pub(crate) fn to_f32<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if x.dtype() == DType::F32 { x } else { x.cast(DType::F32) }
+}
+
+pub(crate) fn to_dtype<const D: usize>(x: Tensor<D>, dtype: DType) -> Tensor<D> {
+    if x.dtype() == dtype { x } else { x.cast(dtype) }
+}
+
+/// `torch.nn.Linear`; the weight is stored `[out, in]` and kept transposed for Burn's
+/// `x @ w` convention.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    weight: Tensor<2>,
+    bias: Option<Tensor<1>>,
+}
+
+impl Linear {
+    pub fn load(vb: &VarBuilder, in_dim: usize, out_dim: usize, bias: bool) -> Result<Self> {
+        let weight = vb.get("weight", [out_dim, in_dim])?.transpose();
+        let bias = if bias { Some(vb.get("bias", [out_dim])?) } else { None };
+        Ok(Self { weight, bias })
+    }
+
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        linear(x, self.weight.clone(), self.bias.clone())
+    }
+}
+
+/// `torch.nn.Conv2d` with square kernels and symmetric padding.
+#[derive(Debug, Clone)]
+pub struct Conv2d {
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    stride: usize,
+    padding: usize,
+}
+
+impl Conv2d {
+    pub fn load(
+        vb: &VarBuilder,
+        in_ch: usize,
+        out_ch: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Result<Self> {
+        let weight = vb.get("weight", [out_ch, in_ch, kernel, kernel])?;
+        let bias = Some(vb.get("bias", [out_ch])?);
+        Ok(Self { weight, bias, stride, padding })
+    }
+
+    pub fn weight(&self) -> Tensor<4> {
+        self.weight.clone()
+    }
+
+    pub fn bias(&self) -> Option<Tensor<1>> {
+        self.bias.clone()
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let options = ConvOptions::new([self.stride; 2], [self.padding; 2], [1, 1], 1);
+        conv2d(x, self.weight.clone(), self.bias.clone(), options)
+    }
+}
+
+/// `torch.nn.GroupNorm`. Statistics are computed in f32 whatever the compute precision: in fp16
+/// the variance of large activations overflows.
+#[derive(Debug, Clone)]
+pub struct GroupNorm {
+    weight: Tensor<1>,
+    bias: Tensor<1>,
+    groups: usize,
+    eps: f64,
+}
+
+impl GroupNorm {
+    pub fn load(vb: &VarBuilder, groups: usize, channels: usize, eps: f64) -> Result<Self> {
+        if groups == 0 || channels % groups != 0 {
+            return Err(crate::Error::Config(format!(
+                "GroupNorm at `{}`: {channels} channels do not split into {groups} groups; the config.json is inconsistent",
+                vb.pp("weight").prefix_name()
+            )));
+        }
+        let vb32 = vb.with_dtype(DType::F32);
+        Ok(Self { weight: vb32.get("weight", [channels])?, bias: vb32.get("bias", [channels])?, groups, eps })
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let dtype = x.dtype();
+        let [n, c, h, w] = x.dims();
+        let x = to_f32(x).reshape([n, self.groups, (c / self.groups) * h * w]);
+        let (var, mean) = x.clone().var_mean_bias(2);
+        let x = (x - mean).div((var + self.eps).sqrt());
+        let x = x.reshape([n, c, h, w]);
+        let x = x * self.weight.clone().reshape([1, c, 1, 1]) + self.bias.clone().reshape([1, c, 1, 1]);
+        to_dtype(x, dtype)
+    }
+}
+
+/// `torch.nn.LayerNorm` over the last dimension, statistics in f32.
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    weight: Tensor<1>,
+    bias: Tensor<1>,
+    eps: f64,
+}
+
+impl LayerNorm {
+    pub fn load(vb: &VarBuilder, dim: usize, eps: f64) -> Result<Self> {
+        let vb32 = vb.with_dtype(DType::F32);
+        Ok(Self { weight: vb32.get("weight", [dim])?, bias: vb32.get("bias", [dim])?, eps })
+    }
+
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let dtype = x.dtype();
+        let y = layer_norm(to_f32(x), self.weight.clone(), Some(self.bias.clone()), self.eps);
+        to_dtype(y, dtype)
+    }
+}
+
+/// `torch.nn.Embedding`.
+#[derive(Debug, Clone)]
+pub struct Embedding {
+    weight: Tensor<2>,
+}
+
+impl Embedding {
+    pub fn load(vb: &VarBuilder, count: usize, dim: usize) -> Result<Self> {
+        Ok(Self { weight: vb.get("weight", [count, dim])? })
+    }
+
+    pub fn forward(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        embedding(self.weight.clone(), ids)
+    }
+
+    pub fn weight(&self) -> Tensor<2> {
+        self.weight.clone()
+    }
+}
+
+/// Activations by the names diffusers' and transformers' configs use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    Silu,
+    Gelu,
+    GeluTanh,
+    QuickGelu,
+    Relu,
+}
+
+impl Activation {
+    pub fn from_name(name: &str) -> Result<Self> {
+        Ok(match name {
+            "silu" | "swish" => Self::Silu,
+            "gelu" => Self::Gelu,
+            "gelu_pytorch_tanh" | "gelu_new" | "gelu-approximate" => Self::GeluTanh,
+            "quick_gelu" => Self::QuickGelu,
+            "relu" => Self::Relu,
+            other => return Err(crate::Error::Unsupported(format!("activation function `{other}`"))),
+        })
+    }
+
+    pub fn forward<const D: usize>(self, x: Tensor<D>) -> Tensor<D> {
+        use burn::tensor::activation as act;
+        match self {
+            Self::Silu => act::silu(x),
+            Self::Gelu => act::gelu(x),
+            Self::GeluTanh => act::gelu_approximate(x),
+            Self::QuickGelu => x.clone() * act::sigmoid(x * 1.702),
+            Self::Relu => act::relu(x),
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! What running OpenAI's provider as a sandboxed plugin costs over calling the API natively.
+//!
+//! Both sides make the same generation call to the same local OpenAI-format server, which answers
+//! with one ~100 KB image (a 75 KB noise PNG, base64 in JSON), and both parse the JSON and decode
+//! the image:
+//! - `plugin`: the real openai `.wasm` in the real runtime (fresh instance, host HTTP, JSON and
+//!   base64 inside WebAssembly, the image copied out through the component ABI);
+//! - `direct reqwest`: the same request with reqwest from native code.
+//!
+//! Target: the plugin within 5 % of the direct call. Run with
+//! `cargo bench -p imageai-tests --bench openai_overhead`.
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::time::Duration;
+
+use base64::Engine as _;
+use criterion::{Criterion, criterion_group, criterion_main};
+use imageai_core::plugin::{Runtime, RuntimeOptions};
+use imageai_core::{CallContext, GenerateRequest, Provider, Secret};
+use imageai_tests::openai_server::{OpenAiServer, TEST_KEY, noise_png};
+use imageai_tests::plugins::plugin_dir;
+
+const PROMPT: &str = "a lighthouse on a cliff at dusk, oil painting";
+
+fn overhead(c: &mut Criterion) {
+    let server = OpenAiServer::start();
+    let image = noise_png(75_000, 42);
+    server.set_image(image.clone());
+
+    let runtime = Runtime::new(RuntimeOptions::default()).unwrap_or_else(|err| panic!("could not start the runtime: {err}"));
+    let provider = runtime
+        .load(&plugin_dir("imageai-plugin-openai"))
+        .unwrap_or_else(|err| panic!("could not load the openai plugin: {err}"));
+    let settings = BTreeMap::from([("base_url".to_owned(), server.base_url())]);
+    let ctx = CallContext::new(Some(Secret::new(TEST_KEY)), settings);
+    let request = GenerateRequest { model: "gpt-image-1".into(), prompt: PROMPT.into(), ..GenerateRequest::default() };
+
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|err| panic!("could not start tokio: {err}"));
+    let client = reqwest::Client::new();
+    let url = format!("{}/images/generations", server.base_url());
+    let direct = || {
+        tokio.block_on(async {
+            let body = serde_json::json!({"model": "gpt-image-1", "prompt": PROMPT, "n": 1});
+            let response = client
+                .post(&url)
+                .bearer_auth(TEST_KEY)
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap_or_else(|err| panic!("direct request failed: {err}"));
+            let bytes = response.bytes().await.unwrap_or_else(|err| panic!("direct body failed: {err}"));
+            let answer: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_else(|err| panic!("{err}"));
+            let b64 = answer["data"][0]["b64_json"].as_str().unwrap_or_default();
+            base64::engine::general_purpose::STANDARD.decode(b64).unwrap_or_else(|err| panic!("{err}"))
+        })
+    };
+
+    // Both paths must do the full job before their time means anything.
+    let via_plugin = provider.generate(&request, &ctx).unwrap_or_else(|err| panic!("plugin call failed: {err}"));
+    assert_eq!(via_plugin.images.first().map(|i| &i.data), Some(&image));
+    assert_eq!(direct(), image);
+    let body_bytes = base64::engine::general_purpose::STANDARD.encode(&image).len();
+    eprintln!("answer carries a {} byte PNG as {body_bytes} bytes of base64", image.len());
+
+    let mut group = c.benchmark_group("openai generate, ~100 KB answer");
+    group.sample_size(60).measurement_time(Duration::from_secs(8));
+    group.bench_function("plugin (wasm, host HTTP)", |b| {
+        b.iter(|| black_box(provider.generate(&request, &ctx).unwrap_or_else(|err| panic!("{err}"))))
+    });
+    group.bench_function("direct reqwest", |b| b.iter(|| black_box(direct())));
+    group.finish();
+}
+
+criterion_group!(benches, overhead);
+criterion_main!(benches);

@@ -1,0 +1,8 @@
+//! Test support shared by the cross-crate tests: local servers on 127.0.0.1 that speak the
+//! providers' wire formats, and helpers that build the real plugins for wasm32-wasip2.
+
+pub mod openai_server;
+pub mod plugins;
+pub mod server;
+
+pub use server::{Recorded, Reply, TestServer};

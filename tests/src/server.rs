@@ -1,0 +1,205 @@
+//! A scriptable HTTP/1.1 server on 127.0.0.1 for tests: every request is recorded, and a
+//! handler decides the reply, which can be delayed, truncated mid-body or oversized.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// One request as the server saw it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    /// Path and query, e.g. `/v1/images/generations?x=1`.
+    pub uri: String,
+    /// Header names in lower case, in the order received.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn path(&self) -> &str {
+        self.uri.split('?').next().unwrap_or(&self.uri)
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// The reply to one request.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Wait this long before sending the headers.
+    pub delay: Duration,
+    /// Announce the full length but close the connection after this many body bytes.
+    pub truncate_at: Option<usize>,
+}
+
+impl Reply {
+    pub fn new(status: u16) -> Self {
+        Self { status, headers: Vec::new(), body: Vec::new(), delay: Duration::ZERO, truncate_at: None }
+    }
+
+    pub fn json(status: u16, value: &serde_json::Value) -> Self {
+        Self::new(status).header("content-type", "application/json").body(value.to_string().into_bytes())
+    }
+
+    pub fn bytes(status: u16, content_type: &str, body: Vec<u8>) -> Self {
+        Self::new(status).header("content-type", content_type).body(body)
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn body(mut self, body: Vec<u8>) -> Self {
+        self.body = body;
+        self
+    }
+
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+
+    pub fn truncate_at(mut self, bytes: usize) -> Self {
+        self.truncate_at = Some(bytes);
+        self
+    }
+}
+
+type Handler = dyn Fn(&Recorded) -> Reply + Send + Sync;
+
+/// A running server; stops when dropped.
+pub struct TestServer {
+    addr: SocketAddr,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Start a server on an ephemeral port of 127.0.0.1 answering every request with `handler`.
+    pub fn start(handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Self {
+        let handler: Arc<Handler> = Arc::new(handler);
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (shutdown_tx, mut shutdown_rx) = oneshot::channel::<()>();
+        let recorded = requests.clone();
+        let thread = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() else {
+                return;
+            };
+            rt.block_on(async move {
+                let Ok(listener) = TcpListener::bind("127.0.0.1:0").await else { return };
+                let Ok(addr) = listener.local_addr() else { return };
+                let _ = addr_tx.send(addr);
+                loop {
+                    tokio::select! {
+                        _ = &mut shutdown_rx => break,
+                        accepted = listener.accept() => {
+                            let Ok((stream, _)) = accepted else { continue };
+                            let handler = handler.clone();
+                            let recorded = recorded.clone();
+                            tokio::spawn(async move {
+                                let service = service_fn(move |req| serve(req, handler.clone(), recorded.clone()));
+                                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                            });
+                        }
+                    }
+                }
+            });
+        });
+        let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap_or_else(|_| panic!("test server did not start"));
+        Self { addr, requests, shutdown: Some(shutdown_tx), thread: Some(thread) }
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Every request received so far, in order.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+type ReplyBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+async fn serve(
+    req: hyper::Request<Incoming>,
+    handler: Arc<Handler>,
+    recorded: Arc<Mutex<Vec<Recorded>>>,
+) -> Result<hyper::Response<ReplyBody>, Infallible> {
+    let method = req.method().to_string();
+    let uri = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_else(|| "/".into());
+    let headers = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_ascii_lowercase(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let body = req.into_body().collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+    let request = Recorded { method, uri, headers, body };
+    let reply = handler(&request);
+    if let Ok(mut all) = recorded.lock() {
+        all.push(request);
+    }
+    if !reply.delay.is_zero() {
+        tokio::time::sleep(reply.delay).await;
+    }
+    let mut builder = hyper::Response::builder().status(reply.status);
+    for (name, value) in &reply.headers {
+        builder = builder.header(name, value);
+    }
+    let full_len = reply.body.len();
+    let body: ReplyBody = match reply.truncate_at {
+        Some(cut) => {
+            builder = builder.header("content-length", full_len.to_string());
+            let first = Bytes::from(reply.body[..cut.min(full_len)].to_vec());
+            let chunks: Vec<Result<Frame<Bytes>, std::io::Error>> = vec![
+                Ok(Frame::data(first)),
+                Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "truncated on purpose")),
+            ];
+            BodyExt::boxed(StreamBody::new(futures_util::stream::iter(chunks)))
+        }
+        None => BodyExt::boxed(
+            http_body_util::Full::new(Bytes::from(reply.body)).map_err(|never| match never {}),
+        ),
+    };
+    Ok(builder.body(body).unwrap_or_else(|_| hyper::Response::new(BodyExt::boxed(http_body_util::Empty::new().map_err(|never| match never {})))))
+}
