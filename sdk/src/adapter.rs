@@ -9,7 +9,8 @@ use crate::bindings::exports::imageai::provider::provider::Guest;
 use crate::bindings::imageai::provider::types as wit;
 use crate::errors::ProviderError;
 use crate::types::{
-    Capability, EditMode, EditRequest, GenerateRequest, Generation, Image, ModelInfo, Param, ProviderInfo, UpscaleRequest,
+    Capability, EditMode, EditRequest, GenerateRequest, Generation, Image, ModelInfo, Param,
+    ProviderInfo, UpscaleRequest,
 };
 
 /// Implemented by `register_provider!` for the plugin's provider type: runs `f` with the one
@@ -25,7 +26,9 @@ fn provider_id<P: Registered>() -> String {
     P::with_instance(|provider| provider.info().id)
 }
 
-fn call<P: Registered>(f: impl FnOnce(&P) -> Result<Generation, ProviderError>) -> Result<wit::Generation, wit::ProviderError> {
+fn call<P: Registered>(
+    f: impl FnOnce(&P) -> Result<Generation, ProviderError>,
+) -> Result<wit::Generation, wit::ProviderError> {
     crate::host::set_provider_id(provider_id::<P>);
     P::with_instance(f).map(Into::into).map_err(Into::into)
 }
@@ -55,13 +58,19 @@ impl<P: Registered> Guest for Export<P> {
 
 impl From<wit::Image> for Image {
     fn from(image: wit::Image) -> Self {
-        Self { mime: image.mime, data: image.data }
+        Self {
+            mime: image.mime,
+            data: image.data,
+        }
     }
 }
 
 impl From<Image> for wit::Image {
     fn from(image: Image) -> Self {
-        Self { mime: image.mime, data: image.data }
+        Self {
+            mime: image.mime,
+            data: image.data,
+        }
     }
 }
 
@@ -120,7 +129,12 @@ impl From<ModelInfo> for wit::ModelInfo {
 
 impl From<ProviderInfo> for wit::ProviderInfo {
     fn from(info: ProviderInfo) -> Self {
-        Self { id: info.id, name: info.name, version: info.version, models: info.models.into_iter().map(Into::into).collect() }
+        Self {
+            id: info.id,
+            name: info.name,
+            version: info.version,
+            models: info.models.into_iter().map(Into::into).collect(),
+        }
     }
 }
 
@@ -204,7 +218,13 @@ impl From<ProviderError> for wit::ProviderError {
     fn from(error: ProviderError) -> Self {
         match error {
             ProviderError::Auth(m) => Self::Auth(m),
-            ProviderError::RateLimited { message, retry_after_ms } => Self::RateLimited(wit::RateLimit { message, retry_after_ms }),
+            ProviderError::RateLimited {
+                message,
+                retry_after_ms,
+            } => Self::RateLimited(wit::RateLimit {
+                message,
+                retry_after_ms,
+            }),
             ProviderError::ContentPolicy(m) => Self::ContentPolicy(m),
             ProviderError::InvalidRequest(m) => Self::InvalidRequest(m),
             ProviderError::Quota(m) => Self::Quota(m),
@@ -242,8 +262,14 @@ mod tests {
         let request: EditRequest = wit::EditRequest {
             mode: wit::EditMode::Inpaint,
             base,
-            images: vec![wit::Image { mime: "image/png".into(), data: vec![1] }],
-            mask: Some(wit::Image { mime: "image/png".into(), data: vec![2] }),
+            images: vec![wit::Image {
+                mime: "image/png".into(),
+                data: vec![1],
+            }],
+            mask: Some(wit::Image {
+                mime: "image/png".into(),
+                data: vec![2],
+            }),
             strength: Some(0.5),
         }
         .into();
@@ -257,15 +283,27 @@ mod tests {
 
     #[test]
     fn errors_keep_their_class() {
-        let err: wit::ProviderError = ProviderError::RateLimited { message: "slow down".into(), retry_after_ms: Some(5) }.into();
-        assert!(matches!(err, wit::ProviderError::RateLimited(wit::RateLimit { ref message, retry_after_ms: Some(5) }) if message == "slow down"));
-        assert!(matches!(wit::ProviderError::from(ProviderError::Cancelled), wit::ProviderError::Cancelled));
+        let err: wit::ProviderError = ProviderError::RateLimited {
+            message: "slow down".into(),
+            retry_after_ms: Some(5),
+        }
+        .into();
+        assert!(
+            matches!(err, wit::ProviderError::RateLimited(wit::RateLimit { ref message, retry_after_ms: Some(5) }) if message == "slow down")
+        );
+        assert!(matches!(
+            wit::ProviderError::from(ProviderError::Cancelled),
+            wit::ProviderError::Cancelled
+        ));
     }
 
     #[test]
     fn generations_convert() {
-        let generation: wit::Generation =
-            Generation::new(vec![Image::png(vec![9])]).request_id("r".to_owned()).metadata("k", "v").warning("w").into();
+        let generation: wit::Generation = Generation::new(vec![Image::png(vec![9])])
+            .request_id("r".to_owned())
+            .metadata("k", "v")
+            .warning("w")
+            .into();
         assert_eq!(generation.images.len(), 1);
         assert_eq!(generation.request_id.as_deref(), Some("r"));
         assert_eq!(generation.metadata, vec![("k".to_owned(), "v".to_owned())]);

@@ -21,17 +21,27 @@ pub fn encode(data: &[u8]) -> String {
 /// A failure is a [`ProviderError::Server`]: the text came from the provider and is not base64.
 pub fn decode(text: &str) -> Result<Vec<u8>, ProviderError> {
     let text = text.trim();
-    let payload = match text.strip_prefix("data:").and_then(|rest| rest.split_once(";base64,")) {
+    let payload = match text
+        .strip_prefix("data:")
+        .and_then(|rest| rest.split_once(";base64,"))
+    {
         Some((_, payload)) => payload,
         None => text,
     };
     let result = if payload.bytes().any(|b| b.is_ascii_whitespace()) {
-        let compact: Vec<u8> = payload.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+        let compact: Vec<u8> = payload
+            .bytes()
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect();
         ENGINE.decode(compact)
     } else {
         ENGINE.decode(payload)
     };
-    result.map_err(|e| ProviderError::server(format!("the provider sent image data that is not valid base64 ({e})")))
+    result.map_err(|e| {
+        ProviderError::server(format!(
+            "the provider sent image data that is not valid base64 ({e})"
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -40,7 +50,14 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        for data in [&b""[..], b"f", b"fo", b"foo", b"foob", b"\x00\xff\x10binary"] {
+        for data in [
+            &b""[..],
+            b"f",
+            b"fo",
+            b"foo",
+            b"foob",
+            b"\x00\xff\x10binary",
+        ] {
             assert_eq!(decode(&encode(data)), Ok(data.to_vec()));
         }
         assert_eq!(encode(b"foobar"), "Zm9vYmFy");
@@ -51,7 +68,10 @@ mod tests {
     fn lenient_decoding() {
         assert_eq!(decode("Zm8"), Ok(b"fo".to_vec()));
         assert_eq!(decode("Zm9v\nYmFy\r\n"), Ok(b"foobar".to_vec()));
-        assert_eq!(decode("data:image/png;base64,Zm9vYmFy"), Ok(b"foobar".to_vec()));
+        assert_eq!(
+            decode("data:image/png;base64,Zm9vYmFy"),
+            Ok(b"foobar".to_vec())
+        );
     }
 
     #[test]

@@ -11,7 +11,10 @@ pub enum ProviderError {
     /// The key is missing, wrong or revoked.
     Auth(String),
     /// Too many requests; `retry_after_ms` is the provider's hint, when it gave one.
-    RateLimited { message: String, retry_after_ms: Option<u64> },
+    RateLimited {
+        message: String,
+        retry_after_ms: Option<u64>,
+    },
     /// The provider refused the prompt or image; the reason as given.
     ContentPolicy(String),
     /// The request cannot succeed as it is (bad size, unknown model, missing image…).
@@ -138,7 +141,9 @@ impl ErrorDetails {
     /// Whether the code or type is one of `codes` (case-insensitive).
     pub fn is(&self, codes: &[&str]) -> bool {
         let matches = |value: &Option<String>| {
-            value.as_deref().is_some_and(|v| codes.iter().any(|c| v.eq_ignore_ascii_case(c)))
+            value
+                .as_deref()
+                .is_some_and(|v| codes.iter().any(|c| v.eq_ignore_ascii_case(c)))
         };
         matches(&self.code) || matches(&self.kind)
     }
@@ -160,18 +165,28 @@ impl ErrorDetails {
             return ProviderError::ContentPolicy(message);
         }
         if self.is(QUOTA_CODES) {
-            return ProviderError::Quota(format!("{summary}. Add credits or raise the limit in the provider's console."));
+            return ProviderError::Quota(format!(
+                "{summary}. Add credits or raise the limit in the provider's console."
+            ));
         }
         if self.is(AUTH_CODES) {
             return ProviderError::Auth(auth_message(&summary));
         }
         if self.is(RATE_LIMIT_CODES) {
-            return ProviderError::RateLimited { message: summary, retry_after_ms: self.retry_after_ms };
+            return ProviderError::RateLimited {
+                message: summary,
+                retry_after_ms: self.retry_after_ms,
+            };
         }
         match self.status {
             401 | 403 => ProviderError::Auth(auth_message(&summary)),
-            402 => ProviderError::Quota(format!("{summary}. Add credits in the provider's console.")),
-            429 => ProviderError::RateLimited { message: summary, retry_after_ms: self.retry_after_ms },
+            402 => {
+                ProviderError::Quota(format!("{summary}. Add credits in the provider's console."))
+            }
+            429 => ProviderError::RateLimited {
+                message: summary,
+                retry_after_ms: self.retry_after_ms,
+            },
             408 | 504 => ProviderError::Timeout(summary),
             400 | 404 | 405 | 409 | 413 | 415 | 422 => ProviderError::InvalidRequest(summary),
             500..=599 => ProviderError::Server(summary),
@@ -195,11 +210,26 @@ const CONTENT_POLICY_CODES: &[&str] = &[
     "image_safety",
     "prohibited_content",
 ];
-const QUOTA_CODES: &[&str] =
-    &["insufficient_quota", "billing_hard_limit_reached", "billing_not_active", "payment_required", "insufficient_balance"];
-const AUTH_CODES: &[&str] =
-    &["invalid_api_key", "api_key_invalid", "unauthenticated", "unauthorized", "permission_denied", "invalid_authentication"];
-const RATE_LIMIT_CODES: &[&str] = &["rate_limit_exceeded", "resource_exhausted", "too_many_requests"];
+const QUOTA_CODES: &[&str] = &[
+    "insufficient_quota",
+    "billing_hard_limit_reached",
+    "billing_not_active",
+    "payment_required",
+    "insufficient_balance",
+];
+const AUTH_CODES: &[&str] = &[
+    "invalid_api_key",
+    "api_key_invalid",
+    "unauthenticated",
+    "unauthorized",
+    "permission_denied",
+    "invalid_authentication",
+];
+const RATE_LIMIT_CODES: &[&str] = &[
+    "rate_limit_exceeded",
+    "resource_exhausted",
+    "too_many_requests",
+];
 
 /// Map a failed HTTP response onto a typed error: 401/403 → auth, 402 → quota, 429 →
 /// rate-limited (with the retry hint), 408/504 → timeout, 400/404/413/422 → invalid request,
@@ -212,7 +242,10 @@ pub fn from_http(status: u16, headers: &[(String, String)], body: &[u8]) -> Prov
 
 /// Read an error response without classifying it, for plugins that word some errors themselves.
 pub fn details(status: u16, headers: &[(String, String)], body: &[u8]) -> ErrorDetails {
-    let mut details = ErrorDetails { status, ..ErrorDetails::default() };
+    let mut details = ErrorDetails {
+        status,
+        ..ErrorDetails::default()
+    };
     match serde_json::from_slice::<serde_json::Value>(body) {
         Ok(json) => read_json_error(&json, &mut details),
         Err(_) => details.message = plain_text_message(body),
@@ -251,7 +284,10 @@ fn read_json_error(json: &serde_json::Value, details: &mut ErrorDetails) {
             .or_else(|| text(error.get("title")))
             .or_else(|| match error.get("errors") {
                 Some(serde_json::Value::Array(items)) => {
-                    let all: Vec<String> = items.iter().filter_map(|i| text(Some(i)).or_else(|| text(i.get("message")))).collect();
+                    let all: Vec<String> = items
+                        .iter()
+                        .filter_map(|i| text(Some(i)).or_else(|| text(i.get("message"))))
+                        .collect();
                     (!all.is_empty()).then(|| all.join("; "))
                 }
                 _ => None,
@@ -304,11 +340,16 @@ pub fn redact(message: &str) -> String {
         if i > 0 {
             out.push(' ');
         }
-        let core = word.trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '*' && c != '-' && c != '_');
+        let core = word
+            .trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '*' && c != '-' && c != '_');
         let lower = core.to_ascii_lowercase();
-        let keyish = PREFIXES.iter().any(|p| lower.starts_with(p) && core.len() > p.len() + 3)
+        let keyish = PREFIXES
+            .iter()
+            .any(|p| lower.starts_with(p) && core.len() > p.len() + 3)
             || (core.len() >= 24
-                && core.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '*'))
+                && core
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '*'))
                 && core.chars().any(|c| c.is_ascii_digit())
                 && core.chars().any(|c| c.is_ascii_alphabetic()));
         if keyish {
@@ -321,7 +362,10 @@ pub fn redact(message: &str) -> String {
 }
 
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim())
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim())
 }
 
 /// The retry hint of a response: `retry-after-ms` (milliseconds), else `retry-after` in seconds
@@ -337,7 +381,12 @@ pub fn retry_after_ms(headers: &[(String, String)]) -> Option<u64> {
     let at = parse_http_date(value)?;
     let now = header(headers, "date")
         .and_then(parse_http_date)
-        .or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs()))?;
+        .or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .ok()
+                .map(|d| d.as_secs())
+        })?;
     Some(at.saturating_sub(now).saturating_mul(1000))
 }
 
@@ -353,21 +402,29 @@ fn parse_duration_text(text: &str) -> Option<u64> {
         return ms.trim().parse::<f64>().ok().and_then(finite_ms);
     }
     let seconds = text.strip_suffix('s').unwrap_or(text);
-    seconds.trim().parse::<f64>().ok().and_then(|s| finite_ms(s * 1000.0))
+    seconds
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .and_then(|s| finite_ms(s * 1000.0))
 }
 
 /// Seconds since the Unix epoch of an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the only
 /// HTTP date form servers may send today.
 fn parse_http_date(text: &str) -> Option<u64> {
     let parts: Vec<&str> = text.split_whitespace().collect();
-    let [_weekday, day, month, year, time, zone] = parts.as_slice() else { return None };
+    let [_weekday, day, month, year, time, zone] = parts.as_slice() else {
+        return None;
+    };
     if !zone.eq_ignore_ascii_case("GMT") {
         return None;
     }
     let day: u64 = day.parse().ok()?;
-    let month = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
-        .iter()
-        .position(|m| m.eq_ignore_ascii_case(month))? as u64
+    let month = [
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ]
+    .iter()
+    .position(|m| m.eq_ignore_ascii_case(month))? as u64
         + 1;
     let year: u64 = year.parse().ok()?;
     let mut hms = time.split(':').map(|p| p.parse::<u64>().ok());
@@ -417,7 +474,10 @@ mod tests {
     use super::*;
 
     fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     fn openai_body(message: &str, kind: &str, code: &str) -> Vec<u8> {
@@ -445,44 +505,78 @@ mod tests {
             (418, "other"),
         ];
         for (status, class) in cases {
-            assert_eq!(from_http(*status, &[], b"").class(), *class, "status {status}");
+            assert_eq!(
+                from_http(*status, &[], b"").class(),
+                *class,
+                "status {status}"
+            );
         }
     }
 
     #[test]
     fn openai_error_body() {
-        let body = openai_body("Your request was rejected by our safety system.", "invalid_request_error", "content_policy_violation");
+        let body = openai_body(
+            "Your request was rejected by our safety system.",
+            "invalid_request_error",
+            "content_policy_violation",
+        );
         assert_eq!(
             from_http(400, &[], &body),
             ProviderError::ContentPolicy("Your request was rejected by our safety system.".into())
         );
-        let quota = openai_body("You exceeded your current quota.", "insufficient_quota", "insufficient_quota");
+        let quota = openai_body(
+            "You exceeded your current quota.",
+            "insufficient_quota",
+            "insufficient_quota",
+        );
         assert_eq!(from_http(429, &[], &quota).class(), "quota");
-        let moderation = openai_body("blocked", "image_generation_user_error", "moderation_blocked");
+        let moderation = openai_body(
+            "blocked",
+            "image_generation_user_error",
+            "moderation_blocked",
+        );
         assert_eq!(from_http(400, &[], &moderation).class(), "content-policy");
     }
 
     #[test]
     fn rate_limit_hints() {
         let err = from_http(429, &h(&[("retry-after-ms", "1500")]), b"{}");
-        assert_eq!(err, ProviderError::RateLimited { message: "429 Too Many Requests with no error message".into(), retry_after_ms: Some(1500) });
+        assert_eq!(
+            err,
+            ProviderError::RateLimited {
+                message: "429 Too Many Requests with no error message".into(),
+                retry_after_ms: Some(1500)
+            }
+        );
         assert_eq!(retry_after_ms(&h(&[("Retry-After", "3")])), Some(3000));
         assert_eq!(retry_after_ms(&h(&[("retry-after", "0.5")])), Some(500));
         assert_eq!(
-            retry_after_ms(&h(&[("retry-after", "Wed, 21 Oct 2015 07:28:30 GMT"), ("date", "Wed, 21 Oct 2015 07:28:00 GMT")])),
+            retry_after_ms(&h(&[
+                ("retry-after", "Wed, 21 Oct 2015 07:28:30 GMT"),
+                ("date", "Wed, 21 Oct 2015 07:28:00 GMT")
+            ])),
             Some(30_000)
         );
         assert_eq!(retry_after_ms(&h(&[("retry-after", "soon")])), None);
         assert_eq!(retry_after_ms(&h(&[("retry-after", "-3")])), None);
         // retry-after-ms wins over retry-after.
-        assert_eq!(retry_after_ms(&h(&[("retry-after", "9"), ("retry-after-ms", "20")])), Some(20));
+        assert_eq!(
+            retry_after_ms(&h(&[("retry-after", "9"), ("retry-after-ms", "20")])),
+            Some(20)
+        );
     }
 
     #[test]
     fn http_dates() {
         assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
-        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777));
-        assert_eq!(parse_http_date("Tue, 29 Feb 2028 12:00:00 GMT"), Some(1_835_438_400));
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+        assert_eq!(
+            parse_http_date("Tue, 29 Feb 2028 12:00:00 GMT"),
+            Some(1_835_438_400)
+        );
         assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 PST"), None);
         assert_eq!(parse_http_date("06 Nov 1994"), None);
     }
@@ -493,27 +587,46 @@ mod tests {
         assert_eq!(from_http(400, &[], invalid_key).class(), "auth");
         let exhausted = br#"{"error":{"code":429,"message":"Quota exceeded","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"47s"}]}}"#;
         match from_http(429, &[], exhausted) {
-            ProviderError::RateLimited { retry_after_ms, .. } => assert_eq!(retry_after_ms, Some(47_000)),
+            ProviderError::RateLimited { retry_after_ms, .. } => {
+                assert_eq!(retry_after_ms, Some(47_000))
+            }
             other => panic!("expected rate-limited, got {other:?}"),
         }
     }
 
     #[test]
     fn other_providers_bodies() {
-        let stability = br#"{"id":"abc","name":"content_moderation","errors":["Your request was flagged"]}"#;
-        assert_eq!(from_http(403, &[], stability), ProviderError::ContentPolicy("Your request was flagged".into()));
+        let stability =
+            br#"{"id":"abc","name":"content_moderation","errors":["Your request was flagged"]}"#;
+        assert_eq!(
+            from_http(403, &[], stability),
+            ProviderError::ContentPolicy("Your request was flagged".into())
+        );
         let replicate = br#"{"title":"Unauthenticated","detail":"You did not pass a valid authentication token","status":401}"#;
         let err = from_http(401, &[], replicate);
         assert_eq!(err.class(), "auth");
-        assert!(err.message().contains("You did not pass a valid authentication token"), "{err}");
+        assert!(
+            err.message()
+                .contains("You did not pass a valid authentication token"),
+            "{err}"
+        );
         let hf = br#"{"error":"Model is loading","estimated_time":20.0}"#;
-        assert_eq!(from_http(503, &[], hf), ProviderError::Server("503 Service Unavailable: Model is loading".into()));
+        assert_eq!(
+            from_http(503, &[], hf),
+            ProviderError::Server("503 Service Unavailable: Model is loading".into())
+        );
     }
 
     #[test]
     fn non_json_bodies() {
-        assert_eq!(from_http(502, &[], b"<html><body>Bad gateway</body></html>").message(), "502 Bad Gateway with no error message");
-        assert_eq!(from_http(500, &[], b"upstream connect error\nmore").message(), "500 Internal Server Error: upstream connect error");
+        assert_eq!(
+            from_http(502, &[], b"<html><body>Bad gateway</body></html>").message(),
+            "502 Bad Gateway with no error message"
+        );
+        assert_eq!(
+            from_http(500, &[], b"upstream connect error\nmore").message(),
+            "500 Internal Server Error: upstream connect error"
+        );
         assert_eq!(from_http(500, &[], &[0xff, 0xfe, 0x00]).class(), "server");
     }
 
@@ -543,6 +656,12 @@ mod tests {
     fn long_messages_are_clipped() {
         let long = "x ".repeat(1000);
         let body = serde_json::json!({"error": {"message": long}}).to_string();
-        assert!(from_http(400, &[], body.as_bytes()).message().chars().count() < 700);
+        assert!(
+            from_http(400, &[], body.as_bytes())
+                .message()
+                .chars()
+                .count()
+                < 700
+        );
     }
 }

@@ -18,7 +18,9 @@ pub(crate) fn set_provider_id(id: fn() -> String) {
 
 /// The id of the provider being called, for messages (`<provider>` outside a call).
 pub(crate) fn provider_id() -> String {
-    PROVIDER_ID.with(Cell::get).map_or_else(|| "<provider>".to_owned(), |id| id())
+    PROVIDER_ID
+        .with(Cell::get)
+        .map_or_else(|| "<provider>".to_owned(), |id| id())
 }
 
 /// The plugin's API key, as the user set it (keychain, config or the manifest's environment
@@ -48,7 +50,11 @@ pub fn setting_or(name: &str, default: &str) -> String {
 
 /// Report progress of the current call; `fraction` is clamped to 0.0..=1.0.
 pub fn progress(fraction: f32, message: &str) {
-    let fraction = if fraction.is_nan() { 0.0 } else { fraction.clamp(0.0, 1.0) };
+    let fraction = if fraction.is_nan() {
+        0.0
+    } else {
+        fraction.clamp(0.0, 1.0)
+    };
     host::progress(fraction, message);
 }
 
@@ -59,12 +65,20 @@ pub fn is_cancelled() -> bool {
 
 /// `Err(ProviderError::Cancelled)` once the user cancelled: `check_cancelled()?` between steps.
 pub fn check_cancelled() -> Result<(), ProviderError> {
-    if is_cancelled() { Err(ProviderError::Cancelled) } else { Ok(()) }
+    if is_cancelled() {
+        Err(ProviderError::Cancelled)
+    } else {
+        Ok(())
+    }
 }
 
 /// Wait (e.g. between polls of a long job). Returns `Err(ProviderError::Cancelled)` as soon as
 /// the user cancels.
 pub fn sleep(duration: Duration) -> Result<(), ProviderError> {
     let ms = u32::try_from(duration.as_millis()).unwrap_or(u32::MAX);
-    if host::sleep(ms) { Ok(()) } else { Err(ProviderError::Cancelled) }
+    if host::sleep(ms) {
+        Ok(())
+    } else {
+        Err(ProviderError::Cancelled)
+    }
 }

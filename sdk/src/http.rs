@@ -69,7 +69,14 @@ impl std::fmt::Debug for Request {
 impl Request {
     /// A request with any method (`PATCH`, `HEAD`…).
     pub fn new(method: impl Into<String>, url: impl Into<String>) -> Self {
-        Self { method: method.into(), url: url.into(), headers: Vec::new(), body: Vec::new(), timeout: None, error: None }
+        Self {
+            method: method.into(),
+            url: url.into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            timeout: None,
+            error: None,
+        }
     }
 
     /// Add a header. `Host`, `Content-Length` and hop-by-hop headers are the host's to set.
@@ -88,7 +95,9 @@ impl Request {
         match serde_json::to_vec(value) {
             Ok(body) => self.body(body, "application/json"),
             Err(e) => {
-                self.error = Some(ProviderError::other(format!("could not encode the request as JSON: {e}")));
+                self.error = Some(ProviderError::other(format!(
+                    "could not encode the request as JSON: {e}"
+                )));
                 self
             }
         }
@@ -102,8 +111,10 @@ impl Request {
 
     /// A raw body with its content type.
     pub fn body(mut self, body: Vec<u8>, content_type: &str) -> Self {
-        self.headers.retain(|(name, _)| !name.eq_ignore_ascii_case("content-type"));
-        self.headers.push(("content-type".to_owned(), content_type.to_owned()));
+        self.headers
+            .retain(|(name, _)| !name.eq_ignore_ascii_case("content-type"));
+        self.headers
+            .push(("content-type".to_owned(), content_type.to_owned()));
         self.body = body;
         self
     }
@@ -127,22 +138,37 @@ impl Request {
             url: self.url,
             headers: self.headers,
             body: self.body,
-            timeout_ms: self.timeout.map(|t| u32::try_from(t.as_millis()).unwrap_or(u32::MAX)),
+            timeout_ms: self
+                .timeout
+                .map(|t| u32::try_from(t.as_millis()).unwrap_or(u32::MAX)),
         };
         match host::send(&request) {
             Ok(response) => {
-                crate::log::debug(&format!("{} {shown_url} → {} ({} bytes)", request.method, response.status, response.body.len()));
-                Ok(Response { status: response.status, headers: response.headers, bytes: response.body })
+                crate::log::debug(&format!(
+                    "{} {shown_url} → {} ({} bytes)",
+                    request.method,
+                    response.status,
+                    response.body.len()
+                ));
+                Ok(Response {
+                    status: response.status,
+                    headers: response.headers,
+                    bytes: response.body,
+                })
             }
             Err(error) => Err(match error {
                 host::HttpError::Denied(why) => ProviderError::other(format!(
                     "ImageAI refused the request ({why}). If the provider moved, add its host to `allowed-hosts` in plugin.toml or fix the base_url setting: {shown_url}"
                 )),
-                host::HttpError::Timeout(why) => ProviderError::timeout(format!("{why}: {shown_url}")),
-                host::HttpError::Network(why) => {
-                    ProviderError::network(format!("{why}. Check the connection and the base_url setting: {shown_url}"))
+                host::HttpError::Timeout(why) => {
+                    ProviderError::timeout(format!("{why}: {shown_url}"))
                 }
-                host::HttpError::TooLarge(why) => ProviderError::server(format!("the response was too large ({why}): {shown_url}")),
+                host::HttpError::Network(why) => ProviderError::network(format!(
+                    "{why}. Check the connection and the base_url setting: {shown_url}"
+                )),
+                host::HttpError::TooLarge(why) => ProviderError::server(format!(
+                    "the response was too large ({why}): {shown_url}"
+                )),
                 host::HttpError::Cancelled => ProviderError::Cancelled,
             }),
         }
@@ -166,19 +192,30 @@ pub struct Response {
 
 impl std::fmt::Debug for Response {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Response").field("status", &self.status).field("headers", &self.headers).field("bytes", &self.bytes.len()).finish()
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .field("bytes", &self.bytes.len())
+            .finish()
     }
 }
 
 impl Response {
     /// A response made in code, for unit tests of parsing functions.
     pub fn new(status: u16, headers: Vec<(String, String)>, bytes: Vec<u8>) -> Self {
-        Self { status, headers, bytes }
+        Self {
+            status,
+            headers,
+            bytes,
+        }
     }
 
     /// The first value of a header (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// Whether the status is 2xx.
@@ -206,7 +243,11 @@ impl Response {
 
     /// `Ok(self)` for 2xx, else the typed error [`errors::from_http`] makes of it.
     pub fn error_for_status(self) -> Result<Self, ProviderError> {
-        if self.is_success() { Ok(self) } else { Err(self.error()) }
+        if self.is_success() {
+            Ok(self)
+        } else {
+            Err(self.error())
+        }
     }
 
     /// The typed error for this (failed) response.
@@ -226,21 +267,36 @@ mod tests {
 
     #[test]
     fn builder_sets_headers_and_body() {
-        let request = post("https://example.com/x?key=secret").bearer("k").json(&serde_json::json!({"a": 1})).timeout(Duration::from_secs(2));
-        assert_eq!(request.headers, vec![
-            ("authorization".to_owned(), "Bearer k".to_owned()),
-            ("content-type".to_owned(), "application/json".to_owned())
-        ]);
+        let request = post("https://example.com/x?key=secret")
+            .bearer("k")
+            .json(&serde_json::json!({"a": 1}))
+            .timeout(Duration::from_secs(2));
+        assert_eq!(
+            request.headers,
+            vec![
+                ("authorization".to_owned(), "Bearer k".to_owned()),
+                ("content-type".to_owned(), "application/json".to_owned())
+            ]
+        );
         assert_eq!(request.body, br#"{"a":1}"#);
         assert_eq!(request.timeout, Some(Duration::from_secs(2)));
         let shown = format!("{request:?}");
-        assert!(!shown.contains("secret") && !shown.contains("Bearer"), "{shown}");
+        assert!(
+            !shown.contains("secret") && !shown.contains("Bearer"),
+            "{shown}"
+        );
     }
 
     #[test]
     fn multipart_replaces_content_type() {
-        let request = post("u").json(&1).multipart(Form::new().with_boundary("b").text("x", "y"));
-        let types: Vec<_> = request.headers.iter().filter(|(k, _)| k == "content-type").collect();
+        let request = post("u")
+            .json(&1)
+            .multipart(Form::new().with_boundary("b").text("x", "y"));
+        let types: Vec<_> = request
+            .headers
+            .iter()
+            .filter(|(k, _)| k == "content-type")
+            .collect();
         assert_eq!(types.len(), 1);
         assert_eq!(types[0].1, "multipart/form-data; boundary=b");
     }
@@ -249,9 +305,15 @@ mod tests {
     fn json_errors_are_server_errors() {
         let truncated = Response::new(200, vec![], br#"{"data": [{"b64_json": "abc"#.to_vec());
         let err = truncated.json::<serde_json::Value>().err();
-        assert!(matches!(&err, Some(ProviderError::Server(m)) if m.contains("cut off")), "{err:?}");
+        assert!(
+            matches!(&err, Some(ProviderError::Server(m)) if m.contains("cut off")),
+            "{err:?}"
+        );
         let html = Response::new(200, vec![], b"<html>".to_vec());
-        assert!(matches!(html.json::<serde_json::Value>(), Err(ProviderError::Server(_))));
+        assert!(matches!(
+            html.json::<serde_json::Value>(),
+            Err(ProviderError::Server(_))
+        ));
     }
 
     #[test]
@@ -260,7 +322,10 @@ mod tests {
         assert_eq!(ok.header("X-A"), Some("1"));
         assert!(ok.error_for_status().is_ok());
         let denied = Response::new(401, vec![], b"{}".to_vec());
-        assert_eq!(denied.error_for_status().err().map(|e| e.class()), Some("auth"));
+        assert_eq!(
+            denied.error_for_status().err().map(|e| e.class()),
+            Some("auth")
+        );
     }
 
     #[test]

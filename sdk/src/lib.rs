@@ -119,8 +119,8 @@ mod types;
 pub use errors::ProviderError;
 pub use host::{api_key, check_cancelled, is_cancelled, progress, setting, setting_or, sleep};
 pub use types::{
-    Capability, EditMode, EditRequest, GenerateRequest, Generation, Image, ModelInfo, Param, ProviderInfo, UpscaleRequest,
-    sniff_mime,
+    Capability, EditMode, EditRequest, GenerateRequest, Generation, Image, ModelInfo, Param,
+    ProviderInfo, UpscaleRequest, sniff_mime,
 };
 
 /// The version of the WIT contract (`wit/since_v<version>/`) this SDK builds plugins for; the
@@ -245,9 +245,18 @@ mod tests {
     fn defaults_say_not_supported() {
         let provider = Minimal;
         let generate = provider.generate(GenerateRequest::new("m", "p"));
-        assert!(matches!(&generate, Err(ProviderError::InvalidRequest(m)) if m.contains("not supported by this provider")), "{generate:?}");
-        let edit = provider.edit(EditRequest { mode: EditMode::Variations, ..EditRequest::default() });
-        assert!(matches!(&edit, Err(ProviderError::InvalidRequest(m)) if m.starts_with("image variations is not supported")), "{edit:?}");
+        assert!(
+            matches!(&generate, Err(ProviderError::InvalidRequest(m)) if m.contains("not supported by this provider")),
+            "{generate:?}"
+        );
+        let edit = provider.edit(EditRequest {
+            mode: EditMode::Variations,
+            ..EditRequest::default()
+        });
+        assert!(
+            matches!(&edit, Err(ProviderError::InvalidRequest(m)) if m.starts_with("image variations is not supported")),
+            "{edit:?}"
+        );
         let upscale = provider.upscale(UpscaleRequest::new("m", Image::png(vec![])));
         assert_eq!(upscale.err().map(|e| e.class()), Some("invalid-request"));
         assert_eq!(provider.check_key(), Ok(()));

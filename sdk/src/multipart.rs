@@ -27,7 +27,11 @@ struct Part {
 
 impl std::fmt::Debug for Part {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Part").field("name", &self.name).field("file", &self.file).field("bytes", &self.data.len()).finish()
+        f.debug_struct("Part")
+            .field("name", &self.name)
+            .field("file", &self.file)
+            .field("bytes", &self.data.len())
+            .finish()
     }
 }
 
@@ -45,13 +49,27 @@ impl Form {
 
     /// A text field.
     pub fn text(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.parts.push(Part { name: name.into(), file: None, data: value.into().into_bytes() });
+        self.parts.push(Part {
+            name: name.into(),
+            file: None,
+            data: value.into().into_bytes(),
+        });
         self
     }
 
     /// A file part with its file name and content type (`image/png`…).
-    pub fn file(mut self, name: impl Into<String>, file_name: impl Into<String>, content_type: impl Into<String>, data: Vec<u8>) -> Self {
-        self.parts.push(Part { name: name.into(), file: Some((file_name.into(), content_type.into())), data });
+    pub fn file(
+        mut self,
+        name: impl Into<String>,
+        file_name: impl Into<String>,
+        content_type: impl Into<String>,
+        data: Vec<u8>,
+    ) -> Self {
+        self.parts.push(Part {
+            name: name.into(),
+            file: Some((file_name.into(), content_type.into())),
+            data,
+        });
         self
     }
 
@@ -63,7 +81,13 @@ impl Form {
     /// The `Content-Type` header value and the encoded body.
     pub fn finish(self) -> (String, Vec<u8>) {
         let boundary = self.pick_boundary();
-        let capacity = self.parts.iter().map(|p| p.data.len() + p.name.len() + 160).sum::<usize>() + boundary.len() + 8;
+        let capacity = self
+            .parts
+            .iter()
+            .map(|p| p.data.len() + p.name.len() + 160)
+            .sum::<usize>()
+            + boundary.len()
+            + 8;
         let mut body = Vec::with_capacity(capacity);
         for part in &self.parts {
             body.extend_from_slice(b"--");
@@ -96,9 +120,16 @@ impl Form {
             hash.write(part.name.as_bytes());
             hash.write(&part.data);
         }
-        let mut candidate = self.boundary.clone().unwrap_or_else(|| format!("imageai-{:016x}", hash.finish()));
+        let mut candidate = self
+            .boundary
+            .clone()
+            .unwrap_or_else(|| format!("imageai-{:016x}", hash.finish()));
         let mut salt = 0u32;
-        while self.parts.iter().any(|p| contains(&p.data, candidate.as_bytes()) || p.name.contains(&candidate)) {
+        while self
+            .parts
+            .iter()
+            .any(|p| contains(&p.data, candidate.as_bytes()) || p.name.contains(&candidate))
+        {
             salt += 1;
             hash.write(&salt.to_le_bytes());
             candidate = format!("imageai-{:016x}", hash.finish());
@@ -110,7 +141,9 @@ impl Form {
 /// Field and file names go inside double quotes; browsers percent-encode the three characters
 /// that would break the header, and servers decode them the same way.
 fn escape(name: &str) -> String {
-    name.replace('"', "%22").replace('\r', "%0D").replace('\n', "%0A")
+    name.replace('"', "%22")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
 }
 
 fn strip_line_breaks(value: &str) -> String {
@@ -185,15 +218,30 @@ Content-Type: image/png\r\n\
 
     #[test]
     fn names_are_escaped() {
-        let (_, body) = Form::new().with_boundary("b").file("f\"x", "evil\"\r\nX: y.png", "image/png\r\nX: y", Vec::new()).finish();
+        let (_, body) = Form::new()
+            .with_boundary("b")
+            .file(
+                "f\"x",
+                "evil\"\r\nX: y.png",
+                "image/png\r\nX: y",
+                Vec::new(),
+            )
+            .finish();
         let text = String::from_utf8_lossy(&body);
         assert!(text.contains("name=\"f%22x\"; filename=\"evil%22%0D%0AX: y.png\"\r\nContent-Type: image/pngX: y\r\n"), "{text}");
     }
 
     #[test]
     fn boundary_never_occurs_in_content() {
-        let (content_type, body) = Form::new().with_boundary("abc").text("t", "xxabcxx").finish();
-        let boundary = content_type.rsplit('=').next().unwrap_or_default().to_owned();
+        let (content_type, body) = Form::new()
+            .with_boundary("abc")
+            .text("t", "xxabcxx")
+            .finish();
+        let boundary = content_type
+            .rsplit('=')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
         assert_ne!(boundary, "abc");
         assert!(!"xxabcxx".contains(&boundary));
         assert!(body.starts_with(format!("--{boundary}\r\n").as_bytes()));
@@ -201,9 +249,17 @@ Content-Type: image/png\r\n\
 
     #[test]
     fn derived_boundary_is_stable() {
-        let make = || Form::new().text("a", "1").file("f", "f.png", "image/png", vec![1, 2, 3]).finish();
+        let make = || {
+            Form::new()
+                .text("a", "1")
+                .file("f", "f.png", "image/png", vec![1, 2, 3])
+                .finish()
+        };
         assert_eq!(make(), make());
         let (content_type, _) = make();
-        assert!(content_type.starts_with("multipart/form-data; boundary=imageai-"), "{content_type}");
+        assert!(
+            content_type.starts_with("multipart/form-data; boundary=imageai-"),
+            "{content_type}"
+        );
     }
 }

@@ -17,14 +17,20 @@ pub struct Image {
 
 impl fmt::Debug for Image {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Image").field("mime", &self.mime).field("bytes", &self.data.len()).finish()
+        f.debug_struct("Image")
+            .field("mime", &self.mime)
+            .field("bytes", &self.data.len())
+            .finish()
     }
 }
 
 impl Image {
     /// An image with an explicit mime type.
     pub fn new(mime: impl Into<String>, data: Vec<u8>) -> Self {
-        Self { mime: mime.into(), data }
+        Self {
+            mime: mime.into(),
+            data,
+        }
     }
 
     /// A PNG image.
@@ -244,7 +250,12 @@ pub struct ProviderInfo {
 
 impl ProviderInfo {
     pub fn new(id: impl Into<String>, name: impl Into<String>, version: impl Into<String>) -> Self {
-        Self { id: id.into(), name: name.into(), version: version.into(), models: Vec::new() }
+        Self {
+            id: id.into(),
+            name: name.into(),
+            version: version.into(),
+            models: Vec::new(),
+        }
     }
 
     /// Add one model.
@@ -291,7 +302,11 @@ pub struct GenerateRequest {
 impl GenerateRequest {
     /// A request for one image from `model`; set other fields with struct update syntax.
     pub fn new(model: impl Into<String>, prompt: impl Into<String>) -> Self {
-        Self { model: model.into(), prompt: prompt.into(), ..Self::default() }
+        Self {
+            model: model.into(),
+            prompt: prompt.into(),
+            ..Self::default()
+        }
     }
 
     /// The number of images asked for, with 0 read as 1.
@@ -336,7 +351,13 @@ pub struct EditRequest {
 
 impl EditRequest {
     pub fn new(mode: EditMode, base: GenerateRequest, images: Vec<Image>) -> Self {
-        Self { mode, base, images, mask: None, strength: None }
+        Self {
+            mode,
+            base,
+            images,
+            mask: None,
+            strength: None,
+        }
     }
 
     pub fn mask(mut self, mask: Image) -> Self {
@@ -361,7 +382,11 @@ pub struct UpscaleRequest {
 
 impl UpscaleRequest {
     pub fn new(model: impl Into<String>, image: Image) -> Self {
-        Self { model: model.into(), image, ..Self::default() }
+        Self {
+            model: model.into(),
+            image,
+            ..Self::default()
+        }
     }
 }
 
@@ -395,7 +420,10 @@ pub struct Generation {
 
 impl Generation {
     pub fn new(images: Vec<Image>) -> Self {
-        Self { images, ..Self::default() }
+        Self {
+            images,
+            ..Self::default()
+        }
     }
 
     pub fn seed(mut self, seed: impl Into<Option<u64>>) -> Self {
@@ -450,11 +478,15 @@ mod tests {
 
     #[test]
     fn model_builder_defaults() {
-        let model = ModelInfo::new("m", "M").sizes(["512x512", "1024x1024"]).max_n(0);
+        let model = ModelInfo::new("m", "M")
+            .sizes(["512x512", "1024x1024"])
+            .max_n(0);
         assert_eq!(model.default_size.as_deref(), Some("512x512"));
         assert_eq!(model.max_n, 1);
         assert!(model.supports(Capability::TextToImage));
-        let explicit = ModelInfo::new("m", "M").default_size("1024x1024").sizes(["512x512", "1024x1024"]);
+        let explicit = ModelInfo::new("m", "M")
+            .default_size("1024x1024")
+            .sizes(["512x512", "1024x1024"]);
         assert_eq!(explicit.default_size.as_deref(), Some("1024x1024"));
     }
 

@@ -28,13 +28,18 @@ fn overhead(c: &mut Criterion) {
     let image = noise_png(75_000, 42);
     server.set_image(image.clone());
 
-    let runtime = Runtime::new(RuntimeOptions::default()).unwrap_or_else(|err| panic!("could not start the runtime: {err}"));
+    let runtime = Runtime::new(RuntimeOptions::default())
+        .unwrap_or_else(|err| panic!("could not start the runtime: {err}"));
     let provider = runtime
         .load(&plugin_dir("imageai-plugin-openai"))
         .unwrap_or_else(|err| panic!("could not load the openai plugin: {err}"));
     let settings = BTreeMap::from([("base_url".to_owned(), server.base_url())]);
     let ctx = CallContext::new(Some(Secret::new(TEST_KEY)), settings);
-    let request = GenerateRequest { model: "gpt-image-1".into(), prompt: PROMPT.into(), ..GenerateRequest::default() };
+    let request = GenerateRequest {
+        model: "gpt-image-1".into(),
+        prompt: PROMPT.into(),
+        ..GenerateRequest::default()
+    };
 
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -53,24 +58,45 @@ fn overhead(c: &mut Criterion) {
                 .send()
                 .await
                 .unwrap_or_else(|err| panic!("direct request failed: {err}"));
-            let bytes = response.bytes().await.unwrap_or_else(|err| panic!("direct body failed: {err}"));
-            let answer: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_else(|err| panic!("{err}"));
+            let bytes = response
+                .bytes()
+                .await
+                .unwrap_or_else(|err| panic!("direct body failed: {err}"));
+            let answer: serde_json::Value =
+                serde_json::from_slice(&bytes).unwrap_or_else(|err| panic!("{err}"));
             let b64 = answer["data"][0]["b64_json"].as_str().unwrap_or_default();
-            base64::engine::general_purpose::STANDARD.decode(b64).unwrap_or_else(|err| panic!("{err}"))
+            base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .unwrap_or_else(|err| panic!("{err}"))
         })
     };
 
     // Both paths must do the full job before their time means anything.
-    let via_plugin = provider.generate(&request, &ctx).unwrap_or_else(|err| panic!("plugin call failed: {err}"));
+    let via_plugin = provider
+        .generate(&request, &ctx)
+        .unwrap_or_else(|err| panic!("plugin call failed: {err}"));
     assert_eq!(via_plugin.images.first().map(|i| &i.data), Some(&image));
     assert_eq!(direct(), image);
-    let body_bytes = base64::engine::general_purpose::STANDARD.encode(&image).len();
-    eprintln!("answer carries a {} byte PNG as {body_bytes} bytes of base64", image.len());
+    let body_bytes = base64::engine::general_purpose::STANDARD
+        .encode(&image)
+        .len();
+    eprintln!(
+        "answer carries a {} byte PNG as {body_bytes} bytes of base64",
+        image.len()
+    );
 
     let mut group = c.benchmark_group("openai generate, ~100 KB answer");
-    group.sample_size(60).measurement_time(Duration::from_secs(8));
+    group
+        .sample_size(60)
+        .measurement_time(Duration::from_secs(8));
     group.bench_function("plugin (wasm, host HTTP)", |b| {
-        b.iter(|| black_box(provider.generate(&request, &ctx).unwrap_or_else(|err| panic!("{err}"))))
+        b.iter(|| {
+            black_box(
+                provider
+                    .generate(&request, &ctx)
+                    .unwrap_or_else(|err| panic!("{err}")),
+            )
+        })
     });
     group.bench_function("direct reqwest", |b| b.iter(|| black_box(direct())));
     group.finish();

@@ -13,14 +13,19 @@ use imageai_core::plugin::{Runtime, RuntimeOptions};
 use imageai_tests::plugins::plugin_dir;
 
 fn runtime(cache_dir: Option<std::path::PathBuf>) -> Runtime {
-    Runtime::new(RuntimeOptions { cache_dir, ..RuntimeOptions::default() })
-        .unwrap_or_else(|err| panic!("could not start the runtime: {err}"))
+    Runtime::new(RuntimeOptions {
+        cache_dir,
+        ..RuntimeOptions::default()
+    })
+    .unwrap_or_else(|err| panic!("could not start the runtime: {err}"))
 }
 
 fn load(c: &mut Criterion) {
     let dir = plugin_dir("imageai-plugin-hostile");
     let mut group = c.benchmark_group("plugin load");
-    group.sample_size(10).measurement_time(Duration::from_secs(10));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(10));
 
     let cold = runtime(None);
     group.bench_function("cold (compile, no cache)", |b| {
@@ -31,7 +36,9 @@ fn load(c: &mut Criterion) {
     let cached = runtime(Some(cache.path().to_path_buf()));
     let first = cached.load(&dir).unwrap_or_else(|err| panic!("{err}"));
     assert!(!first.compiled_from_cache(), "the first load compiles");
-    group.sample_size(50).measurement_time(Duration::from_secs(5));
+    group
+        .sample_size(50)
+        .measurement_time(Duration::from_secs(5));
     group.bench_function("cached (deserialize from disk)", |b| {
         b.iter(|| {
             let provider = cached.load(&dir).unwrap_or_else(|err| panic!("{err}"));
@@ -44,7 +51,9 @@ fn load(c: &mut Criterion) {
 
 fn call(c: &mut Criterion) {
     let dir = plugin_dir("imageai-plugin-hostile");
-    let provider = runtime(None).load(&dir).unwrap_or_else(|err| panic!("{err}"));
+    let provider = runtime(None)
+        .load(&dir)
+        .unwrap_or_else(|err| panic!("{err}"));
     c.bench_function("instantiate + call info", |b| {
         b.iter(|| black_box(provider.query_info().unwrap_or_else(|err| panic!("{err}"))))
     });

@@ -1,8 +1,13 @@
 //! Test support shared by the cross-crate tests: local servers on 127.0.0.1 that speak the
 //! providers' wire formats, and helpers that build the real plugins for wasm32-wasip2.
 
+pub mod google_server;
+pub mod hub_server;
+pub mod huggingface_server;
 pub mod openai_server;
 pub mod plugins;
+pub mod replicate_server;
 pub mod server;
+pub mod stability_server;
 
 pub use server::{Recorded, Reply, TestServer};

@@ -107,7 +107,11 @@ impl OpenAiServer {
 
     /// The image answers carry now.
     pub fn image(&self) -> Vec<u8> {
-        self.state.image.lock().map(|i| i.as_ref().clone()).unwrap_or_default()
+        self.state
+            .image
+            .lock()
+            .map(|i| i.as_ref().clone())
+            .unwrap_or_default()
     }
 
     /// Every request received, in order (API calls and file downloads).
@@ -117,17 +121,20 @@ impl OpenAiServer {
 
     /// Requests to `path` (e.g. `/v1/images/generations`).
     pub fn requests_to(&self, path: &str) -> Vec<Recorded> {
-        self.requests().into_iter().filter(|r| r.path() == path).collect()
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path() == path)
+            .collect()
     }
 }
 
 impl State {
     fn handle(&self, request: &Recorded) -> Reply {
         let path = request.path().to_owned();
-        if request.method == "GET" {
-            if let Some(name) = path.strip_prefix("/files/") {
-                return self.file(name);
-            }
+        if request.method == "GET"
+            && let Some(name) = path.strip_prefix("/files/")
+        {
+            return self.file(name);
         }
         if !path.starts_with("/v1/") {
             return not_found(&path);
@@ -135,14 +142,31 @@ impl State {
         let expected = format!("Bearer {}", self.key);
         match request.header("authorization") {
             None => {
-                return error(401, "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).", "invalid_request_error", None, None);
+                return error(
+                    401,
+                    "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+                    "invalid_request_error",
+                    None,
+                    None,
+                );
             }
             Some(given) if given != expected => {
-                return error(401, "Incorrect API key provided: sk-tes***cdef. You can find your API key at https://platform.openai.com/account/api-keys.", "invalid_request_error", None, Some("invalid_api_key"));
+                return error(
+                    401,
+                    "Incorrect API key provided: sk-tes***cdef. You can find your API key at https://platform.openai.com/account/api-keys.",
+                    "invalid_request_error",
+                    None,
+                    Some("invalid_api_key"),
+                );
             }
             Some(_) => {}
         }
-        let scripted = self.script.lock().ok().and_then(|mut s| s.pop_front()).unwrap_or(Scripted::Success);
+        let scripted = self
+            .script
+            .lock()
+            .ok()
+            .and_then(|mut s| s.pop_front())
+            .unwrap_or(Scripted::Success);
         let reply = match scripted {
             Scripted::Success | Scripted::Slow(_) | Scripted::Truncated => self.api(request, &path),
             Scripted::InvalidKey => error(401, "Incorrect API key provided: sk-tes***cdef. You can find your API key at https://platform.openai.com/account/api-keys.", "invalid_request_error", None, Some("invalid_api_key")),
@@ -179,7 +203,10 @@ impl State {
     }
 
     fn image(&self) -> Vec<u8> {
-        self.image.lock().map(|i| i.as_ref().clone()).unwrap_or_default()
+        self.image
+            .lock()
+            .map(|i| i.as_ref().clone())
+            .unwrap_or_default()
     }
 
     fn api(&self, request: &Recorded, path: &str) -> Reply {
@@ -230,10 +257,12 @@ impl State {
         if params.model.starts_with("gpt-image") {
             body["usage"] = json!({"input_tokens": 12, "output_tokens": 272, "total_tokens": 284,
                                   "input_tokens_details": {"text_tokens": 12, "image_tokens": 0}});
-            body["output_format"] = json!(params.output_format.clone().unwrap_or_else(|| "png".into()));
+            body["output_format"] =
+                json!(params.output_format.clone().unwrap_or_else(|| "png".into()));
             body["size"] = json!(params.size.clone().unwrap_or_else(|| "1024x1024".into()));
             body["quality"] = json!(params.quality.clone().unwrap_or_else(|| "high".into()));
-            body["background"] = json!(params.background.clone().unwrap_or_else(|| "opaque".into()));
+            body["background"] =
+                json!(params.background.clone().unwrap_or_else(|| "opaque".into()));
         }
         Reply::json(200, &body)
     }
@@ -253,11 +282,21 @@ struct Params {
 }
 
 fn generation(request: &Recorded) -> Result<Params, Reply> {
-    if !request.header("content-type").is_some_and(|t| t.starts_with("application/json")) {
-        return Err(invalid("Expected a JSON body (content-type: application/json).", None));
+    if !request
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("application/json"))
+    {
+        return Err(invalid(
+            "Expected a JSON body (content-type: application/json).",
+            None,
+        ));
     }
-    let body: Value = serde_json::from_slice(&request.body)
-        .map_err(|e| invalid(&format!("We could not parse the JSON body of your request. ({e})"), None))?;
+    let body: Value = serde_json::from_slice(&request.body).map_err(|e| {
+        invalid(
+            &format!("We could not parse the JSON body of your request. ({e})"),
+            None,
+        )
+    })?;
     let Some(object) = body.as_object() else {
         return Err(invalid("The body must be a JSON object.", None));
     };
@@ -265,12 +304,17 @@ fn generation(request: &Recorded) -> Result<Params, Reply> {
         match object.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(other) => Err(invalid(&format!("Invalid type for '{name}': expected a string, but got {other}."), Some(name))),
+            Some(other) => Err(invalid(
+                &format!("Invalid type for '{name}': expected a string, but got {other}."),
+                Some(name),
+            )),
         }
     };
     let n = match object.get("n") {
         None | Some(Value::Null) => 1,
-        Some(value) => value.as_u64().ok_or_else(|| invalid("Invalid type for 'n': expected an integer.", Some("n")))?,
+        Some(value) => value
+            .as_u64()
+            .ok_or_else(|| invalid("Invalid type for 'n': expected an integer.", Some("n")))?,
     };
     let fields = Fields {
         model: text("model")?,
@@ -286,48 +330,87 @@ fn generation(request: &Recorded) -> Result<Params, Reply> {
     };
     for name in object.keys() {
         if !GENERATION_FIELDS.contains(&name.as_str()) {
-            return Err(invalid(&format!("Unknown parameter: '{name}'."), Some(name)));
+            return Err(invalid(
+                &format!("Unknown parameter: '{name}'."),
+                Some(name),
+            ));
         }
     }
     fields.validate(false)
 }
 
 const GENERATION_FIELDS: &[&str] = &[
-    "model", "prompt", "n", "size", "quality", "style", "response_format", "output_format", "output_compression",
-    "background", "moderation", "user",
+    "model",
+    "prompt",
+    "n",
+    "size",
+    "quality",
+    "style",
+    "response_format",
+    "output_format",
+    "output_compression",
+    "background",
+    "moderation",
+    "user",
 ];
 
 fn edit(request: &Recorded, variations: bool) -> Result<Params, Reply> {
     let content_type = request.header("content-type").unwrap_or_default();
-    let parts = parse_multipart(content_type, &request.body).map_err(|e| invalid(&format!("Could not parse multipart form: {e}"), None))?;
+    let parts = parse_multipart(content_type, &request.body)
+        .map_err(|e| invalid(&format!("Could not parse multipart form: {e}"), None))?;
     let text = |name: &str| -> Result<Option<String>, Reply> {
         match parts.iter().find(|p| p.name == name) {
             None => Ok(None),
-            Some(part) if part.filename.is_some() => Err(invalid(&format!("'{name}' must be a text field."), Some(name))),
+            Some(part) if part.filename.is_some() => Err(invalid(
+                &format!("'{name}' must be a text field."),
+                Some(name),
+            )),
             Some(part) => Ok(Some(String::from_utf8_lossy(&part.data).into_owned())),
         }
     };
-    let images: Vec<&FormPart> = parts.iter().filter(|p| p.name == "image" || p.name == "image[]").collect();
+    let images: Vec<&FormPart> = parts
+        .iter()
+        .filter(|p| p.name == "image" || p.name == "image[]")
+        .collect();
     if images.is_empty() {
-        return Err(invalid("Missing required parameter: 'image'.", Some("image")));
+        return Err(invalid(
+            "Missing required parameter: 'image'.",
+            Some("image"),
+        ));
     }
     for image in &images {
         if image.filename.is_none() {
             return Err(invalid("'image' must be a file.", Some("image")));
         }
-        let mime = image.content_type.as_deref().unwrap_or("application/octet-stream");
+        let mime = image
+            .content_type
+            .as_deref()
+            .unwrap_or("application/octet-stream");
         if !["image/png", "image/jpeg", "image/webp"].contains(&mime) {
-            return Err(invalid(&format!("Invalid file 'image': unsupported mimetype ('{mime}'). Supported file formats are 'image/jpeg', 'image/png', and 'image/webp'."), Some("image")));
+            return Err(invalid(
+                &format!(
+                    "Invalid file 'image': unsupported mimetype ('{mime}'). Supported file formats are 'image/jpeg', 'image/png', and 'image/webp'."
+                ),
+                Some("image"),
+            ));
         }
     }
-    if let Some(mask) = parts.iter().find(|p| p.name == "mask") {
-        if mask.filename.is_none() || mask.content_type.as_deref() != Some("image/png") {
-            return Err(invalid("Invalid mask: it must be a PNG file.", Some("mask")));
-        }
+    if let Some(mask) = parts.iter().find(|p| p.name == "mask")
+        && (mask.filename.is_none() || mask.content_type.as_deref() != Some("image/png"))
+    {
+        return Err(invalid(
+            "Invalid mask: it must be a PNG file.",
+            Some("mask"),
+        ));
     }
     let n = match text("n")? {
         None => 1,
-        Some(n) => n.parse().map_err(|_| invalid(&format!("Invalid value for 'n': '{n}' is not an integer."), Some("n")))?,
+        Some(n) => n.parse().map_err(|_| {
+            invalid(
+                &format!("Invalid value for 'n': '{n}' is not an integer."),
+                Some("n"),
+            )
+        })?,
     };
     let mut fields = Fields {
         model: text("model")?,
@@ -347,15 +430,24 @@ fn edit(request: &Recorded, variations: bool) -> Result<Params, Reply> {
         }
         fields.prompt = Some(String::new());
         if fields.model.as_deref().is_some_and(|m| m != "dall-e-2") {
-            return Err(invalid("Variations are only supported for dall-e-2.", Some("model")));
+            return Err(invalid(
+                "Variations are only supported for dall-e-2.",
+                Some("model"),
+            ));
         }
     }
     let model = fields.model.clone().unwrap_or_else(|| "dall-e-2".into());
     if model == "dall-e-2" && (images.len() > 1 || images[0].name != "image") {
-        return Err(invalid("dall-e-2 takes exactly one 'image' file.", Some("image")));
+        return Err(invalid(
+            "dall-e-2 takes exactly one 'image' file.",
+            Some("image"),
+        ));
     }
     if model == "dall-e-3" {
-        return Err(invalid("Image edits are not supported for dall-e-3.", Some("model")));
+        return Err(invalid(
+            "Image edits are not supported for dall-e-3.",
+            Some("model"),
+        ));
     }
     if images.len() > 16 {
         return Err(invalid("Too many images: at most 16.", Some("image")));
@@ -382,27 +474,69 @@ impl Fields {
         let model = self.model.unwrap_or_else(|| "dall-e-2".into());
         let prompt = match self.prompt {
             Some(p) if !p.is_empty() || variations => p,
-            _ => return Err(invalid("Missing required parameter: 'prompt'.", Some("prompt"))),
+            _ => {
+                return Err(invalid(
+                    "Missing required parameter: 'prompt'.",
+                    Some("prompt"),
+                ));
+            }
         };
         let gpt_image = model.starts_with("gpt-image");
-        let (sizes, qualities, max_n, max_prompt): (&[&str], &[&str], u64, usize) = match model.as_str() {
-            "dall-e-2" => (&["256x256", "512x512", "1024x1024"], &["standard"], 10, 1000),
-            "dall-e-3" => (&["1024x1024", "1792x1024", "1024x1792"], &["standard", "hd"], 1, 4000),
-            "gpt-image-1" | "gpt-image-1-mini" | "gpt-image-1.5" => {
-                (&["auto", "1024x1024", "1536x1024", "1024x1536"], &["auto", "low", "medium", "high"], 10, 32000)
+        let (sizes, qualities, max_n, max_prompt): (&[&str], &[&str], u64, usize) = match model
+            .as_str()
+        {
+            "dall-e-2" => (
+                &["256x256", "512x512", "1024x1024"],
+                &["standard"],
+                10,
+                1000,
+            ),
+            "dall-e-3" => (
+                &["1024x1024", "1792x1024", "1024x1792"],
+                &["standard", "hd"],
+                1,
+                4000,
+            ),
+            "gpt-image-1" | "gpt-image-1-mini" | "gpt-image-1.5" => (
+                &["auto", "1024x1024", "1536x1024", "1024x1536"],
+                &["auto", "low", "medium", "high"],
+                10,
+                32000,
+            ),
+            other => {
+                return Err(invalid(
+                    &format!(
+                        "Invalid value: '{other}'. Value must be one of 'dall-e-2', 'dall-e-3', 'gpt-image-1', 'gpt-image-1-mini', 'gpt-image-1.5'."
+                    ),
+                    Some("model"),
+                ));
             }
-            other => return Err(invalid(&format!("Invalid value: '{other}'. Value must be one of 'dall-e-2', 'dall-e-3', 'gpt-image-1', 'gpt-image-1-mini', 'gpt-image-1.5'."), Some("model"))),
         };
         if prompt.chars().count() > max_prompt {
-            return Err(invalid(&format!("Invalid 'prompt': string too long. Expected a string with maximum length {max_prompt}."), Some("prompt")));
+            return Err(invalid(
+                &format!(
+                    "Invalid 'prompt': string too long. Expected a string with maximum length {max_prompt}."
+                ),
+                Some("prompt"),
+            ));
         }
         if self.n < 1 || self.n > max_n {
-            return Err(invalid(&format!("Invalid 'n': must be between 1 and {max_n} for {model}."), Some("n")));
+            return Err(invalid(
+                &format!("Invalid 'n': must be between 1 and {max_n} for {model}."),
+                Some("n"),
+            ));
         }
         let check = |name: &str, value: &Option<String>, allowed: &[&str]| -> Result<(), Reply> {
             match value {
                 Some(v) if !allowed.contains(&v.as_str()) => Err(invalid(
-                    &format!("Invalid value: '{v}'. Supported values are: {}.", allowed.iter().map(|a| format!("'{a}'")).collect::<Vec<_>>().join(", ")),
+                    &format!(
+                        "Invalid value: '{v}'. Supported values are: {}.",
+                        allowed
+                            .iter()
+                            .map(|a| format!("'{a}'"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                     Some(name),
                 )),
                 _ => Ok(()),
@@ -410,22 +544,54 @@ impl Fields {
         };
         check("size", &self.size, sizes)?;
         check("quality", &self.quality, qualities)?;
-        check("style", &self.style, if model == "dall-e-3" { &["vivid", "natural"] } else { &[] })?;
+        check(
+            "style",
+            &self.style,
+            if model == "dall-e-3" {
+                &["vivid", "natural"]
+            } else {
+                &[]
+            },
+        )?;
         if gpt_image {
             if self.response_format.is_some() {
-                return Err(invalid("Unknown parameter: 'response_format'.", Some("response_format")));
+                return Err(invalid(
+                    "Unknown parameter: 'response_format'.",
+                    Some("response_format"),
+                ));
             }
-            check("output_format", &self.output_format, &["png", "jpeg", "webp"])?;
-            check("background", &self.background, &["auto", "transparent", "opaque"])?;
+            check(
+                "output_format",
+                &self.output_format,
+                &["png", "jpeg", "webp"],
+            )?;
+            check(
+                "background",
+                &self.background,
+                &["auto", "transparent", "opaque"],
+            )?;
         } else {
-            check("response_format", &self.response_format, &["url", "b64_json"])?;
-            for (name, value) in [("output_format", &self.output_format), ("background", &self.background)] {
+            check(
+                "response_format",
+                &self.response_format,
+                &["url", "b64_json"],
+            )?;
+            for (name, value) in [
+                ("output_format", &self.output_format),
+                ("background", &self.background),
+            ] {
                 if value.is_some() {
-                    return Err(invalid(&format!("Unknown parameter: '{name}'."), Some(name)));
+                    return Err(invalid(
+                        &format!("Unknown parameter: '{name}'."),
+                        Some(name),
+                    ));
                 }
             }
             if self.output_compression.is_some() {
-                return Err(invalid("Unknown parameter: 'output_compression'.", Some("output_compression")));
+                return Err(invalid(
+                    "Unknown parameter: 'output_compression'.",
+                    Some("output_compression"),
+                ));
             }
         }
         Ok(Params {
@@ -442,15 +608,34 @@ impl Fields {
 }
 
 fn error(status: u16, message: &str, kind: &str, param: Option<&str>, code: Option<&str>) -> Reply {
-    Reply::json(status, &json!({"error": {"message": message, "type": kind, "param": param, "code": code}}))
+    Reply::json(
+        status,
+        &json!({"error": {"message": message, "type": kind, "param": param, "code": code}}),
+    )
 }
 
 fn invalid(message: &str, param: Option<&str>) -> Reply {
-    error(400, message, "invalid_request_error", param, if param.is_some() { Some("invalid_value") } else { None })
+    error(
+        400,
+        message,
+        "invalid_request_error",
+        param,
+        if param.is_some() {
+            Some("invalid_value")
+        } else {
+            None
+        },
+    )
 }
 
 fn not_found(path: &str) -> Reply {
-    error(404, &format!("Invalid URL (POST {path})"), "invalid_request_error", None, None)
+    error(
+        404,
+        &format!("Invalid URL (POST {path})"),
+        "invalid_request_error",
+        None,
+        None,
+    )
 }
 
 /// One part of a `multipart/form-data` body.
@@ -464,7 +649,9 @@ pub struct FormPart {
 
 /// Parse a `multipart/form-data` body strictly (RFC 7578: CRLF line ends, a closing delimiter).
 pub fn parse_multipart(content_type: &str, body: &[u8]) -> Result<Vec<FormPart>, String> {
-    let (kind, params) = content_type.split_once(';').ok_or_else(|| format!("content-type `{content_type}` has no boundary"))?;
+    let (kind, params) = content_type
+        .split_once(';')
+        .ok_or_else(|| format!("content-type `{content_type}` has no boundary"))?;
     if kind.trim() != "multipart/form-data" {
         return Err(format!("content-type is `{kind}`, not multipart/form-data"));
     }
@@ -476,7 +663,9 @@ pub fn parse_multipart(content_type: &str, body: &[u8]) -> Result<Vec<FormPart>,
         .ok_or("no boundary parameter")?;
     let delimiter = format!("--{boundary}");
     let separator = format!("\r\n--{boundary}");
-    let mut rest = body.strip_prefix(delimiter.as_bytes()).ok_or("the body does not start with the boundary")?;
+    let mut rest = body
+        .strip_prefix(delimiter.as_bytes())
+        .ok_or("the body does not start with the boundary")?;
     let mut parts = Vec::new();
     loop {
         if let Some(after) = rest.strip_prefix(b"--") {
@@ -485,15 +674,27 @@ pub fn parse_multipart(content_type: &str, body: &[u8]) -> Result<Vec<FormPart>,
             }
             return Ok(parts);
         }
-        rest = rest.strip_prefix(b"\r\n").ok_or("no CRLF after a boundary")?;
-        let end = find(rest, separator.as_bytes()).ok_or("a part is not terminated by the boundary")?;
+        rest = rest
+            .strip_prefix(b"\r\n")
+            .ok_or("no CRLF after a boundary")?;
+        let end =
+            find(rest, separator.as_bytes()).ok_or("a part is not terminated by the boundary")?;
         let part = &rest[..end];
         rest = &rest[end + separator.len()..];
-        let header_end = find(part, b"\r\n\r\n").ok_or("a part has no blank line after its headers")?;
-        let headers = std::str::from_utf8(&part[..header_end]).map_err(|_| "part headers are not UTF-8")?;
-        let mut parsed = FormPart { name: String::new(), filename: None, content_type: None, data: part[header_end + 4..].to_vec() };
+        let header_end =
+            find(part, b"\r\n\r\n").ok_or("a part has no blank line after its headers")?;
+        let headers =
+            std::str::from_utf8(&part[..header_end]).map_err(|_| "part headers are not UTF-8")?;
+        let mut parsed = FormPart {
+            name: String::new(),
+            filename: None,
+            content_type: None,
+            data: part[header_end + 4..].to_vec(),
+        };
         for line in headers.split("\r\n") {
-            let (name, value) = line.split_once(':').ok_or_else(|| format!("bad part header `{line}`"))?;
+            let (name, value) = line
+                .split_once(':')
+                .ok_or_else(|| format!("bad part header `{line}`"))?;
             match name.trim().to_ascii_lowercase().as_str() {
                 "content-disposition" => {
                     let mut fields = value.split(';').map(str::trim);
@@ -528,7 +729,10 @@ pub fn png(width: u32, height: u32, seed: u32) -> Vec<u8> {
     let pixels: Vec<u8> = (0..height)
         .flat_map(|y| {
             (0..width).flat_map(move |x| {
-                let v = x.wrapping_mul(7).wrapping_add(y.wrapping_mul(13)).wrapping_add(seed.wrapping_mul(31));
+                let v = x
+                    .wrapping_mul(7)
+                    .wrapping_add(y.wrapping_mul(13))
+                    .wrapping_add(seed.wrapping_mul(31));
                 [(v % 256) as u8, (x % 256) as u8, (y % 256) as u8, 255]
             })
         })
@@ -591,7 +795,13 @@ mod tests {
         assert_eq!(parts[0].data, b"hi");
         assert_eq!(parts[1].filename.as_deref(), Some("a.png"));
         assert_eq!(parts[1].data, b"\x89PNG");
-        assert!(parse_multipart("multipart/form-data; boundary=b", b"--b\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\nno end").is_err());
+        assert!(
+            parse_multipart(
+                "multipart/form-data; boundary=b",
+                b"--b\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\nno end"
+            )
+            .is_err()
+        );
         Ok(())
     }
 

@@ -19,7 +19,9 @@ static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
 /// support, and a test cannot go on without its plugin.
 pub fn plugin_dir(package: &str) -> PathBuf {
     let built = BUILT.get_or_init(|| Mutex::new(HashMap::new()));
-    let mut built = built.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut built = built
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(dir) = built.get(package) {
         return dir.clone();
     }
@@ -31,7 +33,10 @@ pub fn plugin_dir(package: &str) -> PathBuf {
 /// The workspace root: the folder above this crate's (`tests/`), two levels above `tests/src`.
 fn workspace_root() -> PathBuf {
     let tests = Path::new(env!("CARGO_MANIFEST_DIR"));
-    tests.parent().map(Path::to_path_buf).unwrap_or_else(|| tests.to_path_buf())
+    tests
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| tests.to_path_buf())
 }
 
 fn cargo() -> String {
@@ -46,40 +51,63 @@ fn build(package: &str) -> PathBuf {
         .as_str()
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
-    let Some(found) = metadata["packages"]
-        .as_array()
-        .and_then(|packages| packages.iter().find(|p| p["name"].as_str() == Some(package)))
-    else {
-        panic!("no package `{package}` in the workspace at {}", root.display());
+    let Some(found) = metadata["packages"].as_array().and_then(|packages| {
+        packages
+            .iter()
+            .find(|p| p["name"].as_str() == Some(package))
+    }) else {
+        panic!(
+            "no package `{package}` in the workspace at {}",
+            root.display()
+        );
     };
-    let Some(crate_dir) = found["manifest_path"].as_str().and_then(|p| Path::new(p).parent()).map(Path::to_path_buf)
+    let Some(crate_dir) = found["manifest_path"]
+        .as_str()
+        .and_then(|p| Path::new(p).parent())
+        .map(Path::to_path_buf)
     else {
         panic!("cargo metadata gave no manifest path for `{package}`");
     };
     let crate_name = package.replace('-', "_");
 
     let output = Command::new(cargo())
-        .args(["build", "--target", WASM_TARGET, "--profile", "plugin", "-p", package])
+        .args([
+            "build",
+            "--target",
+            WASM_TARGET,
+            "--profile",
+            "plugin",
+            "-p",
+            package,
+        ])
         .current_dir(&root)
         .env("CARGO_TARGET_DIR", &target_dir)
         .output()
         .unwrap_or_else(|err| panic!("could not run cargo to build `{package}`: {err}"));
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        if stderr.contains("may not be installed") || stderr.contains("can't find crate for `core`") {
-            panic!("the {WASM_TARGET} target is missing: run `rustup target add {WASM_TARGET}`\n{stderr}");
+        if stderr.contains("may not be installed") || stderr.contains("can't find crate for `core`")
+        {
+            panic!(
+                "the {WASM_TARGET} target is missing: run `rustup target add {WASM_TARGET}`\n{stderr}"
+            );
         }
         panic!("building plugin `{package}` for {WASM_TARGET} failed:\n{stderr}");
     }
 
-    let wasm = target_dir.join(WASM_TARGET).join("plugin").join(format!("{crate_name}.wasm"));
+    let wasm = target_dir
+        .join(WASM_TARGET)
+        .join("plugin")
+        .join(format!("{crate_name}.wasm"));
     let manifest_path = crate_dir.join("plugin.toml");
     let manifest = std::fs::read_to_string(&manifest_path)
         .unwrap_or_else(|err| panic!("could not read {}: {err}", manifest_path.display()));
-    let id = manifest_id(&manifest).unwrap_or_else(|| panic!("{} has no `id`", manifest_path.display()));
+    let id =
+        manifest_id(&manifest).unwrap_or_else(|| panic!("{} has no `id`", manifest_path.display()));
 
     let out = target_dir.join("test-plugins").join(&id);
-    std::fs::create_dir_all(&out).unwrap_or_else(|err| panic!("could not create {}: {err}", out.display()));
+    std::fs::create_dir_all(&out)
+        .unwrap_or_else(|err| panic!("could not create {}: {err}", out.display()));
     copy(&wasm, &out.join("plugin.wasm"));
     copy(&manifest_path, &out.join("plugin.toml"));
     out
@@ -92,17 +120,29 @@ fn metadata(root: &Path) -> serde_json::Value {
         .output()
         .unwrap_or_else(|err| panic!("could not run cargo metadata: {err}"));
     if !output.status.success() {
-        panic!("cargo metadata failed:\n{}", String::from_utf8_lossy(&output.stderr));
+        panic!(
+            "cargo metadata failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|err| panic!("cargo metadata printed invalid JSON: {err}"))
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|err| panic!("cargo metadata printed invalid JSON: {err}"))
 }
 
 /// Fail early, with the fix, when the wasm target's standard library is not installed.
 fn ensure_wasm_target() {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let Ok(output) = Command::new(&rustc).args(["--print", "sysroot"]).output() else { return };
+    let Ok(output) = Command::new(&rustc).args(["--print", "sysroot"]).output() else {
+        return;
+    };
     let sysroot = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
-    if output.status.success() && !sysroot.join("lib").join("rustlib").join(WASM_TARGET).exists() {
+    if output.status.success()
+        && !sysroot
+            .join("lib")
+            .join("rustlib")
+            .join(WASM_TARGET)
+            .exists()
+    {
         panic!("the {WASM_TARGET} target is not installed: run `rustup target add {WASM_TARGET}`");
     }
 }
@@ -118,5 +158,11 @@ fn copy(from: &Path, to: &Path) {
     let partial = to.with_extension(format!("partial-{}", std::process::id()));
     std::fs::copy(from, &partial)
         .and_then(|_| std::fs::rename(&partial, to))
-        .unwrap_or_else(|err| panic!("could not copy {} to {}: {err}", from.display(), to.display()));
+        .unwrap_or_else(|err| {
+            panic!(
+                "could not copy {} to {}: {err}",
+                from.display(),
+                to.display()
+            )
+        });
 }

@@ -8,9 +8,14 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use imageai_core::plugin::{HttpOptions, Runtime, RuntimeOptions, WasmProvider};
-use imageai_core::{CallContext, EditMode, EditRequest, GenerateRequest, Generation, Image, Provider, ProviderError, Secret};
+use imageai_core::{
+    CallContext, EditMode, EditRequest, GenerateRequest, Generation, Image, Provider,
+    ProviderError, Secret,
+};
 use imageai_tests::Recorded;
-use imageai_tests::openai_server::{FormPart, OpenAiServer, Scripted, TEST_KEY, parse_multipart, png, png_size};
+use imageai_tests::openai_server::{
+    FormPart, OpenAiServer, Scripted, TEST_KEY, parse_multipart, png, png_size,
+};
 use imageai_tests::plugins::plugin_dir;
 use serde_json::json;
 
@@ -20,13 +25,21 @@ fn openai_dir() -> PathBuf {
 
 /// Compiled components are cached here, so the runtimes with other limits below reuse the code.
 fn cache_dir() -> Option<PathBuf> {
-    openai_dir().parent().and_then(|p| p.parent()).map(|target| target.join("test-component-cache"))
+    openai_dir()
+        .parent()
+        .and_then(|p| p.parent())
+        .map(|target| target.join("test-component-cache"))
 }
 
 fn load(options: RuntimeOptions) -> WasmProvider {
-    let runtime = Runtime::new(RuntimeOptions { cache_dir: cache_dir(), ..options })
-        .unwrap_or_else(|err| panic!("could not start the runtime: {err}"));
-    runtime.load(&openai_dir()).unwrap_or_else(|err| panic!("could not load the openai plugin: {err}"))
+    let runtime = Runtime::new(RuntimeOptions {
+        cache_dir: cache_dir(),
+        ..options
+    })
+    .unwrap_or_else(|err| panic!("could not start the runtime: {err}"));
+    runtime
+        .load(&openai_dir())
+        .unwrap_or_else(|err| panic!("could not load the openai plugin: {err}"))
 }
 
 /// The plugin with the default limits, but quick retries.
@@ -47,7 +60,15 @@ fn openai() -> &'static WasmProvider {
 /// The plugin with host retries off, so each scripted failure reaches it as is.
 fn openai_no_retries() -> &'static WasmProvider {
     static PROVIDER: OnceLock<WasmProvider> = OnceLock::new();
-    PROVIDER.get_or_init(|| load(RuntimeOptions { http: HttpOptions { max_retries: 0, ..HttpOptions::default() }, ..RuntimeOptions::default() }))
+    PROVIDER.get_or_init(|| {
+        load(RuntimeOptions {
+            http: HttpOptions {
+                max_retries: 0,
+                ..HttpOptions::default()
+            },
+            ..RuntimeOptions::default()
+        })
+    })
 }
 
 fn ctx(server: &OpenAiServer) -> CallContext {
@@ -60,7 +81,11 @@ fn ctx_with_key(server: &OpenAiServer, key: Option<&str>) -> CallContext {
 }
 
 fn request(model: &str, prompt: &str) -> GenerateRequest {
-    GenerateRequest { model: model.into(), prompt: prompt.into(), ..GenerateRequest::default() }
+    GenerateRequest {
+        model: model.into(),
+        prompt: prompt.into(),
+        ..GenerateRequest::default()
+    }
 }
 
 fn generate(server: &OpenAiServer, request: &GenerateRequest) -> Result<Generation, ProviderError> {
@@ -70,28 +95,45 @@ fn generate(server: &OpenAiServer, request: &GenerateRequest) -> Result<Generati
 fn only(requests: Vec<Recorded>) -> Recorded {
     match <[Recorded; 1]>::try_from(requests) {
         Ok([one]) => one,
-        Err(all) => panic!("expected exactly one request, got {}: {:?}", all.len(), all.iter().map(|r| &r.uri).collect::<Vec<_>>()),
+        Err(all) => panic!(
+            "expected exactly one request, got {}: {:?}",
+            all.len(),
+            all.iter().map(|r| &r.uri).collect::<Vec<_>>()
+        ),
     }
 }
 
 fn assert_authorized_json(recorded: &Recorded) {
     assert_eq!(recorded.method, "POST");
-    assert_eq!(recorded.header("authorization"), Some(format!("Bearer {TEST_KEY}").as_str()));
+    assert_eq!(
+        recorded.header("authorization"),
+        Some(format!("Bearer {TEST_KEY}").as_str())
+    );
     assert_eq!(recorded.header("content-type"), Some("application/json"));
 }
 
 fn form(recorded: &Recorded) -> Vec<FormPart> {
     let content_type = recorded.header("content-type").unwrap_or_default();
-    assert!(content_type.starts_with("multipart/form-data; boundary="), "{content_type}");
-    parse_multipart(content_type, &recorded.body).unwrap_or_else(|err| panic!("the plugin sent a malformed multipart body: {err}"))
+    assert!(
+        content_type.starts_with("multipart/form-data; boundary="),
+        "{content_type}"
+    );
+    parse_multipart(content_type, &recorded.body)
+        .unwrap_or_else(|err| panic!("the plugin sent a malformed multipart body: {err}"))
 }
 
 fn text_field(parts: &[FormPart], name: &str) -> Option<String> {
-    parts.iter().find(|p| p.name == name && p.filename.is_none()).map(|p| String::from_utf8_lossy(&p.data).into_owned())
+    parts
+        .iter()
+        .find(|p| p.name == name && p.filename.is_none())
+        .map(|p| String::from_utf8_lossy(&p.data).into_owned())
 }
 
 fn png_image(seed: u32) -> Image {
-    Image { mime: "image/png".into(), data: png(32, 32, seed) }
+    Image {
+        mime: "image/png".into(),
+        data: png(32, 32, seed),
+    }
 }
 
 #[test]
@@ -99,13 +141,26 @@ fn info_lists_every_model_with_its_limits() {
     let info = openai().info().unwrap_or_else(|err| panic!("{err}"));
     assert_eq!(info.id, "openai");
     let ids: Vec<&str> = info.models.iter().map(|m| m.id.as_str()).collect();
-    assert_eq!(ids, ["gpt-image-1.5", "gpt-image-1", "gpt-image-1-mini", "dall-e-3", "dall-e-2"]);
-    let dalle3 = info.model("dall-e-3").unwrap_or_else(|| panic!("no dall-e-3"));
+    assert_eq!(
+        ids,
+        [
+            "gpt-image-1.5",
+            "gpt-image-1",
+            "gpt-image-1-mini",
+            "dall-e-3",
+            "dall-e-2"
+        ]
+    );
+    let dalle3 = info
+        .model("dall-e-3")
+        .unwrap_or_else(|| panic!("no dall-e-3"));
     assert_eq!(dalle3.sizes, ["1024x1024", "1792x1024", "1024x1792"]);
     assert_eq!(dalle3.qualities, ["standard", "hd"]);
     assert_eq!(dalle3.styles, ["vivid", "natural"]);
     assert_eq!(dalle3.max_n, 1);
-    let gpt = info.model("gpt-image-1").unwrap_or_else(|| panic!("no gpt-image-1"));
+    let gpt = info
+        .model("gpt-image-1")
+        .unwrap_or_else(|| panic!("no gpt-image-1"));
     assert_eq!(gpt.output_formats, ["png", "jpeg", "webp"]);
     assert_eq!(gpt.max_n, 10);
 }
@@ -131,9 +186,15 @@ fn dall_e_3_generation_sends_the_documented_request_and_keeps_the_revised_prompt
     assert_eq!(generation.images.len(), 1);
     assert_eq!(generation.images[0].mime, "image/png");
     assert_eq!(generation.images[0].data, server.image());
-    assert_eq!(generation.revised_prompt.as_deref(), Some("a lighthouse at dusk (revised)"));
+    assert_eq!(
+        generation.revised_prompt.as_deref(),
+        Some("a lighthouse at dusk (revised)")
+    );
     assert_eq!(generation.request_id.as_deref(), Some("req_test_1"));
-    assert_eq!(generation.metadata.get("created").map(String::as_str), Some("1700000000"));
+    assert_eq!(
+        generation.metadata.get("created").map(String::as_str),
+        Some("1700000000")
+    );
 }
 
 #[test]
@@ -147,7 +208,9 @@ fn gpt_image_generation_sends_format_background_and_extras() {
         background: Some("transparent".into()),
         ..request("gpt-image-1.5", "a sticker of a fox")
     };
-    request.extra.insert("output_compression".into(), "80".into());
+    request
+        .extra
+        .insert("output_compression".into(), "80".into());
     request.extra.insert("moderation".into(), "low".into());
     let generation = generate(&server, &request).unwrap_or_else(|err| panic!("{err}"));
 
@@ -163,8 +226,17 @@ fn gpt_image_generation_sends_format_background_and_extras() {
     for image in &generation.images {
         assert_eq!(png_size(&image.data), Some((64, 64)));
     }
-    assert_eq!(generation.metadata.get("usage.output_tokens").map(String::as_str), Some("272"));
-    assert_eq!(generation.metadata.get("output_format").map(String::as_str), Some("webp"));
+    assert_eq!(
+        generation
+            .metadata
+            .get("usage.output_tokens")
+            .map(String::as_str),
+        Some("272")
+    );
+    assert_eq!(
+        generation.metadata.get("output_format").map(String::as_str),
+        Some("webp")
+    );
 }
 
 #[test]
@@ -173,30 +245,54 @@ fn dall_e_2_edit_sends_one_image_and_the_mask_as_multipart() {
     let (image, mask) = (png_image(1), png_image(2));
     let edit = EditRequest {
         mode: EditMode::Inpaint,
-        base: GenerateRequest { n: 2, size: Some("512x512".into()), ..request("dall-e-2", "add a red hat") },
+        base: GenerateRequest {
+            n: 2,
+            size: Some("512x512".into()),
+            ..request("dall-e-2", "add a red hat")
+        },
         images: vec![image.clone()],
         mask: Some(mask.clone()),
         strength: None,
     };
-    let generation = openai().edit(&edit, &ctx(&server)).unwrap_or_else(|err| panic!("{err}"));
+    let generation = openai()
+        .edit(&edit, &ctx(&server))
+        .unwrap_or_else(|err| panic!("{err}"));
     assert_eq!(generation.images.len(), 2);
 
     let sent = only(server.requests_to("/v1/images/edits"));
     assert_eq!(sent.method, "POST");
-    assert_eq!(sent.header("authorization"), Some(format!("Bearer {TEST_KEY}").as_str()));
+    assert_eq!(
+        sent.header("authorization"),
+        Some(format!("Bearer {TEST_KEY}").as_str())
+    );
     let parts = form(&sent);
     assert_eq!(text_field(&parts, "model").as_deref(), Some("dall-e-2"));
-    assert_eq!(text_field(&parts, "prompt").as_deref(), Some("add a red hat"));
+    assert_eq!(
+        text_field(&parts, "prompt").as_deref(),
+        Some("add a red hat")
+    );
     assert_eq!(text_field(&parts, "n").as_deref(), Some("2"));
     assert_eq!(text_field(&parts, "size").as_deref(), Some("512x512"));
-    assert_eq!(text_field(&parts, "response_format").as_deref(), Some("b64_json"));
-    let images: Vec<&FormPart> = parts.iter().filter(|p| p.name.starts_with("image")).collect();
+    assert_eq!(
+        text_field(&parts, "response_format").as_deref(),
+        Some("b64_json")
+    );
+    let images: Vec<&FormPart> = parts
+        .iter()
+        .filter(|p| p.name.starts_with("image"))
+        .collect();
     assert_eq!(images.len(), 1);
-    assert_eq!(images[0].name, "image", "dall-e-2 takes a single `image` field");
+    assert_eq!(
+        images[0].name, "image",
+        "dall-e-2 takes a single `image` field"
+    );
     assert_eq!(images[0].filename.as_deref(), Some("image.png"));
     assert_eq!(images[0].content_type.as_deref(), Some("image/png"));
     assert_eq!(images[0].data, image.data);
-    let sent_mask = parts.iter().find(|p| p.name == "mask").unwrap_or_else(|| panic!("no mask part"));
+    let sent_mask = parts
+        .iter()
+        .find(|p| p.name == "mask")
+        .unwrap_or_else(|| panic!("no mask part"));
     assert_eq!(sent_mask.filename.as_deref(), Some("mask.png"));
     assert_eq!(sent_mask.data, mask.data);
 }
@@ -204,18 +300,43 @@ fn dall_e_2_edit_sends_one_image_and_the_mask_as_multipart() {
 #[test]
 fn gpt_image_edit_sends_every_reference_image_as_image_array() {
     let server = OpenAiServer::start();
-    let references = vec![png_image(1), Image { mime: "image/jpeg".into(), data: vec![0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3] }, png_image(3)];
-    let mut base = GenerateRequest { quality: Some("medium".into()), ..request("gpt-image-1", "put them in one picture") };
+    let references = vec![
+        png_image(1),
+        Image {
+            mime: "image/jpeg".into(),
+            data: vec![0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3],
+        },
+        png_image(3),
+    ];
+    let mut base = GenerateRequest {
+        quality: Some("medium".into()),
+        ..request("gpt-image-1", "put them in one picture")
+    };
     base.extra.insert("input_fidelity".into(), "high".into());
-    let edit = EditRequest { mode: EditMode::Edit, base, images: references.clone(), mask: Some(png_image(9)), strength: None };
-    let generation = openai().edit(&edit, &ctx(&server)).unwrap_or_else(|err| panic!("{err}"));
+    let edit = EditRequest {
+        mode: EditMode::Edit,
+        base,
+        images: references.clone(),
+        mask: Some(png_image(9)),
+        strength: None,
+    };
+    let generation = openai()
+        .edit(&edit, &ctx(&server))
+        .unwrap_or_else(|err| panic!("{err}"));
     assert_eq!(generation.images.len(), 1);
 
     let parts = form(&only(server.requests_to("/v1/images/edits")));
     assert_eq!(text_field(&parts, "model").as_deref(), Some("gpt-image-1"));
     assert_eq!(text_field(&parts, "quality").as_deref(), Some("medium"));
-    assert_eq!(text_field(&parts, "input_fidelity").as_deref(), Some("high"));
-    assert_eq!(text_field(&parts, "response_format"), None, "gpt-image rejects response_format");
+    assert_eq!(
+        text_field(&parts, "input_fidelity").as_deref(),
+        Some("high")
+    );
+    assert_eq!(
+        text_field(&parts, "response_format"),
+        None,
+        "gpt-image rejects response_format"
+    );
     let images: Vec<&FormPart> = parts.iter().filter(|p| p.name == "image[]").collect();
     assert_eq!(images.len(), 3);
     for (sent, original) in images.iter().zip(&references) {
@@ -232,53 +353,92 @@ fn variations_go_to_their_own_endpoint_without_a_prompt() {
     let source = png_image(5);
     let edit = EditRequest {
         mode: EditMode::Variations,
-        base: GenerateRequest { n: 3, size: Some("256x256".into()), ..request("dall-e-2", "") },
+        base: GenerateRequest {
+            n: 3,
+            size: Some("256x256".into()),
+            ..request("dall-e-2", "")
+        },
         images: vec![source.clone()],
         mask: None,
         strength: None,
     };
-    let generation = openai().edit(&edit, &ctx(&server)).unwrap_or_else(|err| panic!("{err}"));
+    let generation = openai()
+        .edit(&edit, &ctx(&server))
+        .unwrap_or_else(|err| panic!("{err}"));
     assert_eq!(generation.images.len(), 3);
 
     let parts = form(&only(server.requests_to("/v1/images/variations")));
     assert_eq!(text_field(&parts, "prompt"), None);
     assert_eq!(text_field(&parts, "n").as_deref(), Some("3"));
     assert_eq!(text_field(&parts, "size").as_deref(), Some("256x256"));
-    let image = parts.iter().find(|p| p.name == "image").unwrap_or_else(|| panic!("no image part"));
+    let image = parts
+        .iter()
+        .find(|p| p.name == "image")
+        .unwrap_or_else(|| panic!("no image part"));
     assert_eq!(image.data, source.data);
 }
 
 #[test]
 fn url_answers_are_downloaded_without_the_key() {
     let server = OpenAiServer::start();
-    let mut request = GenerateRequest { n: 2, ..request("dall-e-2", "a red fox") };
+    let mut request = GenerateRequest {
+        n: 2,
+        ..request("dall-e-2", "a red fox")
+    };
     request.extra.insert("response_format".into(), "url".into());
     let generation = generate(&server, &request).unwrap_or_else(|err| panic!("{err}"));
 
-    assert_eq!(only(server.requests_to("/v1/images/generations")).json()["response_format"], "url");
-    let downloads: Vec<Recorded> = server.requests().into_iter().filter(|r| r.path().starts_with("/files/")).collect();
+    assert_eq!(
+        only(server.requests_to("/v1/images/generations")).json()["response_format"],
+        "url"
+    );
+    let downloads: Vec<Recorded> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path().starts_with("/files/"))
+        .collect();
     assert_eq!(downloads.len(), 2);
     for download in &downloads {
         assert_eq!(download.method, "GET");
-        assert_eq!(download.header("authorization"), None, "the key must not go to the download host");
-        assert!(download.uri.contains("sig=test"), "the signed query string is kept: {}", download.uri);
+        assert_eq!(
+            download.header("authorization"),
+            None,
+            "the key must not go to the download host"
+        );
+        assert!(
+            download.uri.contains("sig=test"),
+            "the signed query string is kept: {}",
+            download.uri
+        );
     }
     assert_eq!(generation.images.len(), 2);
-    assert!(generation.images.iter().all(|i| i.data == server.image() && i.mime == "image/png"));
+    assert!(
+        generation
+            .images
+            .iter()
+            .all(|i| i.data == server.image() && i.mime == "image/png")
+    );
 }
 
 #[test]
 fn check_key_calls_the_models_list() {
     let server = OpenAiServer::start();
-    openai().check_key(&ctx(&server)).unwrap_or_else(|err| panic!("{err}"));
+    openai()
+        .check_key(&ctx(&server))
+        .unwrap_or_else(|err| panic!("{err}"));
     let sent = only(server.requests_to("/v1/models"));
     assert_eq!(sent.method, "GET");
-    assert_eq!(sent.header("authorization"), Some(format!("Bearer {TEST_KEY}").as_str()));
+    assert_eq!(
+        sent.header("authorization"),
+        Some(format!("Bearer {TEST_KEY}").as_str())
+    );
 
     let wrong = openai().check_key(&ctx_with_key(&server, Some("sk-wrong-key-000000000000")));
     assert_eq!(
         wrong,
-        Err(ProviderError::Auth("OpenAI rejected the key (401). Set a new one with `imageai keys set openai`.".into()))
+        Err(ProviderError::Auth(
+            "OpenAI rejected the key (401). Set a new one with `imageai keys set openai`.".into()
+        ))
     );
 }
 
@@ -287,7 +447,9 @@ fn a_missing_key_says_how_to_set_one() {
     let server = OpenAiServer::start();
     let result = openai().generate(&request("dall-e-3", "a cat"), &ctx_with_key(&server, None));
     match result {
-        Err(ProviderError::Auth(message)) => assert!(message.contains("imageai keys set openai"), "{message}"),
+        Err(ProviderError::Auth(message)) => {
+            assert!(message.contains("imageai keys set openai"), "{message}")
+        }
         other => panic!("expected an auth error, got {other:?}"),
     }
     assert!(server.requests().is_empty());
@@ -300,7 +462,9 @@ fn a_rejected_key_is_an_auth_error_with_the_fix() {
     let result = generate(&server, &request("gpt-image-1", "a cat"));
     assert_eq!(
         result,
-        Err(ProviderError::Auth("OpenAI rejected the key (401). Set a new one with `imageai keys set openai`.".into()))
+        Err(ProviderError::Auth(
+            "OpenAI rejected the key (401). Set a new one with `imageai keys set openai`.".into()
+        ))
     );
 }
 
@@ -309,11 +473,17 @@ fn content_policy_refusals_keep_openai_s_message() {
     let server = OpenAiServer::start();
     server.script([Scripted::ContentPolicy, Scripted::ModerationBlocked]);
     match generate(&server, &request("dall-e-3", "something refused")) {
-        Err(ProviderError::ContentPolicy(message)) => assert!(message.starts_with("Your request was rejected as a result of our safety system."), "{message}"),
+        Err(ProviderError::ContentPolicy(message)) => assert!(
+            message.starts_with("Your request was rejected as a result of our safety system."),
+            "{message}"
+        ),
         other => panic!("expected content-policy, got {other:?}"),
     }
     match generate(&server, &request("gpt-image-1", "something refused")) {
-        Err(ProviderError::ContentPolicy(message)) => assert!(message.starts_with("Your request was rejected by the safety system."), "{message}"),
+        Err(ProviderError::ContentPolicy(message)) => assert!(
+            message.starts_with("Your request was rejected by the safety system."),
+            "{message}"
+        ),
         other => panic!("expected content-policy, got {other:?}"),
     }
 }
@@ -321,9 +491,14 @@ fn content_policy_refusals_keep_openai_s_message() {
 #[test]
 fn rate_limits_carry_the_retry_hint() {
     let server = OpenAiServer::start();
-    server.script([Scripted::RateLimited { retry_after_secs: 7 }]);
+    server.script([Scripted::RateLimited {
+        retry_after_secs: 7,
+    }]);
     match openai_no_retries().generate(&request("gpt-image-1", "a cat"), &ctx(&server)) {
-        Err(ProviderError::RateLimited { message, retry_after_ms }) => {
+        Err(ProviderError::RateLimited {
+            message,
+            retry_after_ms,
+        }) => {
             assert_eq!(retry_after_ms, Some(7000));
             assert!(message.contains("Rate limit reached"), "{message}");
         }
@@ -336,14 +511,18 @@ fn an_empty_balance_is_a_quota_error() {
     let server = OpenAiServer::start();
     server.script([Scripted::InsufficientQuota]);
     let result = openai_no_retries().generate(&request("dall-e-3", "a cat"), &ctx(&server));
-    assert!(matches!(&result, Err(ProviderError::Quota(m)) if m.contains("exceeded your current quota")), "{result:?}");
+    assert!(
+        matches!(&result, Err(ProviderError::Quota(m)) if m.contains("exceeded your current quota")),
+        "{result:?}"
+    );
 }
 
 #[test]
 fn a_server_error_then_success_is_retried_by_the_host() {
     let server = OpenAiServer::start();
     server.script([Scripted::ServerError]);
-    let generation = generate(&server, &request("dall-e-3", "a cat")).unwrap_or_else(|err| panic!("{err}"));
+    let generation =
+        generate(&server, &request("dall-e-3", "a cat")).unwrap_or_else(|err| panic!("{err}"));
     assert_eq!(generation.images.len(), 1);
     assert_eq!(server.requests_to("/v1/images/generations").len(), 2);
 }
@@ -353,19 +532,29 @@ fn a_failing_server_is_a_server_error() {
     let server = OpenAiServer::start();
     server.script([Scripted::ServerError]);
     let result = openai_no_retries().generate(&request("dall-e-3", "a cat"), &ctx(&server));
-    assert!(matches!(&result, Err(ProviderError::Server(m)) if m.starts_with("OpenAI failed (500)") && m.contains("req_test_1")), "{result:?}");
+    assert!(
+        matches!(&result, Err(ProviderError::Server(m)) if m.starts_with("OpenAI failed (500)") && m.contains("req_test_1")),
+        "{result:?}"
+    );
 }
 
 #[test]
 fn a_slow_answer_times_out() {
     let provider = load(RuntimeOptions {
-        http: HttpOptions { read_timeout: Duration::from_millis(400), max_retries: 0, ..HttpOptions::default() },
+        http: HttpOptions {
+            read_timeout: Duration::from_millis(400),
+            max_retries: 0,
+            ..HttpOptions::default()
+        },
         ..RuntimeOptions::default()
     });
     let server = OpenAiServer::start();
     server.script([Scripted::Slow(Duration::from_secs(3))]);
     let result = provider.generate(&request("dall-e-3", "a cat"), &ctx(&server));
-    assert!(matches!(result, Err(ProviderError::Timeout(_))), "{result:?}");
+    assert!(
+        matches!(result, Err(ProviderError::Timeout(_))),
+        "{result:?}"
+    );
 }
 
 #[test]
@@ -386,41 +575,88 @@ fn malformed_json_is_a_server_error() {
     let server = OpenAiServer::start();
     server.script([Scripted::MalformedJson]);
     let result = generate(&server, &request("gpt-image-1", "a cat"));
-    assert!(matches!(&result, Err(ProviderError::Server(m)) if m.contains("not the JSON expected")), "{result:?}");
+    assert!(
+        matches!(&result, Err(ProviderError::Server(m)) if m.contains("not the JSON expected")),
+        "{result:?}"
+    );
 }
 
 #[test]
 fn an_oversized_answer_is_refused() {
-    let provider = load(RuntimeOptions { max_response_bytes: 512 * 1024, ..RuntimeOptions::default() });
+    let provider = load(RuntimeOptions {
+        max_response_bytes: 512 * 1024,
+        ..RuntimeOptions::default()
+    });
     let server = OpenAiServer::start();
     server.script([Scripted::Oversized(2 * 1024 * 1024)]);
     let result = provider.generate(&request("gpt-image-1", "a cat"), &ctx(&server));
-    assert!(matches!(&result, Err(ProviderError::Server(m)) if m.contains("too large")), "{result:?}");
+    assert!(
+        matches!(&result, Err(ProviderError::Server(m)) if m.contains("too large")),
+        "{result:?}"
+    );
 }
 
 #[test]
 fn invalid_requests_are_refused_before_sending() {
     let server = OpenAiServer::start();
     let cases = [
-        (GenerateRequest { n: 2, ..request("dall-e-3", "a cat") }, "dall-e-3 makes exactly 1 image(s) per request, not 2"),
         (
-            GenerateRequest { size: Some("512x512".into()), ..request("dall-e-3", "a cat") },
+            GenerateRequest {
+                n: 2,
+                ..request("dall-e-3", "a cat")
+            },
+            "dall-e-3 makes exactly 1 image(s) per request, not 2",
+        ),
+        (
+            GenerateRequest {
+                size: Some("512x512".into()),
+                ..request("dall-e-3", "a cat")
+            },
             "dall-e-3 takes size `1024x1024`, `1792x1024` or `1024x1792`, not `512x512`",
         ),
         (
-            GenerateRequest { quality: Some("ultra".into()), ..request("gpt-image-1", "a cat") },
+            GenerateRequest {
+                quality: Some("ultra".into()),
+                ..request("gpt-image-1", "a cat")
+            },
             "gpt-image-1 takes quality `auto`, `low`, `medium` or `high`, not `ultra`",
         ),
-        (GenerateRequest { n: 11, ..request("dall-e-2", "a cat") }, "dall-e-2 makes 1 to 10 image(s) per request, not 11"),
-        (request("dall-e-4", "a cat"), "OpenAI has no image model `dall-e-4`"),
+        (
+            GenerateRequest {
+                n: 11,
+                ..request("dall-e-2", "a cat")
+            },
+            "dall-e-2 makes 1 to 10 image(s) per request, not 11",
+        ),
+        (
+            request("dall-e-4", "a cat"),
+            "OpenAI has no image model `dall-e-4`",
+        ),
     ];
     for (request, expected) in cases {
         match generate(&server, &request) {
-            Err(ProviderError::InvalidRequest(message)) => assert!(message.starts_with(expected), "{message}"),
+            Err(ProviderError::InvalidRequest(message)) => {
+                assert!(message.starts_with(expected), "{message}")
+            }
             other => panic!("expected invalid-request for {request:?}, got {other:?}"),
         }
     }
-    let variations_of_dalle3 = EditRequest { mode: EditMode::Variations, base: request("dall-e-3", ""), images: vec![png_image(1)], mask: None, strength: None };
-    assert_eq!(openai().edit(&variations_of_dalle3, &ctx(&server)).err().map(|e| e.class()), Some("invalid-request"));
-    assert!(server.requests().is_empty(), "nothing may be sent for an invalid request");
+    let variations_of_dalle3 = EditRequest {
+        mode: EditMode::Variations,
+        base: request("dall-e-3", ""),
+        images: vec![png_image(1)],
+        mask: None,
+        strength: None,
+    };
+    assert_eq!(
+        openai()
+            .edit(&variations_of_dalle3, &ctx(&server))
+            .err()
+            .map(|e| e.class()),
+        Some("invalid-request")
+    );
+    assert!(
+        server.requests().is_empty(),
+        "nothing may be sent for an invalid request"
+    );
 }

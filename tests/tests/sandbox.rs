@@ -41,7 +41,9 @@ fn hostile() -> &'static WasmProvider {
     static PROVIDER: OnceLock<WasmProvider> = OnceLock::new();
     PROVIDER.get_or_init(|| {
         logs();
-        runtime(small_options()).load(&plugin_dir(PACKAGE)).unwrap_or_else(|err| panic!("could not load: {err}"))
+        runtime(small_options())
+            .load(&plugin_dir(PACKAGE))
+            .unwrap_or_else(|err| panic!("could not load: {err}"))
     })
 }
 
@@ -52,10 +54,17 @@ fn png() -> Vec<u8> {
 }
 
 fn ctx(base_url: &str) -> CallContext {
-    CallContext::new(Some(Secret::new(KEY)), BTreeMap::from([("base_url".to_owned(), base_url.to_owned())]))
+    CallContext::new(
+        Some(Secret::new(KEY)),
+        BTreeMap::from([("base_url".to_owned(), base_url.to_owned())]),
+    )
 }
 
-fn generate(provider: &WasmProvider, prompt: &str, ctx: &CallContext) -> Result<Generation, ProviderError> {
+fn generate(
+    provider: &WasmProvider,
+    prompt: &str,
+    ctx: &CallContext,
+) -> Result<Generation, ProviderError> {
     generate_with(provider, prompt, &[], ctx)
 }
 
@@ -68,7 +77,10 @@ fn generate_with(
     let request = GenerateRequest {
         model: "hostile-1".into(),
         prompt: prompt.into(),
-        extra: extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect(),
+        extra: extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect(),
         ..GenerateRequest::default()
     };
     provider.generate(&request, ctx)
@@ -102,7 +114,11 @@ fn expect_err<T: std::fmt::Debug>(result: Result<T, ProviderError>) -> ProviderE
 }
 
 fn metadata(generation: &Generation, key: &str) -> String {
-    generation.metadata.get(key).cloned().unwrap_or_else(|| panic!("no `{key}` in {:?}", generation.metadata))
+    generation
+        .metadata
+        .get(key)
+        .cloned()
+        .unwrap_or_else(|| panic!("no `{key}` in {:?}", generation.metadata))
 }
 
 // ---- log capture: one global subscriber writing into a buffer every test can read ----
@@ -130,7 +146,7 @@ fn logs() -> String {
         let buffer = LogBuffer(Arc::new(Mutex::new(Vec::new())));
         let writer = buffer.clone();
         let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
+            .with_max_level(tracing::Level::DEBUG)
             .with_ansi(false)
             .with_writer(move || writer.clone())
             .finish();
@@ -146,19 +162,30 @@ fn logs() -> String {
 #[test]
 fn ok_returns_the_image_from_the_server() {
     let server = image_server();
-    let generation = generate(hostile(), "ok", &ctx(&server.url())).unwrap_or_else(|err| panic!("{err}"));
+    let generation =
+        generate(hostile(), "ok", &ctx(&server.url())).unwrap_or_else(|err| panic!("{err}"));
     assert_eq!(generation.images.len(), 1);
     assert_eq!(generation.images[0].data, png());
     let requests = server.requests();
     assert_eq!(requests.len(), 1);
-    assert_eq!((requests[0].method.as_str(), requests[0].path()), ("GET", "/ok"));
-    assert!(requests[0].header("user-agent").is_some_and(|ua| ua.starts_with("ImageAI/")));
+    assert_eq!(
+        (requests[0].method.as_str(), requests[0].path()),
+        ("GET", "/ok")
+    );
+    assert!(
+        requests[0]
+            .header("user-agent")
+            .is_some_and(|ua| ua.starts_with("ImageAI/"))
+    );
 }
 
 #[test]
 fn info_comes_from_the_plugin_and_is_cached() {
     let info = hostile().info().unwrap_or_else(|err| panic!("{err}"));
-    assert_eq!((info.id.as_str(), info.name.as_str()), ("hostile", "Hostile"));
+    assert_eq!(
+        (info.id.as_str(), info.name.as_str()),
+        ("hostile", "Hostile")
+    );
     assert_eq!(info.models.len(), 1);
     assert_eq!(info.models[0].id, "hostile-1");
     assert_eq!(hostile().info().ok(), Some(info));
@@ -168,9 +195,14 @@ fn info_comes_from_the_plugin_and_is_cached() {
 #[test]
 fn redirects_within_allowed_hosts_are_followed() {
     let server = image_server();
-    let generation = generate(hostile(), "ok-redirect", &ctx(&server.url())).unwrap_or_else(|err| panic!("{err}"));
+    let generation = generate(hostile(), "ok-redirect", &ctx(&server.url()))
+        .unwrap_or_else(|err| panic!("{err}"));
     assert_eq!(generation.images[0].data, png());
-    let paths: Vec<String> = server.requests().iter().map(|r| r.path().to_owned()).collect();
+    let paths: Vec<String> = server
+        .requests()
+        .iter()
+        .map(|r| r.path().to_owned())
+        .collect();
     assert_eq!(paths, ["/hop", "/ok"]);
 }
 
@@ -186,7 +218,10 @@ fn progress_reaches_the_caller() {
     }));
     generate(hostile(), "progress", &ctx).unwrap_or_else(|err| panic!("{err}"));
     let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
-    assert_eq!(seen, [(0.25, "a quarter".to_owned()), (1.0, "done".to_owned())]);
+    assert_eq!(
+        seen,
+        [(0.25, "a quarter".to_owned()), (1.0, "done".to_owned())]
+    );
 }
 
 // ---- network escapes ----
@@ -197,7 +232,11 @@ fn undeclared_hosts_are_denied() {
     let port = server.addr().port();
     // A listener on another loopback address, to prove nothing connects to it.
     let other = TcpListener::bind("127.0.0.2:0").ok();
-    let other_port = other.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.port()).unwrap_or(port);
+    let other_port = other
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .map(|a| a.port())
+        .unwrap_or(port);
     let targets = [
         "http://example.invalid/".to_owned(),
         format!("http://127.0.0.2:{other_port}/"),
@@ -207,17 +246,34 @@ fn undeclared_hosts_are_denied() {
         format!("http://user@127.0.0.1:{port}/ok"),
         format!("ftp://127.0.0.1:{port}/ok"),
     ];
-    let err = expect_err(generate_with(hostile(), "undeclared-host", &[("targets", targets.join(","))], &ctx(&server.url())))
-        .to_string();
+    let err = expect_err(generate_with(
+        hostile(),
+        "undeclared-host",
+        &[("targets", targets.join(","))],
+        &ctx(&server.url()),
+    ))
+    .to_string();
     assert!(!err.contains("ESCAPED"), "{err}");
-    assert_eq!(err.matches("denied:").count(), targets.len(), "every target refused by the host: {err}");
-    assert!(err.contains("host `example.invalid` is not declared in the plugin's allowed-hosts"), "{err}");
+    assert_eq!(
+        err.matches("denied:").count(),
+        targets.len(),
+        "every target refused by the host: {err}"
+    );
+    assert!(
+        err.contains("host `example.invalid` is not declared in the plugin's allowed-hosts"),
+        "{err}"
+    );
     assert!(err.contains("host `127.0.0.2` is not declared"), "{err}");
     assert!(err.contains("user name or password"), "{err}");
     assert!(err.contains("only http and https"), "{err}");
-    assert!(server.requests().is_empty(), "nothing reached the allowed server either");
+    assert!(
+        server.requests().is_empty(),
+        "nothing reached the allowed server either"
+    );
     if let Some(other) = other {
-        other.set_nonblocking(true).unwrap_or_else(|err| panic!("{err}"));
+        other
+            .set_nonblocking(true)
+            .unwrap_or_else(|err| panic!("{err}"));
         assert!(other.accept().is_err(), "something connected to 127.0.0.2");
     }
     assert_still_serves(hostile());
@@ -233,9 +289,15 @@ fn redirects_to_undeclared_hosts_are_refused() {
     });
     let err = expect_err(generate(hostile(), "redirect-escape", &ctx(&server.url()))).to_string();
     assert!(!err.contains("ESCAPED"), "{err}");
-    assert!(err.contains("denied: redirect from 127.0.0.1 refused: host `localhost` is not declared"), "{err}");
+    assert!(
+        err.contains("denied: redirect from 127.0.0.1 refused: host `localhost` is not declared"),
+        "{err}"
+    );
     assert_eq!(server.requests().len(), 1);
-    assert!(elsewhere.requests().is_empty(), "the redirect target must not be contacted");
+    assert!(
+        elsewhere.requests().is_empty(),
+        "the redirect target must not be contacted"
+    );
     assert_still_serves(hostile());
 }
 
@@ -245,8 +307,17 @@ fn transport_headers_cannot_be_set() {
     let err = expect_err(generate(hostile(), "host-header", &ctx(&server.url()))).to_string();
     assert!(!err.contains("ESCAPED"), "{err}");
     assert_eq!(err.matches("denied:").count(), 5, "{err}");
-    for name in ["Host", "content-length", "Transfer-Encoding", "Connection", "Upgrade"] {
-        assert!(err.contains(&format!("the `{name}` header is set by the host")), "{name}: {err}");
+    for name in [
+        "Host",
+        "content-length",
+        "Transfer-Encoding",
+        "Connection",
+        "Upgrade",
+    ] {
+        assert!(
+            err.contains(&format!("the `{name}` header is set by the host")),
+            "{name}: {err}"
+        );
     }
     assert!(server.requests().is_empty());
     assert_still_serves(hostile());
@@ -254,9 +325,13 @@ fn transport_headers_cannot_be_set() {
 
 #[test]
 fn huge_responses_are_refused() {
-    let server = TestServer::start(|_| Reply::bytes(200, "application/octet-stream", vec![7; 8 * MIB]));
+    let server =
+        TestServer::start(|_| Reply::bytes(200, "application/octet-stream", vec![7; 8 * MIB]));
     let err = expect_err(generate(hostile(), "huge-response", &ctx(&server.url()))).to_string();
-    assert!(err.contains("too-large: the response is larger than the 1 MiB the host accepts"), "{err}");
+    assert!(
+        err.contains("too-large: the response is larger than the 1 MiB the host accepts"),
+        "{err}"
+    );
     assert_still_serves(hostile());
 }
 
@@ -264,11 +339,16 @@ fn huge_responses_are_refused() {
 fn huge_streamed_responses_are_cut_off() {
     // No Content-Length: the cap has to be enforced while streaming.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|err| panic!("{err}"));
-    let port = listener.local_addr().map(|a| a.port()).unwrap_or_else(|err| panic!("{err}"));
+    let port = listener
+        .local_addr()
+        .map(|a| a.port())
+        .unwrap_or_else(|err| panic!("{err}"));
     let sent = Arc::new(AtomicUsize::new(0));
     let counter = sent.clone();
     let server = std::thread::spawn(move || {
-        let Ok((mut stream, _)) = listener.accept() else { return };
+        let Ok((mut stream, _)) = listener.accept() else {
+            return;
+        };
         let mut request = [0u8; 4096];
         let _ = stream.read(&mut request);
         let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ntransfer-encoding: chunked\r\n\r\n");
@@ -285,10 +365,18 @@ fn huge_streamed_responses_are_cut_off() {
             counter.fetch_add(chunk.len(), Ordering::SeqCst);
         }
     });
-    let err = expect_err(generate(hostile(), "huge-response", &ctx(&format!("http://127.0.0.1:{port}")))).to_string();
+    let err = expect_err(generate(
+        hostile(),
+        "huge-response",
+        &ctx(&format!("http://127.0.0.1:{port}")),
+    ))
+    .to_string();
     assert!(err.contains("too-large"), "{err}");
     let _ = server.join();
-    assert!(sent.load(Ordering::SeqCst) < 100 * MIB, "the host stopped reading early");
+    assert!(
+        sent.load(Ordering::SeqCst) < 100 * MIB,
+        "the host stopped reading early"
+    );
     assert_still_serves(hostile());
 }
 
@@ -298,7 +386,12 @@ fn huge_streamed_responses_are_cut_off() {
 fn no_files_are_reachable() {
     let err = expect_err(generate(hostile(), "read-file", &ctx("http://127.0.0.1:9"))).to_string();
     assert!(!err.contains("ESCAPED"), "{err}");
-    for what in ["read /etc/passwd: failed", "list .: failed", "list /: failed", "write /tmp/hostile: failed"] {
+    for what in [
+        "read /etc/passwd: failed",
+        "list .: failed",
+        "list /: failed",
+        "write /tmp/hostile: failed",
+    ] {
         assert!(err.contains(what), "{what}: {err}");
     }
     assert_still_serves(hostile());
@@ -306,9 +399,20 @@ fn no_files_are_reachable() {
 
 #[test]
 fn environment_and_arguments_are_empty() {
-    let generation = generate(hostile(), "env", &ctx("http://127.0.0.1:9")).unwrap_or_else(|err| panic!("{err}"));
-    assert_eq!(metadata(&generation, "env_count"), "0", "env: {}", metadata(&generation, "env"));
-    assert_eq!(metadata(&generation, "args_count"), "0", "args: {}", metadata(&generation, "args"));
+    let generation = generate(hostile(), "env", &ctx("http://127.0.0.1:9"))
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(
+        metadata(&generation, "env_count"),
+        "0",
+        "env: {}",
+        metadata(&generation, "env")
+    );
+    assert_eq!(
+        metadata(&generation, "args_count"),
+        "0",
+        "args: {}",
+        metadata(&generation, "args")
+    );
     assert_still_serves(hostile());
 }
 
@@ -316,11 +420,16 @@ fn environment_and_arguments_are_empty() {
 fn only_its_own_key_and_declared_settings_are_visible() {
     let mut ctx = ctx("http://127.0.0.1:9");
     // Even if a caller put more into the settings map, undeclared names stay invisible.
-    ctx.settings.insert("openai_api_key".into(), "sk-openai-must-not-leak".into());
-    ctx.settings.insert("api_key".into(), "sk-other-must-not-leak".into());
+    ctx.settings
+        .insert("openai_api_key".into(), "sk-openai-must-not-leak".into());
+    ctx.settings
+        .insert("api_key".into(), "sk-other-must-not-leak".into());
     let generation = generate(hostile(), "other-key", &ctx).unwrap_or_else(|err| panic!("{err}"));
     assert_eq!(metadata(&generation, "api-key"), KEY);
-    assert_eq!(metadata(&generation, "setting:base_url"), "http://127.0.0.1:9");
+    assert_eq!(
+        metadata(&generation, "setting:base_url"),
+        "http://127.0.0.1:9"
+    );
     for (name, value) in &generation.metadata {
         if name != "api-key" && name != "setting:base_url" {
             assert_eq!(value, "<none>", "{name} leaked");
@@ -332,39 +441,68 @@ fn only_its_own_key_and_declared_settings_are_visible() {
 
 #[test]
 fn a_memory_bomb_is_stopped() {
-    let err = expect_err(generate(hostile(), "memory-bomb", &ctx("http://127.0.0.1:9")));
-    assert_eq!(err, ProviderError::Plugin("plugin hostile ran out of memory (limit 32 MiB)".into()));
+    let err = expect_err(generate(
+        hostile(),
+        "memory-bomb",
+        &ctx("http://127.0.0.1:9"),
+    ));
+    assert_eq!(
+        err,
+        ProviderError::Plugin("plugin hostile ran out of memory (limit 32 MiB)".into())
+    );
     assert_still_serves(hostile());
 }
 
 #[test]
 fn an_infinite_loop_hits_the_cpu_limit() {
+    let provider = hostile(); // loaded before the clock starts
     let started = Instant::now();
-    let err = expect_err(generate(hostile(), "infinite-loop", &ctx("http://127.0.0.1:9")));
+    let err = expect_err(generate(
+        provider,
+        "infinite-loop",
+        &ctx("http://127.0.0.1:9"),
+    ));
     let elapsed = started.elapsed();
-    assert_eq!(err, ProviderError::Plugin("plugin hostile exceeded its CPU time limit of 2 s".into()));
-    assert!(elapsed >= Duration::from_secs(2) && elapsed < Duration::from_secs(10), "{elapsed:?}");
-    assert_still_serves(hostile());
+    assert_eq!(
+        err,
+        ProviderError::Plugin("plugin hostile exceeded its CPU time limit of 2 s".into())
+    );
+    assert!(
+        elapsed >= Duration::from_secs(2) && elapsed < Duration::from_secs(10),
+        "{elapsed:?}"
+    );
+    assert_still_serves(provider);
 }
 
 #[test]
 fn time_in_host_calls_is_not_cpu_time() {
     // The request takes 3 s, longer than the 2 s CPU budget; the plugin itself barely runs.
     let server = TestServer::start(|_| Reply::new(200).delay(Duration::from_secs(3)));
-    let generation = generate(hostile(), "slow", &ctx(&server.url())).unwrap_or_else(|err| panic!("{err}"));
-    assert_eq!(generation.note.as_deref(), Some("slow request finished with 200"));
+    let generation =
+        generate(hostile(), "slow", &ctx(&server.url())).unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(
+        generation.note.as_deref(),
+        Some("slow request finished with 200")
+    );
 }
 
 #[test]
 fn panics_and_aborts_are_reported_and_the_host_keeps_serving() {
     let err = expect_err(generate(hostile(), "trap", &ctx("http://127.0.0.1:9")));
-    let ProviderError::Plugin(message) = &err else { panic!("expected a plugin error, got {err:?}") };
+    let ProviderError::Plugin(message) = &err else {
+        panic!("expected a plugin error, got {err:?}")
+    };
     assert!(message.starts_with("plugin hostile crashed: "), "{message}");
-    assert!(message.contains("hostile plugin panicked on purpose"), "{message}");
+    assert!(
+        message.contains("hostile plugin panicked on purpose"),
+        "{message}"
+    );
     assert_still_serves(hostile());
 
     let err = expect_err(generate(hostile(), "abort", &ctx("http://127.0.0.1:9")));
-    let ProviderError::Plugin(message) = &err else { panic!("expected a plugin error, got {err:?}") };
+    let ProviderError::Plugin(message) = &err else {
+        panic!("expected a plugin error, got {err:?}")
+    };
     assert!(message.starts_with("plugin hostile crashed: "), "{message}");
     assert_still_serves(hostile());
 }
@@ -373,9 +511,15 @@ fn panics_and_aborts_are_reported_and_the_host_keeps_serving() {
 fn plugin_output_goes_to_the_log() {
     generate(hostile(), "stdout", &ctx("http://127.0.0.1:9")).unwrap_or_else(|err| panic!("{err}"));
     let logs = logs();
-    assert!(logs.contains("hello from the plugin, line 0"), "stdout is logged");
+    assert!(
+        logs.contains("hello from the plugin, line 0"),
+        "stdout is logged"
+    );
     assert!(logs.contains("a line on stderr"), "stderr is logged");
-    assert!(logs.lines().any(|l| l.contains("plugin=hostile") && l.contains("hello from the plugin")));
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("plugin=hostile") && l.contains("hello from the plugin"))
+    );
 }
 
 // ---- secrets ----
@@ -384,21 +528,39 @@ fn plugin_output_goes_to_the_log() {
 fn secrets_never_reach_errors_or_logs() {
     let server = TestServer::start(|req| {
         // A careless server that echoes the credentials back.
-        let echo = format!("bad key in {} and {}", req.header("authorization").unwrap_or(""), req.uri);
+        let echo = format!(
+            "bad key in {} and {}",
+            req.header("authorization").unwrap_or(""),
+            req.uri
+        );
         Reply::new(401).body(echo.into_bytes())
     });
     let err = expect_err(generate(hostile(), "leak-secret", &ctx(&server.url())));
-    let ProviderError::Auth(message) = &err else { panic!("expected an auth error, got {err:?}") };
+    let ProviderError::Auth(message) = &err else {
+        panic!("expected an auth error, got {err:?}")
+    };
     assert!(!message.contains(KEY), "{message}");
     assert!(message.contains("the server rejected key ***"), "{message}");
-    assert!(message.contains("Bearer ***"), "the echoed header is redacted too: {message}");
-    assert_eq!(server.requests()[0].header("authorization"), Some(format!("Bearer {KEY}").as_str()));
+    assert!(
+        message.contains("Bearer ***"),
+        "the echoed header is redacted too: {message}"
+    );
+    assert_eq!(
+        server.requests()[0].header("authorization"),
+        Some(format!("Bearer {KEY}").as_str())
+    );
 
     let err = expect_err(hostile().check_key(&ctx(&server.url())));
-    assert_eq!(err, ProviderError::Auth("the server refused key ***".into()));
+    assert_eq!(
+        err,
+        ProviderError::Auth("the server refused key ***".into())
+    );
 
     let logs = logs();
-    assert!(logs.contains("my key is ***"), "the plugin's log line arrives, redacted");
+    assert!(
+        logs.contains("my key is ***"),
+        "the plugin's log line arrives, redacted"
+    );
     assert!(logs.contains("stdout: my key is ***") && logs.contains("stderr: my key is ***"));
     assert!(!logs.contains(KEY), "the key appears in the log");
 }
@@ -406,7 +568,9 @@ fn secrets_never_reach_errors_or_logs() {
 // ---- HTTP behaviour: retries and cancellation ----
 
 /// A server whose answer depends on how many requests it has seen.
-fn counting_server(reply: impl Fn(usize) -> Reply + Send + Sync + 'static) -> (TestServer, Arc<AtomicUsize>) {
+fn counting_server(
+    reply: impl Fn(usize) -> Reply + Send + Sync + 'static,
+) -> (TestServer, Arc<AtomicUsize>) {
     let count = Arc::new(AtomicUsize::new(0));
     let seen = count.clone();
     let server = TestServer::start(move |_| reply(seen.fetch_add(1, Ordering::SeqCst)));
@@ -415,39 +579,65 @@ fn counting_server(reply: impl Fn(usize) -> Reply + Send + Sync + 'static) -> (T
 
 #[test]
 fn rate_limits_are_retried_after_the_servers_delay() {
+    let provider = hostile(); // loaded before the clock starts
     let (server, count) = counting_server(|n| match n {
         0 => Reply::new(429).header("retry-after-ms", "400"),
         1 => Reply::new(429).header("retry-after", "1"),
         _ => Reply::new(200),
     });
     let started = Instant::now();
-    let generation = generate(hostile(), "flaky", &ctx(&server.url())).unwrap_or_else(|err| panic!("{err}"));
+    let generation =
+        generate(provider, "flaky", &ctx(&server.url())).unwrap_or_else(|err| panic!("{err}"));
     let elapsed = started.elapsed();
     assert_eq!(generation.note.as_deref(), Some("status 200"));
     assert_eq!(count.load(Ordering::SeqCst), 3);
-    assert!(elapsed >= Duration::from_millis(1400) && elapsed < Duration::from_secs(6), "{elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(1400) && elapsed < Duration::from_secs(6),
+        "{elapsed:?}"
+    );
 }
 
 #[test]
 fn server_errors_are_retried_with_backoff() {
-    let (server, count) = counting_server(|n| if n == 0 { Reply::new(500) } else { Reply::new(200) });
+    let provider = hostile(); // loaded before the clock starts
+    let (server, count) = counting_server(|n| {
+        if n == 0 {
+            Reply::new(500)
+        } else {
+            Reply::new(200)
+        }
+    });
     let started = Instant::now();
-    let generation = generate(hostile(), "flaky", &ctx(&server.url())).unwrap_or_else(|err| panic!("{err}"));
+    let generation =
+        generate(provider, "flaky", &ctx(&server.url())).unwrap_or_else(|err| panic!("{err}"));
     let elapsed = started.elapsed();
     assert_eq!(generation.note.as_deref(), Some("status 200"));
     assert_eq!(count.load(Ordering::SeqCst), 2);
     // First backoff: 0.5 s minus up to 25 % jitter.
-    assert!(elapsed >= Duration::from_millis(370) && elapsed < Duration::from_secs(5), "{elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(370) && elapsed < Duration::from_secs(5),
+        "{elapsed:?}"
+    );
 }
 
 #[test]
 fn retries_are_bounded_and_long_retry_after_is_ignored() {
+    let provider = hostile(); // loaded before the clock starts
     // retry-after of 10 minutes is past the 120 s cap: the host uses its own backoff.
     let (server, count) = counting_server(|_| Reply::new(503).header("retry-after", "600"));
     let started = Instant::now();
-    let generation = generate(hostile(), "flaky", &ctx(&server.url())).unwrap_or_else(|err| panic!("{err}"));
-    assert_eq!(generation.note.as_deref(), Some("status 503"), "the last answer reaches the plugin");
-    assert_eq!(count.load(Ordering::SeqCst), 3, "one request and two retries");
+    let generation =
+        generate(provider, "flaky", &ctx(&server.url())).unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(
+        generation.note.as_deref(),
+        Some("status 503"),
+        "the last answer reaches the plugin"
+    );
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        3,
+        "one request and two retries"
+    );
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
@@ -462,35 +652,56 @@ fn cancel_later(ctx: &CallContext, after: Duration) -> std::thread::JoinHandle<(
 
 #[test]
 fn a_slow_request_is_cancelled() {
+    let provider = hostile(); // loaded before the clock starts
     let server = TestServer::start(|_| Reply::new(200).delay(Duration::from_secs(30)));
     let ctx = ctx(&server.url());
     let canceller = cancel_later(&ctx, Duration::from_millis(300));
     let started = Instant::now();
-    let err = expect_err(generate(hostile(), "slow", &ctx));
+    let err = expect_err(generate(provider, "slow", &ctx));
     assert_eq!(err, ProviderError::Cancelled);
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
     let _ = canceller.join();
 }
 
 #[test]
 fn a_sleeping_plugin_wakes_on_cancel() {
+    let provider = hostile(); // loaded before the clock starts
     let ctx = ctx("http://127.0.0.1:9");
     let canceller = cancel_later(&ctx, Duration::from_millis(200));
     let started = Instant::now();
-    assert_eq!(expect_err(generate(hostile(), "sleep", &ctx)), ProviderError::Cancelled);
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert_eq!(
+        expect_err(generate(provider, "sleep", &ctx)),
+        ProviderError::Cancelled
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     let _ = canceller.join();
 }
 
 #[test]
 fn a_busy_plugin_stops_on_cancel() {
+    let provider = hostile(); // loaded before the clock starts
     let ctx = ctx("http://127.0.0.1:9");
     let canceller = cancel_later(&ctx, Duration::from_millis(200));
     let started = Instant::now();
-    assert_eq!(expect_err(generate(hostile(), "infinite-loop", &ctx)), ProviderError::Cancelled);
-    assert!(started.elapsed() < Duration::from_millis(1800), "before the CPU limit: {:?}", started.elapsed());
+    assert_eq!(
+        expect_err(generate(provider, "infinite-loop", &ctx)),
+        ProviderError::Cancelled
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(1800),
+        "before the CPU limit: {:?}",
+        started.elapsed()
+    );
     let _ = canceller.join();
-    assert_still_serves(hostile());
+    assert_still_serves(provider);
 }
 
 // ---- loading: contract versions, invalid components, the compile cache ----
@@ -500,7 +711,8 @@ fn plugin_copy() -> tempfile::TempDir {
     let source = plugin_dir(PACKAGE);
     let copy = tempfile::tempdir().unwrap_or_else(|err| panic!("{err}"));
     for file in ["plugin.toml", "plugin.wasm"] {
-        std::fs::copy(source.join(file), copy.path().join(file)).unwrap_or_else(|err| panic!("{err}"));
+        std::fs::copy(source.join(file), copy.path().join(file))
+            .unwrap_or_else(|err| panic!("{err}"));
     }
     copy
 }
@@ -517,8 +729,11 @@ fn a_contract_mismatch_is_refused_naming_both_versions() {
     let copy = plugin_copy();
     let manifest = copy.path().join("plugin.toml");
     let text = std::fs::read_to_string(&manifest).unwrap_or_else(|err| panic!("{err}"));
-    std::fs::write(&manifest, text.replace("contract = \"0.1.0\"", "contract = \"0.2.0\""))
-        .unwrap_or_else(|err| panic!("{err}"));
+    std::fs::write(
+        &manifest,
+        text.replace("contract = \"0.1.0\"", "contract = \"0.2.0\""),
+    )
+    .unwrap_or_else(|err| panic!("{err}"));
     let err = load_err(&runtime(small_options()), copy.path()).to_string();
     assert_eq!(
         err,
@@ -534,24 +749,44 @@ fn invalid_components_fail_to_load_with_a_clear_error() {
 
     std::fs::write(&wasm, b"#!/bin/sh\necho not wasm\n").unwrap_or_else(|err| panic!("{err}"));
     let err = load_err(&runtime, copy.path()).to_string();
-    assert!(err.starts_with("plugin hostile is not a valid ImageAI plugin: the file is not WebAssembly"), "{err}");
+    assert!(
+        err.starts_with(
+            "plugin hostile is not a valid ImageAI plugin: the file is not WebAssembly"
+        ),
+        "{err}"
+    );
 
     // A valid component that exports nothing (the component-model header alone).
     std::fs::write(&wasm, b"\0asm\x0d\x00\x01\x00").unwrap_or_else(|err| panic!("{err}"));
     let err = load_err(&runtime, copy.path()).to_string();
-    assert!(err.contains("does not export imageai:provider/provider@0.1.0"), "{err}");
+    assert!(
+        err.contains("does not export imageai:provider/provider@0.1.0"),
+        "{err}"
+    );
 
     std::fs::remove_file(&wasm).unwrap_or_else(|err| panic!("{err}"));
-    assert!(matches!(load_err(&runtime, copy.path()), PluginError::ComponentRead { .. }));
+    assert!(matches!(
+        load_err(&runtime, copy.path()),
+        PluginError::ComponentRead { .. }
+    ));
 
-    std::fs::write(copy.path().join("plugin.toml"), "id = \"Bad Id\"\n").unwrap_or_else(|err| panic!("{err}"));
+    std::fs::write(copy.path().join("plugin.toml"), "id = \"Bad Id\"\n")
+        .unwrap_or_else(|err| panic!("{err}"));
     let err = load_err(&runtime, copy.path()).to_string();
-    assert!(err.starts_with("invalid plugin manifest") && err.contains("plugin.toml"), "{err}");
+    assert!(
+        err.starts_with("invalid plugin manifest") && err.contains("plugin.toml"),
+        "{err}"
+    );
 }
 
 fn cache_entries(dir: &Path) -> Vec<PathBuf> {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "cwasm")).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+                .collect()
+        })
         .unwrap_or_default();
     entries.sort();
     entries
@@ -560,16 +795,23 @@ fn cache_entries(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn compiled_components_are_cached_and_corrupt_entries_recompiled() {
     let cache = tempfile::tempdir().unwrap_or_else(|err| panic!("{err}"));
-    let options = RuntimeOptions { cache_dir: Some(cache.path().to_path_buf()), ..small_options() };
+    let options = RuntimeOptions {
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..small_options()
+    };
     let dir = plugin_dir(PACKAGE);
 
-    let first = runtime(options.clone()).load(&dir).unwrap_or_else(|err| panic!("{err}"));
+    let first = runtime(options.clone())
+        .load(&dir)
+        .unwrap_or_else(|err| panic!("{err}"));
     assert!(!first.compiled_from_cache());
     let entries = cache_entries(cache.path());
     assert_eq!(entries.len(), 1, "one cache entry: {entries:?}");
 
     // A second start (a new runtime, as after a restart) compiles nothing.
-    let second = runtime(options.clone()).load(&dir).unwrap_or_else(|err| panic!("{err}"));
+    let second = runtime(options.clone())
+        .load(&dir)
+        .unwrap_or_else(|err| panic!("{err}"));
     assert!(second.compiled_from_cache());
     assert_still_serves(&second);
 
@@ -578,16 +820,22 @@ fn compiled_components_are_cached_and_corrupt_entries_recompiled() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
     std::fs::write(&entries[0], &bytes).unwrap_or_else(|err| panic!("{err}"));
-    let third = runtime(options.clone()).load(&dir).unwrap_or_else(|err| panic!("{err}"));
+    let third = runtime(options.clone())
+        .load(&dir)
+        .unwrap_or_else(|err| panic!("{err}"));
     assert!(!third.compiled_from_cache(), "a corrupt entry is not used");
     assert_still_serves(&third);
 
     // Truncated entries too; and each recompile writes a sound entry again.
     let bytes = std::fs::read(&entries[0]).unwrap_or_else(|err| panic!("{err}"));
     std::fs::write(&entries[0], &bytes[..bytes.len() / 3]).unwrap_or_else(|err| panic!("{err}"));
-    let fourth = runtime(options.clone()).load(&dir).unwrap_or_else(|err| panic!("{err}"));
+    let fourth = runtime(options.clone())
+        .load(&dir)
+        .unwrap_or_else(|err| panic!("{err}"));
     assert!(!fourth.compiled_from_cache());
-    let fifth = runtime(options).load(&dir).unwrap_or_else(|err| panic!("{err}"));
+    let fifth = runtime(options)
+        .load(&dir)
+        .unwrap_or_else(|err| panic!("{err}"));
     assert!(fifth.compiled_from_cache());
     assert_still_serves(&fifth);
     assert_eq!(cache_entries(cache.path()).len(), 1);
@@ -601,27 +849,50 @@ fn install_validates_then_copies_and_remove_deletes() {
     let user = tempfile::tempdir().unwrap_or_else(|err| panic!("{err}"));
 
     let broken = plugin_copy();
-    std::fs::write(broken.path().join("plugin.wasm"), b"\0asm\x0d\x00\x01\x00").unwrap_or_else(|err| panic!("{err}"));
-    assert!(matches!(registry::install(&runtime, broken.path(), user.path()), Err(PluginError::InvalidComponent { .. })));
-    assert!(!user.path().join("hostile").exists(), "nothing is installed when validation fails");
+    std::fs::write(broken.path().join("plugin.wasm"), b"\0asm\x0d\x00\x01\x00")
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert!(matches!(
+        registry::install(&runtime, broken.path(), user.path()),
+        Err(PluginError::InvalidComponent { .. })
+    ));
+    assert!(
+        !user.path().join("hostile").exists(),
+        "nothing is installed when validation fails"
+    );
 
-    let manifest = registry::install(&runtime, &plugin_dir(PACKAGE), user.path()).unwrap_or_else(|err| panic!("{err}"));
+    let manifest = registry::install(&runtime, &plugin_dir(PACKAGE), user.path())
+        .unwrap_or_else(|err| panic!("{err}"));
     assert_eq!(manifest.id, "hostile");
     let installed = user.path().join("hostile");
     assert!(installed.join("plugin.toml").is_file() && installed.join("plugin.wasm").is_file());
     // Installing again replaces the folder in place.
-    registry::install(&runtime, &plugin_dir(PACKAGE), user.path()).unwrap_or_else(|err| panic!("{err}"));
+    registry::install(&runtime, &plugin_dir(PACKAGE), user.path())
+        .unwrap_or_else(|err| panic!("{err}"));
     let visible: Vec<String> = std::fs::read_dir(user.path())
-        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     assert_eq!(visible, ["hostile"], "no staging folders left behind");
 
     let found = registry::discover([(user.path(), Source::User)]);
     assert_eq!(found.len(), 1);
-    assert_eq!((found[0].manifest.id.as_str(), found[0].source), ("hostile", Source::User));
-    assert_still_serves(&runtime.load(&found[0].dir).unwrap_or_else(|err| panic!("{err}")));
+    assert_eq!(
+        (found[0].manifest.id.as_str(), found[0].source),
+        ("hostile", Source::User)
+    );
+    assert_still_serves(
+        &runtime
+            .load(&found[0].dir)
+            .unwrap_or_else(|err| panic!("{err}")),
+    );
 
     registry::remove("hostile", user.path()).unwrap_or_else(|err| panic!("{err}"));
     assert!(registry::discover([(user.path(), Source::User)]).is_empty());
-    assert!(matches!(registry::remove("hostile", user.path()), Err(PluginError::NotInstalled { .. })));
+    assert!(matches!(
+        registry::remove("hostile", user.path()),
+        Err(PluginError::NotInstalled { .. })
+    ));
 }

@@ -10,8 +10,6 @@ use anyhow::{Context, Result, bail};
 
 const WASM_TARGET: &str = "wasm32-wasip2";
 
-/// Bundled provider plugins: (cargo package, source folder).
-const BUNDLED: &[(&str, &str)] = &[("imageai-plugin-openai", "plugins/openai")];
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -89,14 +87,15 @@ fn ensure_wasm_target() -> Result<()> {
 /// Build every bundled plugin and assemble `target/plugins/<id>/{plugin.toml,plugin.wasm}`.
 fn build_plugins() -> Result<PathBuf> {
     ensure_wasm_target()?;
+    let bundled = bundled_plugins()?;
     let mut args = vec!["build", "--target", WASM_TARGET, "--profile", "plugin"];
-    for (package, _) in BUNDLED {
-        args.extend(["--package", package]);
+    for (package, _) in &bundled {
+        args.extend(["--package", package.as_str()]);
     }
     cargo(&args, &[])?;
     let out = target_dir().join("plugins");
-    for (package, folder) in BUNDLED {
-        let manifest_path = workspace_root().join(folder).join("plugin.toml");
+    for (package, folder) in &bundled {
+        let manifest_path = folder.join("plugin.toml");
         let manifest = std::fs::read_to_string(&manifest_path)
             .with_context(|| format!("reading {}", manifest_path.display()))?;
         let id = manifest_id(&manifest).with_context(|| format!("no `id` in {}", manifest_path.display()))?;
@@ -108,6 +107,30 @@ fn build_plugins() -> Result<PathBuf> {
     }
     eprintln!("xtask: plugins ready in {}", out.display());
     Ok(out)
+}
+
+/// Every WASM plugin under `plugins/`: a folder with a `plugin.toml` (the native local-sd
+/// engine has none). Returns (cargo package name, folder), sorted.
+fn bundled_plugins() -> Result<Vec<(String, PathBuf)>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(workspace_root().join("plugins"))? {
+        let folder = entry?.path();
+        if !folder.join("plugin.toml").is_file() {
+            continue;
+        }
+        let cargo_toml = std::fs::read_to_string(folder.join("Cargo.toml"))
+            .with_context(|| format!("reading {}", folder.join("Cargo.toml").display()))?;
+        let package = cargo_toml
+            .lines()
+            .find_map(|line| {
+                let rest = line.trim().strip_prefix("name")?.trim_start().strip_prefix('=')?;
+                Some(rest.trim().trim_matches('"').to_owned())
+            })
+            .with_context(|| format!("no package name in {}", folder.join("Cargo.toml").display()))?;
+        found.push((package, folder));
+    }
+    found.sort();
+    Ok(found)
 }
 
 /// The `id = "…"` line of a manifest (the app validates the whole manifest when loading).

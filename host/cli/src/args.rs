@@ -10,8 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     name = "imageai",
     version,
     about = "AI image generation with many providers: cloud services as sandboxed plugins, and local Stable Diffusion.",
-    after_help = "Run `imageai generate --help` for every generation flag. Exit codes: 0 ok, 1 other error, 2 usage, 3 auth, 4 content policy, 5 rate limit or quota, 6 network or timeout, 7 provider server error, 8 plugin failure, 9 invalid request, 130 cancelled.",
-    args_conflicts_with_subcommands = true
+    after_help = "Run `imageai generate --help` for every generation flag. Exit codes: 0 ok, 1 other error, 2 usage, 3 auth, 4 content policy, 5 rate limit or quota, 6 network or timeout, 7 provider server error, 8 plugin failure, 9 invalid request, 130 cancelled."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -33,7 +32,7 @@ pub struct Global {
 }
 
 /// The Python ImageAI's top-level flags.
-#[derive(Debug, Args, Clone, Default)]
+#[derive(Debug, Args, Clone, Default, PartialEq)]
 pub struct Legacy {
     /// Store the key given with -k/-K for the provider (`imageai -s -k KEY --provider openai`).
     #[arg(short = 's', long = "set-key")]
@@ -77,9 +76,14 @@ pub enum Command {
         #[command(subcommand)]
         action: PluginAction,
     },
+    /// Local Stable Diffusion models: search the Hugging Face Hub, install, list, remove, import.
+    Models {
+        #[command(subcommand)]
+        action: crate::commands::models::ModelsAction,
+    },
 }
 
-#[derive(Debug, Args, Clone, Default)]
+#[derive(Debug, Args, Clone, Default, PartialEq)]
 pub struct KeyArgs {
     /// API key for this run (not stored).
     #[arg(short = 'k', long = "api-key", value_name = "KEY")]
@@ -89,7 +93,7 @@ pub struct KeyArgs {
     pub api_key_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Args, Clone, Default)]
+#[derive(Debug, Args, Clone, Default, PartialEq)]
 pub struct GenerateArgs {
     /// The prompt; read from stdin when absent and stdin is not a terminal.
     #[arg(short = 'p', long)]
@@ -172,7 +176,7 @@ pub struct GenerateArgs {
     pub key: KeyArgs,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum EditModeArg {
     Edit,
     Inpaint,

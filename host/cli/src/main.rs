@@ -27,6 +27,11 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
+    if cli.command.is_some() && cli.legacy != args::Legacy::default() {
+        return Err(Failure::usage(
+            "put generation flags after the subcommand (`imageai generate -p …`), or use them without one (`imageai -p …`)",
+        ));
+    }
     match cli.command {
         Some(Command::Generate(args)) => commands::generate::run(args),
         Some(Command::Upscale(args)) => commands::generate::upscale(args),
@@ -35,6 +40,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Some(Command::History { action }) => commands::history::run(action),
         Some(Command::Templates { action }) => commands::templates::run(action),
         Some(Command::Plugin { action }) => commands::plugin::run(action),
+        Some(Command::Models { action }) => commands::models::run(action),
         None => commands::legacy(cli.legacy),
     }
 }

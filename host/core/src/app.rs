@@ -17,9 +17,13 @@ use crate::secret::Secret;
 /// Errors a user can act on. Messages say what to do next.
 #[derive(Debug, thiserror::Error)]
 pub enum CoreError {
-    #[error("unknown provider `{id}`. Installed providers: {available}. Run `imageai providers` for details.")]
+    #[error(
+        "unknown provider `{id}`. Installed providers: {available}. Run `imageai providers` for details."
+    )]
     UnknownProvider { id: String, available: String },
-    #[error("the {id} plugin is disabled; enable it in Settings or remove it from `plugins.disabled` in config.json")]
+    #[error(
+        "the {id} plugin is disabled; enable it in Settings or remove it from `plugins.disabled` in config.json"
+    )]
     Disabled { id: String },
     #[error("no provider chosen and none configured: pass --provider (one of: {available})")]
     NoProvider { available: String },
@@ -70,14 +74,19 @@ pub struct Core {
     pub warnings: Vec<String>,
 }
 
-/// Folders searched for bundled plugins, in order: `IMAGEAI_PLUGIN_DIRS` (a path list),
-/// `<exe dir>/plugins`, `<exe dir>/../plugins` (the development layout `target/plugins`).
+/// Folders searched for bundled plugins: `IMAGEAI_PLUGIN_DIRS` (a path list) when set, else
+/// `<exe dir>/plugins` and `<exe dir>/../plugins` (the development layout `target/plugins`).
 pub fn bundled_plugin_dirs() -> Vec<PathBuf> {
     let mut dirs = Vec::new();
     if let Some(list) = std::env::var_os("IMAGEAI_PLUGIN_DIRS") {
-        dirs.extend(std::env::split_paths(&list).filter(|p| !p.as_os_str().is_empty()));
+        return std::env::split_paths(&list)
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect();
     }
-    if let Some(exe_dir) = std::env::current_exe().ok().and_then(|exe| exe.parent().map(Path::to_path_buf)) {
+    if let Some(exe_dir) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+    {
         dirs.push(exe_dir.join("plugins"));
         if let Some(parent) = exe_dir.parent() {
             dirs.push(parent.join("plugins"));
@@ -103,15 +112,38 @@ impl Core {
         let config = loaded.config;
         let paths = paths.with_output_dir(config.output_dir());
         let keys = KeyStore::open(&paths);
-        let runtime = Runtime::new(RuntimeOptions { cache_dir: Some(paths.plugin_cache_dir()), ..RuntimeOptions::default() })?;
-        let mut search: Vec<(PathBuf, PluginSource)> =
-            bundled_dirs.iter().map(|d| (d.clone(), PluginSource::Bundled)).collect();
+        let runtime = Runtime::new(RuntimeOptions {
+            cache_dir: Some(paths.plugin_cache_dir()),
+            ..RuntimeOptions::default()
+        })?;
+        let mut search: Vec<(PathBuf, PluginSource)> = bundled_dirs
+            .iter()
+            .map(|d| (d.clone(), PluginSource::Bundled))
+            .collect();
         search.push((paths.plugins_dir(), PluginSource::User));
         let providers = registry::discover(search)
             .into_iter()
-            .map(|Discovered { dir, manifest, source }| ProviderEntry { manifest, dir, source, loaded: OnceLock::new() })
+            .map(
+                |Discovered {
+                     dir,
+                     manifest,
+                     source,
+                 }| ProviderEntry {
+                    manifest,
+                    dir,
+                    source,
+                    loaded: OnceLock::new(),
+                },
+            )
             .collect();
-        Ok(Self { paths, config, keys, runtime, providers, warnings })
+        Ok(Self {
+            paths,
+            config,
+            keys,
+            runtime,
+            providers,
+            warnings,
+        })
     }
 
     pub fn runtime(&self) -> &Runtime {
@@ -124,14 +156,22 @@ impl Core {
     }
 
     pub fn entry(&self, id: &str) -> Result<&ProviderEntry, CoreError> {
-        self.providers.iter().find(|p| crate::config::same_id(&p.manifest.id, id)).ok_or_else(|| {
-            CoreError::UnknownProvider { id: id.to_owned(), available: self.available() }
-        })
+        self.providers
+            .iter()
+            .find(|p| crate::config::same_id(&p.manifest.id, id))
+            .ok_or_else(|| CoreError::UnknownProvider {
+                id: id.to_owned(),
+                available: self.available(),
+            })
     }
 
     fn available(&self) -> String {
         let ids: Vec<&str> = self.providers.iter().map(ProviderEntry::id).collect();
-        if ids.is_empty() { "none (build them with `cargo xtask plugins`)".into() } else { ids.join(", ") }
+        if ids.is_empty() {
+            "none (build them with `cargo xtask plugins`)".into()
+        } else {
+            ids.join(", ")
+        }
     }
 
     /// The provider to use: the one asked for, else the configured default, else the only one.
@@ -146,7 +186,9 @@ impl Core {
         }
         match self.providers.as_slice() {
             [only] => Ok(only),
-            _ => Err(CoreError::NoProvider { available: self.available() }),
+            _ => Err(CoreError::NoProvider {
+                available: self.available(),
+            }),
         }
     }
 
@@ -154,14 +196,22 @@ impl Core {
     pub fn provider(&self, id: &str) -> Result<Arc<dyn Provider>, CoreError> {
         let entry = self.entry(id)?;
         if !self.config.is_plugin_enabled(&entry.manifest.id) {
-            return Err(CoreError::Disabled { id: entry.manifest.id.clone() });
+            return Err(CoreError::Disabled {
+                id: entry.manifest.id.clone(),
+            });
         }
         let loaded = entry.loaded.get_or_init(|| {
-            self.runtime.load(&entry.dir).map(Arc::new).map_err(|err| err.to_string())
+            self.runtime
+                .load(&entry.dir)
+                .map(Arc::new)
+                .map_err(|err| err.to_string())
         });
         match loaded {
             Ok(provider) => Ok(provider.clone() as Arc<dyn Provider>),
-            Err(message) => Err(CoreError::Load { id: entry.manifest.id.clone(), message: message.clone() }),
+            Err(message) => Err(CoreError::Load {
+                id: entry.manifest.id.clone(),
+                message: message.clone(),
+            }),
         }
     }
 
@@ -178,7 +228,11 @@ impl Core {
                     .filter(|v| !v.trim().is_empty())
                     .or_else(|| configured.get(&spec.name).cloned())
                     .or_else(|| spec.default.clone())?;
-                let value = if spec.kind == SettingKind::Url { value.trim().to_owned() } else { value };
+                let value = if spec.kind == SettingKind::Url {
+                    value.trim().to_owned()
+                } else {
+                    value
+                };
                 Some((spec.name.clone(), value))
             })
             .collect()
@@ -186,7 +240,11 @@ impl Core {
 
     /// Find the provider's key with ImageAI's precedence: `--api-key`, `--api-key-file`, stored
     /// key (keyring or key file, then config.json), then the manifest's environment variable.
-    pub fn resolve_key(&self, manifest: &Manifest, over: &KeyOverride) -> Result<Option<ResolvedKey>, CoreError> {
+    pub fn resolve_key(
+        &self,
+        manifest: &Manifest,
+        over: &KeyOverride,
+    ) -> Result<Option<ResolvedKey>, CoreError> {
         let env = manifest
             .key
             .as_ref()
@@ -217,15 +275,23 @@ impl Core {
             } else {
                 spec.help.clone()
             };
-            return Err(CoreError::MissingKey { name: manifest.name.clone(), help });
+            return Err(CoreError::MissingKey {
+                name: manifest.name.clone(),
+                help,
+            });
         }
-        Ok(CallContext::new(key.map(|k| k.secret), self.settings(manifest)))
+        Ok(CallContext::new(
+            key.map(|k| k.secret),
+            self.settings(manifest),
+        ))
     }
 
     /// Where the key would come from, without revealing it.
     pub fn key_source(&self, id: &str) -> Result<Option<KeySource>, CoreError> {
         let entry = self.entry(id)?;
-        Ok(self.resolve_key(&entry.manifest, &KeyOverride::default())?.map(|k| k.source))
+        Ok(self
+            .resolve_key(&entry.manifest, &KeyOverride::default())?
+            .map(|k| k.source))
     }
 
     /// Store a key for a provider in the key store.
@@ -237,7 +303,10 @@ impl Core {
 
     /// Remove a provider's key from the key store and from config.json. True when one was removed.
     pub fn remove_key(&mut self, id: &str) -> Result<bool, CoreError> {
-        let id = self.entry(id).map(|e| e.manifest.id.clone()).unwrap_or_else(|_| id.to_owned());
+        let id = self
+            .entry(id)
+            .map(|e| e.manifest.id.clone())
+            .unwrap_or_else(|_| id.to_owned());
         let from_store = self.keys.remove(&id)?;
         let from_config = self.config.remove_stored_key(&id);
         if from_config {

@@ -454,7 +454,10 @@ fn write_one(
             let embedded = serde_json::to_string(&sidecar.0).unwrap_or_default();
             layout.with_text(
                 &image.data,
-                &[("parameters", &parameters), ("imageai", &embedded)],
+                &[
+                    ("parameters", &parameters, png::TextChunk::Latin1OrUtf8),
+                    ("imageai", &embedded, png::TextChunk::Utf8),
+                ],
             )
         }
         Some(Err(reason)) => {
@@ -780,56 +783,79 @@ mod png {
             })
         }
 
-        /// `bytes` with the given text chunks added just before IEND, replacing any text chunk
-        /// that had one of their keywords. Latin-1 text goes in tEXt, other text in iTXt (as
-        /// PIL, and so AUTOMATIC1111, does).
-        pub fn with_text(&self, bytes: &[u8], texts: &[(&str, &str)]) -> Vec<u8> {
+        /// `bytes` with the given text chunks added just before the first IDAT (where PIL, and
+        /// so AUTOMATIC1111, puts them, and where readers that stop at the pixels find them),
+        /// replacing any text chunk that had one of their keywords.
+        pub fn with_text(&self, bytes: &[u8], texts: &[(&str, &str, TextChunk)]) -> Vec<u8> {
             let mut out = Vec::with_capacity(
                 bytes.len()
                     + texts
                         .iter()
-                        .map(|(k, t)| k.len() + t.len() + 32)
+                        .map(|(k, t, _)| k.len() + t.len() + 32)
                         .sum::<usize>(),
             );
             out.extend_from_slice(SIGNATURE);
+            let mut inserted = false;
             for chunk in &self.chunks {
                 if chunk.span.start == self.iend {
                     break;
                 }
+                if !inserted && (&chunk.kind == b"IDAT") {
+                    push_texts(&mut out, texts);
+                    inserted = true;
+                }
                 let replaced = matches!(&chunk.kind, b"tEXt" | b"iTXt" | b"zTXt") && {
                     let data = &bytes[chunk.data.clone()];
                     let keyword = data.split(|&b| b == 0).next().unwrap_or_default();
-                    texts.iter().any(|(k, _)| k.as_bytes() == keyword)
+                    texts.iter().any(|(k, _, _)| k.as_bytes() == keyword)
                 };
                 if !replaced {
                     out.extend_from_slice(&bytes[chunk.span.clone()]);
                 }
             }
-            for (keyword, text) in texts {
-                let latin1: Option<Vec<u8>> = text
-                    .chars()
-                    .map(|c| u8::try_from(u32::from(c)).ok())
-                    .collect();
-                match latin1 {
-                    Some(latin1) => {
-                        let mut data = Vec::with_capacity(keyword.len() + 1 + latin1.len());
-                        data.extend_from_slice(keyword.as_bytes());
-                        data.push(0);
-                        data.extend(latin1.into_iter().filter(|&b| b != 0));
-                        push_chunk(&mut out, b"tEXt", &data);
-                    }
-                    None => {
-                        let mut data = Vec::with_capacity(keyword.len() + 5 + text.len());
-                        data.extend_from_slice(keyword.as_bytes());
-                        // Separator, not compressed, method 0, empty language and translated keyword.
-                        data.extend_from_slice(&[0, 0, 0, 0, 0]);
-                        data.extend_from_slice(text.as_bytes());
-                        push_chunk(&mut out, b"iTXt", &data);
-                    }
-                }
+            if !inserted {
+                push_texts(&mut out, texts);
             }
             out.extend_from_slice(&bytes[self.iend..]);
             out
+        }
+    }
+
+    /// How a text chunk is written.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum TextChunk {
+        /// tEXt when the text is Latin-1 (as PIL writes A1111's `parameters`), else iTXt.
+        Latin1OrUtf8,
+        /// Always iTXt (UTF-8).
+        Utf8,
+    }
+
+    fn push_texts(out: &mut Vec<u8>, texts: &[(&str, &str, TextChunk)]) {
+        for (keyword, text, kind) in texts {
+            let latin1: Option<Vec<u8>> = match kind {
+                TextChunk::Utf8 => None,
+                TextChunk::Latin1OrUtf8 => text
+                    .chars()
+                    .map(|c| u8::try_from(u32::from(c)).ok())
+                    .collect(),
+            };
+            match latin1 {
+                Some(latin1) => {
+                    let mut data = Vec::with_capacity(keyword.len() + 1 + latin1.len());
+                    data.extend_from_slice(keyword.as_bytes());
+                    data.push(0);
+                    data.extend(latin1.into_iter().filter(|&b| b != 0));
+                    push_chunk(out, b"tEXt", &data);
+                }
+                None => {
+                    let mut data = Vec::with_capacity(keyword.len() + 5 + text.len());
+                    data.extend_from_slice(keyword.as_bytes());
+                    // Separator, not compressed, method 0, empty language and translated keyword.
+                    data.extend_from_slice(&[0, 0, 0, 0, 0]);
+                    data.extend_from_slice(text.as_bytes());
+                    push_chunk(out, b"iTXt", &data);
+                }
+            }
         }
     }
 

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use crate::cancel::CancelToken;
 use crate::history::{self, HistoryError, Record, SavedImage};
 use crate::provider::{
-    CallContext, Capability, EditMode, EditRequest, GenerateRequest, Generation, ModelInfo, Provider, ProviderError,
-    ProviderInfo, UpscaleRequest,
+    CallContext, Capability, EditMode, EditRequest, GenerateRequest, Generation, ModelInfo,
+    Provider, ProviderError, ProviderInfo, UpscaleRequest,
 };
 use crate::templates::TemplateUse;
 
@@ -19,8 +19,14 @@ use crate::templates::TemplateUse;
 pub enum JobRequest {
     Generate(GenerateRequest),
     /// `sources` names the input images for the history (file names, never their bytes).
-    Edit { request: EditRequest, sources: Vec<String> },
-    Upscale { request: UpscaleRequest, source: String },
+    Edit {
+        request: EditRequest,
+        sources: Vec<String>,
+    },
+    Upscale {
+        request: UpscaleRequest,
+        source: String,
+    },
 }
 
 impl JobRequest {
@@ -89,13 +95,24 @@ impl JobError {
 
 /// Fill in the model when none was asked for (the first that can serve the request), and check
 /// that the model exists and can do what is asked, before anything is sent.
-pub fn resolve_model(info: &ProviderInfo, request: &mut JobRequest) -> Result<ModelInfo, ProviderError> {
+pub fn resolve_model(
+    info: &ProviderInfo,
+    request: &mut JobRequest,
+) -> Result<ModelInfo, ProviderError> {
     let capability = request.capability();
     let models: Vec<&str> = info.models.iter().map(|m| m.id.as_str()).collect();
     if request.model().is_empty() {
-        let model = info.models.iter().find(|m| m.supports(capability)).ok_or_else(|| {
-            ProviderError::InvalidRequest(format!("{} has no model that can do {}", info.name, capability.as_str()))
-        })?;
+        let model = info
+            .models
+            .iter()
+            .find(|m| m.supports(capability))
+            .ok_or_else(|| {
+                ProviderError::InvalidRequest(format!(
+                    "{} has no model that can do {}",
+                    info.name,
+                    capability.as_str()
+                ))
+            })?;
         *request.model_mut() = model.id.clone();
         return Ok(model.clone());
     }
@@ -108,12 +125,21 @@ pub fn resolve_model(info: &ProviderInfo, request: &mut JobRequest) -> Result<Mo
         ))
     })?;
     if !model.supports(capability) {
-        let able: Vec<&str> = info.models.iter().filter(|m| m.supports(capability)).map(|m| m.id.as_str()).collect();
+        let able: Vec<&str> = info
+            .models
+            .iter()
+            .filter(|m| m.supports(capability))
+            .map(|m| m.id.as_str())
+            .collect();
         return Err(ProviderError::InvalidRequest(format!(
             "{} cannot do {}; models that can: {}",
             model.id,
             capability.as_str(),
-            if able.is_empty() { "none from this provider".to_owned() } else { able.join(", ") }
+            if able.is_empty() {
+                "none from this provider".to_owned()
+            } else {
+                able.join(", ")
+            }
         )));
     }
     Ok(model.clone())
@@ -121,7 +147,12 @@ pub fn resolve_model(info: &ProviderInfo, request: &mut JobRequest) -> Result<Mo
 
 /// Run one job to the end: call the provider, then save every image with its sidecar in
 /// `output_dir`. The record never holds the key, and any echo of it is redacted.
-pub fn run(provider: &dyn Provider, job: &Job, ctx: &CallContext, output_dir: &Path) -> Result<JobOutput, JobError> {
+pub fn run(
+    provider: &dyn Provider,
+    job: &Job,
+    ctx: &CallContext,
+    output_dir: &Path,
+) -> Result<JobOutput, JobError> {
     if ctx.cancel.is_cancelled() {
         return Err(ProviderError::Cancelled.into());
     }
@@ -138,15 +169,25 @@ pub fn run(provider: &dyn Provider, job: &Job, ctx: &CallContext, output_dir: &P
         return Err(ProviderError::Other(format!(
             "{} returned no image{}",
             info.name,
-            generation.note.as_deref().map(|n| format!(" (it said: {n})")).unwrap_or_default()
+            generation
+                .note
+                .as_deref()
+                .map(|n| format!(" (it said: {n})"))
+                .unwrap_or_default()
         ))
         .into());
     }
     let mut record = match &request {
         JobRequest::Generate(r) => Record::from_generate(&job.provider, r, &generation),
-        JobRequest::Edit { request, sources } => Record::from_edit(&job.provider, request, &generation, sources.clone()),
+        JobRequest::Edit { request, sources } => {
+            Record::from_edit(&job.provider, request, &generation, sources.clone())
+        }
         JobRequest::Upscale { request, source } => {
-            let mut record = Record::new(&job.provider, &request.model, request.prompt.clone().unwrap_or_default());
+            let mut record = Record::new(
+                &job.provider,
+                &request.model,
+                request.prompt.clone().unwrap_or_default(),
+            );
             record.settings = match serde_json::to_value(request) {
                 Ok(serde_json::Value::Object(mut map)) => {
                     map.remove("model");
@@ -183,9 +224,18 @@ pub type JobId = u64;
 /// What the queue reports, in order per job: `Started`, any `Progress`, then `Finished`.
 #[derive(Debug)]
 pub enum JobEvent {
-    Started { id: JobId },
-    Progress { id: JobId, fraction: f32, message: String },
-    Finished { id: JobId, result: Result<JobOutput, JobError> },
+    Started {
+        id: JobId,
+    },
+    Progress {
+        id: JobId,
+        fraction: f32,
+        message: String,
+    },
+    Finished {
+        id: JobId,
+        result: Result<JobOutput, JobError>,
+    },
 }
 
 /// A submitted job: its id and the way to cancel it (queued or running).
@@ -227,15 +277,37 @@ impl JobQueue {
             })
             .filter_map(Result::ok)
             .collect();
-        Self { sender: Some(sender), events, next_id: AtomicU64::new(1), workers }
+        Self {
+            sender: Some(sender),
+            events,
+            next_id: AtomicU64::new(1),
+            workers,
+        }
     }
 
     /// Queue a job. Progress reported through `ctx` also arrives as events.
-    pub fn submit(&self, provider: Arc<dyn Provider>, job: Job, ctx: CallContext, output_dir: PathBuf) -> JobHandle {
+    pub fn submit(
+        &self,
+        provider: Arc<dyn Provider>,
+        job: Job,
+        ctx: CallContext,
+        output_dir: PathBuf,
+    ) -> JobHandle {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let handle = JobHandle { id, cancel: ctx.cancel.clone() };
+        let handle = JobHandle {
+            id,
+            cancel: ctx.cancel.clone(),
+        };
         if let Some(sender) = &self.sender
-            && sender.send(Queued { id, provider, job, ctx, output_dir }).is_ok()
+            && sender
+                .send(Queued {
+                    id,
+                    provider,
+                    job,
+                    ctx,
+                    output_dir,
+                })
+                .is_ok()
         {
             return handle;
         }
@@ -270,7 +342,16 @@ fn worker(receiver: &Mutex<Receiver<Queued>>, events: &Sender<JobEvent>) {
             Ok(guard) => guard.recv(),
             Err(_) => return,
         };
-        let Ok(Queued { id, provider, job, mut ctx, output_dir }) = next else { return };
+        let Ok(Queued {
+            id,
+            provider,
+            job,
+            mut ctx,
+            output_dir,
+        }) = next
+        else {
+            return;
+        };
         let _ = events.send(JobEvent::Started { id });
         let progress_events = events.clone();
         let outer = ctx.progress.take();
@@ -278,7 +359,11 @@ fn worker(receiver: &Mutex<Receiver<Queued>>, events: &Sender<JobEvent>) {
             if let Some(outer) = &outer {
                 outer(fraction, message);
             }
-            let _ = progress_events.send(JobEvent::Progress { id, fraction, message: message.to_owned() });
+            let _ = progress_events.send(JobEvent::Progress {
+                id,
+                fraction,
+                message: message.to_owned(),
+            });
         }));
         let result = run(provider.as_ref(), &job, &ctx, &output_dir);
         let _ = events.send(JobEvent::Finished { id, result });

@@ -19,7 +19,10 @@ pub struct Image {
 
 impl fmt::Debug for Image {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Image").field("mime", &self.mime).field("bytes", &self.data.len()).finish()
+        f.debug_struct("Image")
+            .field("mime", &self.mime)
+            .field("bytes", &self.data.len())
+            .finish()
     }
 }
 
@@ -239,7 +242,10 @@ pub enum ProviderError {
     #[error("the provider rejected the API key: {0}")]
     Auth(String),
     #[error("rate limited: {message}")]
-    RateLimited { message: String, retry_after_ms: Option<u64> },
+    RateLimited {
+        message: String,
+        retry_after_ms: Option<u64>,
+    },
     #[error("refused by the provider's content policy: {0}")]
     ContentPolicy(String),
     #[error("invalid request: {0}")]
@@ -295,7 +301,12 @@ pub struct CallContext {
 
 impl CallContext {
     pub fn new(api_key: Option<Secret>, settings: BTreeMap<String, String>) -> Self {
-        Self { api_key, settings, cancel: CancelToken::new(), progress: None }
+        Self {
+            api_key,
+            settings,
+            cancel: CancelToken::new(),
+            progress: None,
+        }
     }
 
     pub fn report(&self, fraction: f32, message: &str) {
@@ -318,8 +329,16 @@ impl fmt::Debug for CallContext {
 /// A provider as the host uses it. Implemented by WASM plugins and by the local engine's worker.
 pub trait Provider: Send + Sync {
     fn info(&self) -> Result<ProviderInfo, ProviderError>;
-    fn generate(&self, request: &GenerateRequest, ctx: &CallContext) -> Result<Generation, ProviderError>;
+    fn generate(
+        &self,
+        request: &GenerateRequest,
+        ctx: &CallContext,
+    ) -> Result<Generation, ProviderError>;
     fn edit(&self, request: &EditRequest, ctx: &CallContext) -> Result<Generation, ProviderError>;
-    fn upscale(&self, request: &UpscaleRequest, ctx: &CallContext) -> Result<Generation, ProviderError>;
+    fn upscale(
+        &self,
+        request: &UpscaleRequest,
+        ctx: &CallContext,
+    ) -> Result<Generation, ProviderError>;
     fn check_key(&self, ctx: &CallContext) -> Result<(), ProviderError>;
 }

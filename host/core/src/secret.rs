@@ -54,6 +54,9 @@ mod tests {
     fn never_prints_itself() {
         let key = Secret::new("sk-test-1234567890");
         assert_eq!(format!("{key:?} {key}"), "Secret(***) ***");
-        assert_eq!(key.redact("Bearer sk-test-1234567890 rejected"), "Bearer *** rejected");
+        assert_eq!(
+            key.redact("Bearer sk-test-1234567890 rejected"),
+            "Bearer *** rejected"
+        );
     }
 }

@@ -151,7 +151,8 @@ impl TorchGenerator {
     /// right after the last full block.
     pub fn randn_f16(&mut self, n: usize) -> Vec<f16> {
         if n < 16 {
-            return (0..n).map(|_| f16::from_f64(self.normal_f64())).collect();
+            // `static_cast<Half>(double)` goes through float.
+            return (0..n).map(|_| f16::from_f32(self.normal_f64() as f32)).collect();
         }
         let fill = self.fill_kernel();
         let mut out = vec![f16::ZERO; n];

@@ -67,6 +67,8 @@ impl MappedFile {
 pub struct Weights {
     files: Arc<Vec<MappedFile>>,
     index: Arc<HashMap<String, usize>>,
+    /// Benchmarks build real architectures without a download: every tensor is random.
+    random: bool,
 }
 
 impl std::fmt::Debug for Weights {
@@ -87,7 +89,13 @@ impl Weights {
             }
             files.push(file);
         }
-        Ok(Self { files: Arc::new(files), index: Arc::new(index) })
+        Ok(Self { files: Arc::new(files), index: Arc::new(index), random: false })
+    }
+
+    /// Weights that hold no file: every requested tensor is drawn from N(0, 0.02²) (biases and
+    /// norm scales alike). For benchmarks and shape tests of full-size architectures.
+    pub fn random() -> Self {
+        Self { files: Arc::new(Vec::new()), index: Arc::new(HashMap::new()), random: true }
     }
 
     /// The safetensors files of a component folder: the `.fp16` variant when `prefer_fp16`
@@ -118,6 +126,14 @@ impl Weights {
 
     pub fn contains(&self, name: &str) -> bool {
         self.index.contains_key(name)
+    }
+
+    /// `preferred` if present, else the only tensor's name.
+    pub fn single_or(&self, preferred: &str) -> Option<String> {
+        if self.contains(preferred) {
+            return Some(preferred.to_string());
+        }
+        if self.index.len() == 1 { self.index.keys().next().cloned() } else { None }
     }
 
     fn entry(&self, name: &str) -> Result<(&MappedFile, &TensorEntry)> {
@@ -154,6 +170,10 @@ impl Weights {
         device: &Device,
         dtype: DType,
     ) -> Result<Tensor<D>> {
+        if self.random {
+            let t = Tensor::<D>::random(shape, burn::tensor::Distribution::Normal(0.0, 0.02), device);
+            return Ok(crate::nn::to_dtype(t, dtype));
+        }
         let (file, entry) = self.entry(name)?;
         check_shape(name, &shape, &entry.shape, &file.path)?;
         let bytes = file.bytes(entry);

@@ -6,8 +6,8 @@ mod wire;
 
 use imageai_sdk::http::{self, Response};
 use imageai_sdk::{
-    EditMode, EditRequest, GenerateRequest, Generation, Image, Provider, ProviderError, ProviderInfo, api_key, progress,
-    setting_or,
+    EditMode, EditRequest, GenerateRequest, Generation, Image, Provider, ProviderError,
+    ProviderInfo, api_key, progress, setting_or,
 };
 
 use crate::models::{MODELS, Model};
@@ -21,15 +21,23 @@ pub struct OpenAi;
 
 impl Provider for OpenAi {
     fn info(&self) -> ProviderInfo {
-        ProviderInfo::new("openai", "OpenAI", env!("CARGO_PKG_VERSION")).models(MODELS.iter().map(Model::info))
+        ProviderInfo::new("openai", "OpenAI", env!("CARGO_PKG_VERSION"))
+            .models(MODELS.iter().map(Model::info))
     }
 
     fn generate(&self, request: GenerateRequest) -> Result<Generation, ProviderError> {
         let model = models::find(&request.model)?;
         model.validate(&request, true)?;
         let body = wire::generation_body(model, &request);
-        progress(0.05, &format!("asking {} for {} image(s)", model.id, request.count()));
-        let response = send(http::post(endpoint("/images/generations")).bearer(&api_key()?).json(&body))?;
+        progress(
+            0.05,
+            &format!("asking {} for {} image(s)", model.id, request.count()),
+        );
+        let response = send(
+            http::post(endpoint("/images/generations"))
+                .bearer(&api_key()?)
+                .json(&body),
+        )?;
         finish(model, &request, &response)
     }
 
@@ -37,9 +45,17 @@ impl Provider for OpenAi {
         let model = models::find(&request.base.model)?;
         model.validate_edit(&request)?;
         let (path, form) = wire::edit_form(model, &request);
-        let what = if request.mode == EditMode::Variations { "variations" } else { "an edit" };
+        let what = if request.mode == EditMode::Variations {
+            "variations"
+        } else {
+            "an edit"
+        };
         progress(0.05, &format!("asking {} for {what}", model.id));
-        let response = send(http::post(endpoint(path)).bearer(&api_key()?).multipart(form))?;
+        let response = send(
+            http::post(endpoint(path))
+                .bearer(&api_key()?)
+                .multipart(form),
+        )?;
         finish(model, &request.base, &response)
     }
 
@@ -59,11 +75,19 @@ fn endpoint(path: &str) -> String {
 /// Send, and turn a failed status into OpenAI's error.
 fn send(request: http::Request) -> Result<Response, ProviderError> {
     let response = request.send()?;
-    if response.is_success() { Ok(response) } else { Err(wire::error(&response)) }
+    if response.is_success() {
+        Ok(response)
+    } else {
+        Err(wire::error(&response))
+    }
 }
 
 /// Read the answer: decode inline images, download URL ones, keep what OpenAI said about them.
-fn finish(model: &Model, request: &GenerateRequest, response: &Response) -> Result<Generation, ProviderError> {
+fn finish(
+    model: &Model,
+    request: &GenerateRequest,
+    response: &Response,
+) -> Result<Generation, ProviderError> {
     let answer: ImagesResponse = response.json()?;
     let sources = answer.sources(model.output_format(request))?;
     let total = sources.len();
@@ -72,7 +96,10 @@ fn finish(model: &Model, request: &GenerateRequest, response: &Response) -> Resu
         match source {
             Source::Inline(image) => images.push(image),
             Source::Url(url) => {
-                progress(0.5 + 0.5 * i as f32 / total as f32, &format!("downloading image {} of {total}", i + 1));
+                progress(
+                    0.5 + 0.5 * i as f32 / total as f32,
+                    &format!("downloading image {} of {total}", i + 1),
+                );
                 images.push(download(&url)?);
             }
         }
@@ -126,7 +153,16 @@ mod tests {
         let info = OpenAi.info();
         assert_eq!(info.id, "openai");
         let ids: Vec<&str> = info.models.iter().map(|m| m.id.as_str()).collect();
-        assert_eq!(ids, ["gpt-image-1.5", "gpt-image-1", "gpt-image-1-mini", "dall-e-3", "dall-e-2"]);
+        assert_eq!(
+            ids,
+            [
+                "gpt-image-1.5",
+                "gpt-image-1",
+                "gpt-image-1-mini",
+                "dall-e-3",
+                "dall-e-2"
+            ]
+        );
     }
 
     #[test]
@@ -141,11 +177,39 @@ mod tests {
     #[test]
     fn invalid_requests_fail_before_any_host_call() {
         // Off wasm, any host call would panic: these must be refused by validation alone.
-        let bad_size = GenerateRequest { size: Some("640x480".into()), ..GenerateRequest::new("dall-e-3", "x") };
-        assert_eq!(OpenAi.generate(bad_size).err().map(|e| e.class()), Some("invalid-request"));
-        assert_eq!(OpenAi.generate(GenerateRequest::new("gpt-image-1", "  ")).err().map(|e| e.class()), Some("invalid-request"));
-        let variations = EditRequest::new(EditMode::Variations, GenerateRequest::new("dall-e-3", ""), vec![Image::png(vec![])]);
-        assert_eq!(OpenAi.edit(variations).err().map(|e| e.class()), Some("invalid-request"));
-        assert_eq!(OpenAi.upscale(imageai_sdk::UpscaleRequest::new("dall-e-2", Image::png(vec![]))).err().map(|e| e.class()), Some("invalid-request"));
+        let bad_size = GenerateRequest {
+            size: Some("640x480".into()),
+            ..GenerateRequest::new("dall-e-3", "x")
+        };
+        assert_eq!(
+            OpenAi.generate(bad_size).err().map(|e| e.class()),
+            Some("invalid-request")
+        );
+        assert_eq!(
+            OpenAi
+                .generate(GenerateRequest::new("gpt-image-1", "  "))
+                .err()
+                .map(|e| e.class()),
+            Some("invalid-request")
+        );
+        let variations = EditRequest::new(
+            EditMode::Variations,
+            GenerateRequest::new("dall-e-3", ""),
+            vec![Image::png(vec![])],
+        );
+        assert_eq!(
+            OpenAi.edit(variations).err().map(|e| e.class()),
+            Some("invalid-request")
+        );
+        assert_eq!(
+            OpenAi
+                .upscale(imageai_sdk::UpscaleRequest::new(
+                    "dall-e-2",
+                    Image::png(vec![])
+                ))
+                .err()
+                .map(|e| e.class()),
+            Some("invalid-request")
+        );
     }
 }

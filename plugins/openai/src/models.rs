@@ -1,7 +1,9 @@
 //! OpenAI's image models and the values each accepts (from the official OpenAPI spec), and the
 //! checks that turn a request the API would reject into a clear error before anything is sent.
 
-use imageai_sdk::{Capability, EditMode, EditRequest, GenerateRequest, Image, ModelInfo, Param, ProviderError};
+use imageai_sdk::{
+    Capability, EditMode, EditRequest, GenerateRequest, Image, ModelInfo, Param, ProviderError,
+};
 
 /// The model families differ in endpoints and parameters, not just in values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,9 +60,21 @@ const fn gpt_image(id: &'static str, name: &'static str, description: &'static s
 }
 
 pub const MODELS: &[Model] = &[
-    gpt_image("gpt-image-1.5", "GPT Image 1.5", "OpenAI's newest image model: best instruction following and text rendering."),
-    gpt_image("gpt-image-1", "GPT Image 1", "Natively multimodal image model; edits with several reference images and masks."),
-    gpt_image("gpt-image-1-mini", "GPT Image 1 mini", "A cheaper, faster GPT Image model."),
+    gpt_image(
+        "gpt-image-1.5",
+        "GPT Image 1.5",
+        "OpenAI's newest image model: best instruction following and text rendering.",
+    ),
+    gpt_image(
+        "gpt-image-1",
+        "GPT Image 1",
+        "Natively multimodal image model; edits with several reference images and masks.",
+    ),
+    gpt_image(
+        "gpt-image-1-mini",
+        "GPT Image 1 mini",
+        "A cheaper, faster GPT Image model.",
+    ),
     Model {
         id: "dall-e-3",
         name: "DALL·E 3",
@@ -98,7 +112,10 @@ pub const MODELS: &[Model] = &[
 /// The model with this id, or an error listing the known ones.
 pub fn find(id: &str) -> Result<&'static Model, ProviderError> {
     MODELS.iter().find(|m| m.id == id).ok_or_else(|| {
-        ProviderError::invalid_request(format!("OpenAI has no image model `{id}`; choose one of {}", list(&ids())))
+        ProviderError::invalid_request(format!(
+            "OpenAI has no image model `{id}`; choose one of {}",
+            list(&ids())
+        ))
     })
 }
 
@@ -121,7 +138,11 @@ impl Model {
         let mut capabilities = vec![Capability::TextToImage];
         let mut params = vec![Param::N, Param::Size];
         match self.family {
-            Family::DallE2 => capabilities.extend([Capability::Edit, Capability::Inpaint, Capability::Variations]),
+            Family::DallE2 => capabilities.extend([
+                Capability::Edit,
+                Capability::Inpaint,
+                Capability::Variations,
+            ]),
             Family::DallE3 => params.extend([Param::Quality, Param::Style]),
             Family::GptImage => {
                 capabilities.extend([Capability::Edit, Capability::Inpaint]);
@@ -147,10 +168,16 @@ impl Model {
 
     /// Check what every request carries: prompt, n, size, quality, style, output format,
     /// background and the provider-specific extras.
-    pub fn validate(&self, request: &GenerateRequest, prompt_required: bool) -> Result<(), ProviderError> {
+    pub fn validate(
+        &self,
+        request: &GenerateRequest,
+        prompt_required: bool,
+    ) -> Result<(), ProviderError> {
         let id = self.id;
         if prompt_required && request.prompt.trim().is_empty() {
-            return Err(ProviderError::invalid_request(format!("{id} needs a prompt")));
+            return Err(ProviderError::invalid_request(format!(
+                "{id} needs a prompt"
+            )));
         }
         let chars = request.prompt.chars().count();
         if chars > self.max_prompt_chars {
@@ -160,7 +187,11 @@ impl Model {
             )));
         }
         if request.count() > self.max_n {
-            let allowed = if self.max_n == 1 { "exactly 1".to_owned() } else { format!("1 to {}", self.max_n) };
+            let allowed = if self.max_n == 1 {
+                "exactly 1".to_owned()
+            } else {
+                format!("1 to {}", self.max_n)
+            };
             return Err(ProviderError::invalid_request(format!(
                 "{id} makes {allowed} image(s) per request, not {}",
                 request.count()
@@ -169,9 +200,21 @@ impl Model {
         one_of(id, "size", request.size.as_deref(), self.sizes)?;
         one_of(id, "quality", request.quality.as_deref(), self.qualities)?;
         one_of(id, "style", request.style.as_deref(), self.styles)?;
-        one_of(id, "output format", request.output_format.as_deref(), self.output_formats)?;
-        one_of(id, "background", request.background.as_deref(), self.backgrounds)?;
-        if request.background.as_deref() == Some("transparent") && self.output_format(request) == "jpeg" {
+        one_of(
+            id,
+            "output format",
+            request.output_format.as_deref(),
+            self.output_formats,
+        )?;
+        one_of(
+            id,
+            "background",
+            request.background.as_deref(),
+            self.backgrounds,
+        )?;
+        if request.background.as_deref() == Some("transparent")
+            && self.output_format(request) == "jpeg"
+        {
             return Err(ProviderError::invalid_request(
                 "a transparent background needs the png or webp output format, not jpeg",
             ));
@@ -205,7 +248,9 @@ impl Model {
                 }
                 _ => {
                     let known: &[&str] = match self.family {
-                        Family::GptImage => &["moderation", "input_fidelity", "output_compression", "user"],
+                        Family::GptImage => {
+                            &["moderation", "input_fidelity", "output_compression", "user"]
+                        }
                         Family::DallE2 | Family::DallE3 => &["response_format", "user"],
                     };
                     return Err(ProviderError::invalid_request(format!(
@@ -253,9 +298,17 @@ impl Model {
                 }));
             }
         }
-        let max_images = if request.mode == EditMode::Variations { 1 } else { self.max_edit_images };
+        let max_images = if request.mode == EditMode::Variations {
+            1
+        } else {
+            self.max_edit_images
+        };
         match request.images.len() {
-            0 => return Err(ProviderError::invalid_request("give the image to start from")),
+            0 => {
+                return Err(ProviderError::invalid_request(
+                    "give the image to start from",
+                ));
+            }
             n if n > max_images => {
                 return Err(ProviderError::invalid_request(format!(
                     "{id} takes at most {max_images} input image(s) here, not {n}"
@@ -304,16 +357,27 @@ impl Model {
 }
 
 fn edit_models() -> Vec<&'static str> {
-    MODELS.iter().filter(|m| m.max_edit_images > 0).map(|m| m.id).collect()
+    MODELS
+        .iter()
+        .filter(|m| m.max_edit_images > 0)
+        .map(|m| m.id)
+        .collect()
 }
 
-fn one_of(model: &str, what: &str, value: Option<&str>, allowed: &[&str]) -> Result<(), ProviderError> {
+fn one_of(
+    model: &str,
+    what: &str,
+    value: Option<&str>,
+    allowed: &[&str],
+) -> Result<(), ProviderError> {
     match value {
-        Some(value) if !allowed.contains(&value) => Err(ProviderError::invalid_request(if allowed.is_empty() {
-            format!("{model} takes no {what} (got `{value}`)")
-        } else {
-            format!("{model} takes {what} {}, not `{value}`", list(allowed))
-        })),
+        Some(value) if !allowed.contains(&value) => {
+            Err(ProviderError::invalid_request(if allowed.is_empty() {
+                format!("{model} takes no {what} (got `{value}`)")
+            } else {
+                format!("{model} takes {what} {}, not `{value}`", list(allowed))
+            }))
+        }
         _ => Ok(()),
     }
 }
@@ -338,51 +402,138 @@ mod tests {
         let dalle3 = find("dall-e-3").map(Model::info).ok();
         let dalle3 = dalle3.as_ref();
         assert_eq!(dalle3.map(|m| m.max_n), Some(1));
-        assert_eq!(dalle3.map(|m| m.sizes.join(",")), Some("1024x1024,1792x1024,1024x1792".to_owned()));
-        assert_eq!(dalle3.map(|m| m.styles.join(",")), Some("vivid,natural".to_owned()));
+        assert_eq!(
+            dalle3.map(|m| m.sizes.join(",")),
+            Some("1024x1024,1792x1024,1024x1792".to_owned())
+        );
+        assert_eq!(
+            dalle3.map(|m| m.styles.join(",")),
+            Some("vivid,natural".to_owned())
+        );
         let dalle2 = find("dall-e-2").map(Model::info).ok();
-        assert!(dalle2.as_ref().is_some_and(|m| m.supports(Capability::Variations) && m.max_n == 10));
+        assert!(
+            dalle2
+                .as_ref()
+                .is_some_and(|m| m.supports(Capability::Variations) && m.max_n == 10)
+        );
         for id in ["gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5"] {
             let info = find(id).map(Model::info).ok();
             let info = info.as_ref();
-            assert_eq!(info.map(|m| m.sizes.join(",")), Some("auto,1024x1024,1536x1024,1024x1536".to_owned()), "{id}");
-            assert_eq!(info.map(|m| m.qualities.join(",")), Some("auto,low,medium,high".to_owned()), "{id}");
-            assert_eq!(info.map(|m| m.output_formats.join(",")), Some("png,jpeg,webp".to_owned()), "{id}");
-            assert_eq!(info.and_then(|m| m.default_size.clone()), Some("auto".to_owned()), "{id}");
-            assert!(info.is_some_and(|m| m.takes(Param::Background) && m.supports(Capability::Inpaint)), "{id}");
+            assert_eq!(
+                info.map(|m| m.sizes.join(",")),
+                Some("auto,1024x1024,1536x1024,1024x1536".to_owned()),
+                "{id}"
+            );
+            assert_eq!(
+                info.map(|m| m.qualities.join(",")),
+                Some("auto,low,medium,high".to_owned()),
+                "{id}"
+            );
+            assert_eq!(
+                info.map(|m| m.output_formats.join(",")),
+                Some("png,jpeg,webp".to_owned()),
+                "{id}"
+            );
+            assert_eq!(
+                info.and_then(|m| m.default_size.clone()),
+                Some("auto".to_owned()),
+                "{id}"
+            );
+            assert!(
+                info.is_some_and(|m| m.takes(Param::Background) && m.supports(Capability::Inpaint)),
+                "{id}"
+            );
         }
     }
 
     #[test]
     fn unknown_model_lists_the_known_ones() {
-        let err = find("dall-e-4").err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err.contains("`gpt-image-1.5`, `gpt-image-1`, `gpt-image-1-mini`, `dall-e-3` or `dall-e-2`"), "{err}");
+        let err = find("dall-e-4")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains(
+                "`gpt-image-1.5`, `gpt-image-1`, `gpt-image-1-mini`, `dall-e-3` or `dall-e-2`"
+            ),
+            "{err}"
+        );
     }
 
     #[test]
     fn invalid_values_name_the_allowed_ones() -> Result<(), ProviderError> {
         let dalle3 = find("dall-e-3")?;
-        let size = message(dalle3.validate(&GenerateRequest { size: Some("512x512".into()), ..request("dall-e-3") }, true));
-        assert_eq!(size, "dall-e-3 takes size `1024x1024`, `1792x1024` or `1024x1792`, not `512x512`");
-        let n = message(dalle3.validate(&GenerateRequest { n: 2, ..request("dall-e-3") }, true));
+        let size = message(dalle3.validate(
+            &GenerateRequest {
+                size: Some("512x512".into()),
+                ..request("dall-e-3")
+            },
+            true,
+        ));
+        assert_eq!(
+            size,
+            "dall-e-3 takes size `1024x1024`, `1792x1024` or `1024x1792`, not `512x512`"
+        );
+        let n = message(dalle3.validate(
+            &GenerateRequest {
+                n: 2,
+                ..request("dall-e-3")
+            },
+            true,
+        ));
         assert_eq!(n, "dall-e-3 makes exactly 1 image(s) per request, not 2");
-        let quality = message(dalle3.validate(&GenerateRequest { quality: Some("high".into()), ..request("dall-e-3") }, true));
-        assert_eq!(quality, "dall-e-3 takes quality `standard` or `hd`, not `high`");
+        let quality = message(dalle3.validate(
+            &GenerateRequest {
+                quality: Some("high".into()),
+                ..request("dall-e-3")
+            },
+            true,
+        ));
+        assert_eq!(
+            quality,
+            "dall-e-3 takes quality `standard` or `hd`, not `high`"
+        );
         let gpt = find("gpt-image-1")?;
-        let n = message(gpt.validate(&GenerateRequest { n: 11, ..request("gpt-image-1") }, true));
+        let n = message(gpt.validate(
+            &GenerateRequest {
+                n: 11,
+                ..request("gpt-image-1")
+            },
+            true,
+        ));
         assert_eq!(n, "gpt-image-1 makes 1 to 10 image(s) per request, not 11");
-        let style = message(gpt.validate(&GenerateRequest { style: Some("vivid".into()), ..request("gpt-image-1") }, true));
+        let style = message(gpt.validate(
+            &GenerateRequest {
+                style: Some("vivid".into()),
+                ..request("gpt-image-1")
+            },
+            true,
+        ));
         assert_eq!(style, "gpt-image-1 takes no style (got `vivid`)");
         let dalle2 = find("dall-e-2")?;
-        let long = message(dalle2.validate(&GenerateRequest { prompt: "x".repeat(1001), ..request("dall-e-2") }, true));
-        assert_eq!(long, "the prompt has 1001 characters; dall-e-2 takes at most 1000");
+        let long = message(dalle2.validate(
+            &GenerateRequest {
+                prompt: "x".repeat(1001),
+                ..request("dall-e-2")
+            },
+            true,
+        ));
+        assert_eq!(
+            long,
+            "the prompt has 1001 characters; dall-e-2 takes at most 1000"
+        );
         Ok(())
     }
 
     #[test]
     fn valid_requests_pass() -> Result<(), ProviderError> {
         find("dall-e-3")?.validate(
-            &GenerateRequest { size: Some("1792x1024".into()), quality: Some("hd".into()), style: Some("natural".into()), ..request("dall-e-3") },
+            &GenerateRequest {
+                size: Some("1792x1024".into()),
+                quality: Some("hd".into()),
+                style: Some("natural".into()),
+                ..request("dall-e-3")
+            },
             true,
         )?;
         let mut gpt = GenerateRequest {
@@ -403,13 +554,19 @@ mod tests {
         let gpt = find("gpt-image-1")?;
         let mut bad = request("gpt-image-1");
         bad.extra.insert("output_compression".into(), "50".into());
-        assert_eq!(message(gpt.validate(&bad, true)), "output_compression applies to the jpeg and webp output formats only");
+        assert_eq!(
+            message(gpt.validate(&bad, true)),
+            "output_compression applies to the jpeg and webp output formats only"
+        );
         bad.output_format = Some("jpeg".into());
         bad.extra.insert("output_compression".into(), "150".into());
         assert!(message(gpt.validate(&bad, true)).contains("from 0 to 100"));
         let mut unknown = request("dall-e-3");
         unknown.extra.insert("seed".into(), "1".into());
-        assert_eq!(message(find("dall-e-3")?.validate(&unknown, true)), "dall-e-3 has no option `seed`; its options are `response_format` or `user`");
+        assert_eq!(
+            message(find("dall-e-3")?.validate(&unknown, true)),
+            "dall-e-3 has no option `seed`; its options are `response_format` or `user`"
+        );
         let mut transparent_jpeg = request("gpt-image-1");
         transparent_jpeg.background = Some("transparent".into());
         transparent_jpeg.output_format = Some("jpeg".into());
@@ -420,24 +577,78 @@ mod tests {
     #[test]
     fn edits_are_checked() -> Result<(), ProviderError> {
         let png = Image::png(b"\x89PNG\r\n\x1a\n".to_vec());
-        let edit = |model: &str, mode, images: Vec<Image>| EditRequest::new(mode, request(model), images);
+        let edit =
+            |model: &str, mode, images: Vec<Image>| EditRequest::new(mode, request(model), images);
         let dalle3 = find("dall-e-3")?;
-        assert!(message(dalle3.validate_edit(&edit("dall-e-3", EditMode::Edit, vec![png.clone()]))).contains("cannot edit"));
+        assert!(
+            message(dalle3.validate_edit(&edit("dall-e-3", EditMode::Edit, vec![png.clone()])))
+                .contains("cannot edit")
+        );
         let dalle2 = find("dall-e-2")?;
         dalle2.validate_edit(&edit("dall-e-2", EditMode::Edit, vec![png.clone()]))?;
         dalle2.validate_edit(&edit("dall-e-2", EditMode::Variations, vec![png.clone()]))?;
-        assert!(message(dalle2.validate_edit(&edit("dall-e-2", EditMode::Edit, vec![png.clone(), png.clone()]))).contains("at most 1"));
-        assert!(message(dalle2.validate_edit(&edit("dall-e-2", EditMode::Inpaint, vec![png.clone()]))).contains("needs a mask"));
+        assert!(
+            message(dalle2.validate_edit(&edit(
+                "dall-e-2",
+                EditMode::Edit,
+                vec![png.clone(), png.clone()]
+            )))
+            .contains("at most 1")
+        );
+        assert!(
+            message(dalle2.validate_edit(&edit("dall-e-2", EditMode::Inpaint, vec![png.clone()])))
+                .contains("needs a mask")
+        );
         let jpeg = Image::new("image/jpeg", vec![0xFF, 0xD8, 0xFF]);
-        assert!(message(dalle2.validate_edit(&edit("dall-e-2", EditMode::Edit, vec![jpeg.clone()]))).contains("takes `image/png`"));
-        assert!(message(dalle2.validate_edit(&edit("dall-e-2", EditMode::Edit, vec![Image::png(vec![0; 5 * MIB])]))).contains("under 4 MB"));
+        assert!(
+            message(dalle2.validate_edit(&edit("dall-e-2", EditMode::Edit, vec![jpeg.clone()])))
+                .contains("takes `image/png`")
+        );
+        assert!(
+            message(dalle2.validate_edit(&edit(
+                "dall-e-2",
+                EditMode::Edit,
+                vec![Image::png(vec![0; 5 * MIB])]
+            )))
+            .contains("under 4 MB")
+        );
         let gpt = find("gpt-image-1")?;
-        gpt.validate_edit(&edit("gpt-image-1", EditMode::Edit, vec![png.clone(), jpeg.clone()]).mask(png.clone()))?;
-        assert!(message(gpt.validate_edit(&edit("gpt-image-1", EditMode::Variations, vec![png.clone()]))).contains("only `dall-e-2`"));
-        assert!(message(gpt.validate_edit(&edit("gpt-image-1", EditMode::Edit, vec![png.clone(); 17]))).contains("at most 16"));
-        assert!(message(gpt.validate_edit(&edit("gpt-image-1", EditMode::Edit, vec![]))).contains("give the image"));
-        assert!(message(gpt.validate_edit(&edit("gpt-image-1", EditMode::Edit, vec![png.clone()]).mask(jpeg))).contains("mask must be a PNG"));
-        assert!(message(gpt.validate_edit(&edit("gpt-image-1", EditMode::Erase, vec![png]))).contains("not supported"));
+        gpt.validate_edit(
+            &edit(
+                "gpt-image-1",
+                EditMode::Edit,
+                vec![png.clone(), jpeg.clone()],
+            )
+            .mask(png.clone()),
+        )?;
+        assert!(
+            message(gpt.validate_edit(&edit(
+                "gpt-image-1",
+                EditMode::Variations,
+                vec![png.clone()]
+            )))
+            .contains("only `dall-e-2`")
+        );
+        assert!(
+            message(gpt.validate_edit(&edit("gpt-image-1", EditMode::Edit, vec![png.clone(); 17])))
+                .contains("at most 16")
+        );
+        assert!(
+            message(gpt.validate_edit(&edit("gpt-image-1", EditMode::Edit, vec![])))
+                .contains("give the image")
+        );
+        assert!(
+            message(
+                gpt.validate_edit(
+                    &edit("gpt-image-1", EditMode::Edit, vec![png.clone()]).mask(jpeg)
+                )
+            )
+            .contains("mask must be a PNG")
+        );
+        assert!(
+            message(gpt.validate_edit(&edit("gpt-image-1", EditMode::Erase, vec![png])))
+                .contains("not supported")
+        );
         Ok(())
     }
 }

@@ -33,12 +33,18 @@ fn insert_common(body: &mut Map<String, Value>, model: &Model, request: &Generat
     insert_text(body, "quality", request.quality.as_deref());
     match model.family {
         Family::DallE2 | Family::DallE3 => {
-            body.insert("response_format".into(), json!(request.extra("response_format").unwrap_or("b64_json")));
+            body.insert(
+                "response_format".into(),
+                json!(request.extra("response_format").unwrap_or("b64_json")),
+            );
         }
         Family::GptImage => {
             insert_text(body, "output_format", request.output_format.as_deref());
             insert_text(body, "background", request.background.as_deref());
-            if let Some(compression) = request.extra("output_compression").and_then(|v| v.trim().parse::<u8>().ok()) {
+            if let Some(compression) = request
+                .extra("output_compression")
+                .and_then(|v| v.trim().parse::<u8>().ok())
+            {
                 body.insert("output_compression".into(), json!(compression));
             }
         }
@@ -63,12 +69,19 @@ pub fn edit_form(model: &Model, request: &EditRequest) -> (&'static str, Form) {
     fields.insert("n".into(), json!(request.base.count()));
     if variations {
         insert_text(&mut fields, "size", request.base.size.as_deref());
-        fields.insert("response_format".into(), json!(request.base.extra("response_format").unwrap_or("b64_json")));
+        fields.insert(
+            "response_format".into(),
+            json!(request.base.extra("response_format").unwrap_or("b64_json")),
+        );
         insert_text(&mut fields, "user", request.base.extra("user"));
     } else {
         insert_common(&mut fields, model, &request.base);
         if model.family == Family::GptImage {
-            insert_text(&mut fields, "input_fidelity", request.base.extra("input_fidelity"));
+            insert_text(
+                &mut fields,
+                "input_fidelity",
+                request.base.extra("input_fidelity"),
+            );
         }
     }
     let mut form = Form::new();
@@ -80,16 +93,41 @@ pub fn edit_form(model: &Model, request: &EditRequest) -> (&'static str, Form) {
         form = form.text(name, text);
     }
     // DALL·E 2 takes one `image`; the GPT Image models take `image[]`, repeated.
-    let image_field = if model.family == Family::GptImage { "image[]" } else { "image" };
+    let image_field = if model.family == Family::GptImage {
+        "image[]"
+    } else {
+        "image"
+    };
     let single = request.images.len() == 1;
     for (i, image) in request.images.iter().enumerate() {
-        let stem = if single { "image".to_owned() } else { format!("image-{}", i + 1) };
-        form = form.file(image_field, image.file_name(&stem), image.mime.clone(), image.data.clone());
+        let stem = if single {
+            "image".to_owned()
+        } else {
+            format!("image-{}", i + 1)
+        };
+        form = form.file(
+            image_field,
+            image.file_name(&stem),
+            image.mime.clone(),
+            image.data.clone(),
+        );
     }
     if let Some(mask) = &request.mask {
-        form = form.file("mask", mask.file_name("mask"), mask.mime.clone(), mask.data.clone());
+        form = form.file(
+            "mask",
+            mask.file_name("mask"),
+            mask.mime.clone(),
+            mask.data.clone(),
+        );
     }
-    (if variations { "/images/variations" } else { "/images/edits" }, form)
+    (
+        if variations {
+            "/images/variations"
+        } else {
+            "/images/edits"
+        },
+        form,
+    )
 }
 
 /// `{"created": …, "data": [{"b64_json" | "url", "revised_prompt"?}], "usage"?, …}`
@@ -132,7 +170,9 @@ impl ImagesResponse {
     /// Decode the inline images and list the URLs to fetch, in the order given.
     pub fn sources(&self, requested_format: &str) -> Result<Vec<Source>, ProviderError> {
         if self.data.is_empty() {
-            return Err(ProviderError::server("OpenAI answered without any image. Try again."));
+            return Err(ProviderError::server(
+                "OpenAI answered without any image. Try again.",
+            ));
         }
         let format = self.output_format.as_deref().unwrap_or(requested_format);
         let fallback = mime_for_format(format);
@@ -178,7 +218,10 @@ impl ImagesResponse {
 
     /// DALL·E 3 rewrites the prompt; all images of one request share it.
     pub fn revised_prompt(&self) -> Option<String> {
-        self.data.iter().find_map(|item| item.revised_prompt.clone()).filter(|p| !p.is_empty())
+        self.data
+            .iter()
+            .find_map(|item| item.revised_prompt.clone())
+            .filter(|p| !p.is_empty())
     }
 }
 
@@ -198,18 +241,33 @@ pub fn error(response: &Response) -> ProviderError {
 
 fn map_error(details: ErrorDetails) -> ProviderError {
     let status = details.status;
-    let message = details.message.clone().unwrap_or_else(|| "no message".to_owned());
-    let reference = details.request_id.as_deref().map(|id| format!(" (request {id})")).unwrap_or_default();
+    let message = details
+        .message
+        .clone()
+        .unwrap_or_else(|| "no message".to_owned());
+    let reference = details
+        .request_id
+        .as_deref()
+        .map(|id| format!(" (request {id})"))
+        .unwrap_or_default();
     if details.is(&["content_policy_violation", "moderation_blocked"]) {
         return ProviderError::content_policy(message);
     }
-    if status == 402 || details.is(&["insufficient_quota", "billing_hard_limit_reached", "billing_not_active"]) {
+    if status == 402
+        || details.is(&[
+            "insufficient_quota",
+            "billing_hard_limit_reached",
+            "billing_not_active",
+        ])
+    {
         return ProviderError::quota(format!(
             "OpenAI says the account is out of credits or over its limit: {message} Add credits or raise the limit at https://platform.openai.com/settings/organization/billing"
         ));
     }
     match status {
-        401 => ProviderError::auth("OpenAI rejected the key (401). Set a new one with `imageai keys set openai`."),
+        401 => ProviderError::auth(
+            "OpenAI rejected the key (401). Set a new one with `imageai keys set openai`.",
+        ),
         403 => ProviderError::auth(format!(
             "OpenAI refused access (403): {message} Check the key's project and permissions, or set another key with `imageai keys set openai`."
         )),
@@ -217,10 +275,12 @@ fn map_error(details: ErrorDetails) -> ProviderError {
             message: format!("OpenAI is rate limiting requests: {message}"),
             retry_after_ms: details.retry_after_ms,
         },
-        408 | 504 => ProviderError::timeout(format!("OpenAI timed out ({status}): {message}{reference}. Try again.")),
-        400 | 404 | 413 | 422 => {
-            ProviderError::invalid_request(format!("OpenAI rejected the request ({status}): {message}{reference}"))
-        }
+        408 | 504 => ProviderError::timeout(format!(
+            "OpenAI timed out ({status}): {message}{reference}. Try again."
+        )),
+        400 | 404 | 413 | 422 => ProviderError::invalid_request(format!(
+            "OpenAI rejected the request ({status}): {message}{reference}"
+        )),
         500..=599 => ProviderError::server(format!(
             "OpenAI failed ({status}): {message}{reference}. Try again in a moment; https://status.openai.com shows outages."
         )),
@@ -264,7 +324,9 @@ mod tests {
             background: Some("transparent".into()),
             ..GenerateRequest::new("gpt-image-1", "a logo")
         };
-        request.extra.insert("output_compression".into(), "70".into());
+        request
+            .extra
+            .insert("output_compression".into(), "70".into());
         request.extra.insert("moderation".into(), "low".into());
         let body = generation_body(find("gpt-image-1")?, &request);
         assert_eq!(
@@ -272,7 +334,10 @@ mod tests {
             json!({"model": "gpt-image-1", "prompt": "a logo", "n": 3, "output_format": "webp",
                    "background": "transparent", "output_compression": 70, "moderation": "low"})
         );
-        assert!(body.get("response_format").is_none(), "gpt-image always answers base64 and rejects response_format");
+        assert!(
+            body.get("response_format").is_none(),
+            "gpt-image always answers base64 and rejects response_format"
+        );
         Ok(())
     }
 
@@ -280,16 +345,31 @@ mod tests {
     fn dalle_asks_for_urls_when_told() -> Result<(), ProviderError> {
         let mut request = GenerateRequest::new("dall-e-2", "a fox");
         request.extra.insert("response_format".into(), "url".into());
-        assert_eq!(generation_body(find("dall-e-2")?, &request)["response_format"], "url");
+        assert_eq!(
+            generation_body(find("dall-e-2")?, &request)["response_format"],
+            "url"
+        );
         Ok(())
     }
 
     #[test]
     fn gpt_image_edit_form() -> Result<(), ProviderError> {
-        let mut base = GenerateRequest { n: 2, size: Some("1024x1536".into()), quality: Some("high".into()), ..GenerateRequest::new("gpt-image-1", "merge them") };
+        let mut base = GenerateRequest {
+            n: 2,
+            size: Some("1024x1536".into()),
+            quality: Some("high".into()),
+            ..GenerateRequest::new("gpt-image-1", "merge them")
+        };
         base.extra.insert("input_fidelity".into(), "high".into());
-        let request = EditRequest::new(EditMode::Edit, base, vec![Image::png(PNG.to_vec()), Image::new("image/jpeg", vec![0xFF, 0xD8, 0xFF])])
-            .mask(Image::png(PNG.to_vec()));
+        let request = EditRequest::new(
+            EditMode::Edit,
+            base,
+            vec![
+                Image::png(PNG.to_vec()),
+                Image::new("image/jpeg", vec![0xFF, 0xD8, 0xFF]),
+            ],
+        )
+        .mask(Image::png(PNG.to_vec()));
         let (path, form) = edit_form(find("gpt-image-1")?, &request);
         assert_eq!(path, "/images/edits");
         let (_, body) = form.with_boundary("B").finish();
@@ -314,21 +394,43 @@ mod tests {
     #[test]
     fn dalle2_edit_and_variations_forms() -> Result<(), ProviderError> {
         let model = find("dall-e-2")?;
-        let edit = EditRequest::new(EditMode::Inpaint, GenerateRequest::new("dall-e-2", "add a hat"), vec![Image::png(PNG.to_vec())])
-            .mask(Image::png(PNG.to_vec()));
+        let edit = EditRequest::new(
+            EditMode::Inpaint,
+            GenerateRequest::new("dall-e-2", "add a hat"),
+            vec![Image::png(PNG.to_vec())],
+        )
+        .mask(Image::png(PNG.to_vec()));
         let (path, form) = edit_form(model, &edit);
         assert_eq!(path, "/images/edits");
         let text = text_parts(&form.with_boundary("B").finish().1);
-        assert!(text.contains("name=\"image\"; filename=\"image.png\""), "{text}");
-        assert!(text.contains("name=\"response_format\"\r\n\r\nb64_json\r\n"), "{text}");
+        assert!(
+            text.contains("name=\"image\"; filename=\"image.png\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("name=\"response_format\"\r\n\r\nb64_json\r\n"),
+            "{text}"
+        );
         assert!(!text.contains("image[]"));
 
-        let variations = EditRequest::new(EditMode::Variations, GenerateRequest { n: 4, size: Some("512x512".into()), ..GenerateRequest::new("dall-e-2", "") }, vec![Image::png(PNG.to_vec())]);
+        let variations = EditRequest::new(
+            EditMode::Variations,
+            GenerateRequest {
+                n: 4,
+                size: Some("512x512".into()),
+                ..GenerateRequest::new("dall-e-2", "")
+            },
+            vec![Image::png(PNG.to_vec())],
+        );
         let (path, form) = edit_form(model, &variations);
         assert_eq!(path, "/images/variations");
         let text = text_parts(&form.with_boundary("B").finish().1);
         assert!(!text.contains("name=\"prompt\""), "{text}");
-        assert!(text.contains("name=\"n\"\r\n\r\n4\r\n") && text.contains("name=\"size\"\r\n\r\n512x512\r\n"), "{text}");
+        assert!(
+            text.contains("name=\"n\"\r\n\r\n4\r\n")
+                && text.contains("name=\"size\"\r\n\r\n512x512\r\n"),
+            "{text}"
+        );
         Ok(())
     }
 
@@ -343,11 +445,20 @@ mod tests {
             "usage": {"input_tokens": 10, "output_tokens": 4160, "total_tokens": 4170},
             "output_format": "png",
         });
-        let response: ImagesResponse = Response::new(200, vec![], body.to_string().into_bytes()).json()?;
+        let response: ImagesResponse =
+            Response::new(200, vec![], body.to_string().into_bytes()).json()?;
         let sources = response.sources("png")?;
         assert_eq!(sources[0], Source::Inline(Image::png(PNG.to_vec())));
-        assert_eq!(sources[1], Source::Url("https://oaidalleapiprodscus.blob.core.windows.net/private/img.png?sig=x".into()));
-        assert_eq!(response.revised_prompt().as_deref(), Some("a red fox in snow"));
+        assert_eq!(
+            sources[1],
+            Source::Url(
+                "https://oaidalleapiprodscus.blob.core.windows.net/private/img.png?sig=x".into()
+            )
+        );
+        assert_eq!(
+            response.revised_prompt().as_deref(),
+            Some("a red fox in snow")
+        );
         let metadata = response.metadata();
         assert!(metadata.contains(&("usage.output_tokens".into(), "4160".into())));
         assert!(metadata.contains(&("created".into(), "1700000000".into())));
@@ -356,46 +467,126 @@ mod tests {
 
     #[test]
     fn unusable_answers_are_server_errors() {
-        let empty: Result<ImagesResponse, _> = Response::new(200, vec![], br#"{"created": 1, "data": []}"#.to_vec()).json();
-        assert!(matches!(empty.and_then(|r| r.sources("png")), Err(ProviderError::Server(m)) if m.contains("without any image")));
-        let neither: Result<ImagesResponse, _> = Response::new(200, vec![], br#"{"data": [{}]}"#.to_vec()).json();
-        assert!(matches!(neither.and_then(|r| r.sources("png")), Err(ProviderError::Server(_))));
-        let bad_b64: Result<ImagesResponse, _> = Response::new(200, vec![], br#"{"data": [{"b64_json": "%%%"}]}"#.to_vec()).json();
-        assert!(matches!(bad_b64.and_then(|r| r.sources("png")), Err(ProviderError::Server(_))));
-        let truncated: Result<ImagesResponse, _> = Response::new(200, vec![], br#"{"data": [{"b64_json": "iVBO"#.to_vec()).json();
+        let empty: Result<ImagesResponse, _> =
+            Response::new(200, vec![], br#"{"created": 1, "data": []}"#.to_vec()).json();
+        assert!(
+            matches!(empty.and_then(|r| r.sources("png")), Err(ProviderError::Server(m)) if m.contains("without any image"))
+        );
+        let neither: Result<ImagesResponse, _> =
+            Response::new(200, vec![], br#"{"data": [{}]}"#.to_vec()).json();
+        assert!(matches!(
+            neither.and_then(|r| r.sources("png")),
+            Err(ProviderError::Server(_))
+        ));
+        let bad_b64: Result<ImagesResponse, _> =
+            Response::new(200, vec![], br#"{"data": [{"b64_json": "%%%"}]}"#.to_vec()).json();
+        assert!(matches!(
+            bad_b64.and_then(|r| r.sources("png")),
+            Err(ProviderError::Server(_))
+        ));
+        let truncated: Result<ImagesResponse, _> =
+            Response::new(200, vec![], br#"{"data": [{"b64_json": "iVBO"#.to_vec()).json();
         assert!(matches!(truncated, Err(ProviderError::Server(m)) if m.contains("cut off")));
-        let wrong_shape: Result<ImagesResponse, _> = Response::new(200, vec![], br#"{"data": "nope"}"#.to_vec()).json();
+        let wrong_shape: Result<ImagesResponse, _> =
+            Response::new(200, vec![], br#"{"data": "nope"}"#.to_vec()).json();
         assert!(matches!(wrong_shape, Err(ProviderError::Server(_))));
     }
 
-    fn openai_error(status: u16, code: &str, message: &str, headers: Vec<(String, String)>) -> ProviderError {
+    fn openai_error(
+        status: u16,
+        code: &str,
+        message: &str,
+        headers: Vec<(String, String)>,
+    ) -> ProviderError {
         let body = json!({"error": {"message": message, "type": "invalid_request_error", "param": null, "code": code}});
-        error(&Response::new(status, headers, body.to_string().into_bytes()))
+        error(&Response::new(
+            status,
+            headers,
+            body.to_string().into_bytes(),
+        ))
     }
 
     #[test]
     fn maps_errors() {
         assert_eq!(
-            openai_error(401, "invalid_api_key", "Incorrect API key provided: sk-abc***xyz.", vec![]),
-            ProviderError::Auth("OpenAI rejected the key (401). Set a new one with `imageai keys set openai`.".into())
+            openai_error(
+                401,
+                "invalid_api_key",
+                "Incorrect API key provided: sk-abc***xyz.",
+                vec![]
+            ),
+            ProviderError::Auth(
+                "OpenAI rejected the key (401). Set a new one with `imageai keys set openai`."
+                    .into()
+            )
         );
         assert_eq!(
-            openai_error(400, "content_policy_violation", "Your request was rejected as a result of our safety system.", vec![]),
-            ProviderError::ContentPolicy("Your request was rejected as a result of our safety system.".into())
+            openai_error(
+                400,
+                "content_policy_violation",
+                "Your request was rejected as a result of our safety system.",
+                vec![]
+            ),
+            ProviderError::ContentPolicy(
+                "Your request was rejected as a result of our safety system.".into()
+            )
         );
-        assert_eq!(openai_error(400, "moderation_blocked", "Blocked by moderation.", vec![]).class(), "content-policy");
-        assert_eq!(openai_error(429, "insufficient_quota", "You exceeded your current quota.", vec![]).class(), "quota");
-        assert_eq!(openai_error(400, "billing_hard_limit_reached", "Billing hard limit has been reached", vec![]).class(), "quota");
+        assert_eq!(
+            openai_error(400, "moderation_blocked", "Blocked by moderation.", vec![]).class(),
+            "content-policy"
+        );
+        assert_eq!(
+            openai_error(
+                429,
+                "insufficient_quota",
+                "You exceeded your current quota.",
+                vec![]
+            )
+            .class(),
+            "quota"
+        );
+        assert_eq!(
+            openai_error(
+                400,
+                "billing_hard_limit_reached",
+                "Billing hard limit has been reached",
+                vec![]
+            )
+            .class(),
+            "quota"
+        );
         assert_eq!(openai_error(402, "", "pay up", vec![]).class(), "quota");
-        match openai_error(429, "rate_limit_exceeded", "Rate limit reached", vec![("retry-after".into(), "7".into())]) {
-            ProviderError::RateLimited { retry_after_ms, .. } => assert_eq!(retry_after_ms, Some(7000)),
+        match openai_error(
+            429,
+            "rate_limit_exceeded",
+            "Rate limit reached",
+            vec![("retry-after".into(), "7".into())],
+        ) {
+            ProviderError::RateLimited { retry_after_ms, .. } => {
+                assert_eq!(retry_after_ms, Some(7000))
+            }
             other => panic!("expected rate-limited, got {other:?}"),
         }
-        let server = openai_error(503, "", "The server is overloaded", vec![("x-request-id".into(), "req_1".into())]);
-        assert!(matches!(&server, ProviderError::Server(m) if m.contains("overloaded") && m.contains("req_1")), "{server:?}");
+        let server = openai_error(
+            503,
+            "",
+            "The server is overloaded",
+            vec![("x-request-id".into(), "req_1".into())],
+        );
+        assert!(
+            matches!(&server, ProviderError::Server(m) if m.contains("overloaded") && m.contains("req_1")),
+            "{server:?}"
+        );
         let invalid = openai_error(400, "invalid_value", "Invalid size", vec![]);
-        assert_eq!(invalid, ProviderError::InvalidRequest("OpenAI rejected the request (400): Invalid size".into()));
-        let gateway = error(&Response::new(504, vec![], b"<html>gateway</html>".to_vec()));
+        assert_eq!(
+            invalid,
+            ProviderError::InvalidRequest("OpenAI rejected the request (400): Invalid size".into())
+        );
+        let gateway = error(&Response::new(
+            504,
+            vec![],
+            b"<html>gateway</html>".to_vec(),
+        ));
         assert_eq!(gateway.class(), "timeout");
     }
 }

@@ -3,6 +3,7 @@
 pub mod generate;
 pub mod history;
 pub mod keys;
+pub mod models;
 pub mod plugin;
 pub mod providers;
 pub mod templates;

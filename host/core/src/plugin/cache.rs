@@ -34,7 +34,10 @@ pub(crate) struct ComponentCache {
 
 impl ComponentCache {
     pub(crate) fn new(dir: PathBuf, engine: &Engine) -> Self {
-        Self { dir, engine_hash: engine_hash(engine) }
+        Self {
+            dir,
+            engine_hash: engine_hash(engine),
+        }
     }
 
     fn path(&self, id: &str, wasm_sha256: &str) -> PathBuf {
@@ -106,7 +109,9 @@ impl ComponentCache {
     /// Delete this plugin's entries for other builds or other engines, so the cache does not
     /// grow with every update.
     fn remove_stale(&self, id: &str, keep: &Path) {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
         let tail = 1 + WASM_HASH_CHARS + 1 + ENGINE_HASH_CHARS + EXTENSION.len();
         for entry in entries.flatten() {
             let path = entry.path();

@@ -21,7 +21,11 @@ pub enum PluginError {
     #[error(
         "plugin {id} was built for contract {contract}; this ImageAI supports {supported}: update ImageAI or use a plugin built for {supported}"
     )]
-    UnsupportedContract { id: String, contract: String, supported: String },
+    UnsupportedContract {
+        id: String,
+        contract: String,
+        supported: String,
+    },
 
     #[error("could not read the plugin component: {source}. Reinstall the plugin ({})", path.display())]
     ComponentRead {
@@ -31,7 +35,11 @@ pub enum PluginError {
     },
 
     #[error("plugin {id} is not a valid ImageAI plugin: {message} ({})", path.display())]
-    InvalidComponent { id: String, message: String, path: PathBuf },
+    InvalidComponent {
+        id: String,
+        message: String,
+        path: PathBuf,
+    },
 
     #[error("could not start the plugin runtime: {0}")]
     Runtime(String),
@@ -49,7 +57,15 @@ pub enum PluginError {
 }
 
 impl PluginError {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io { action, path: path.into(), source }
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        Self::Io {
+            action,
+            path: path.into(),
+            source,
+        }
     }
 }

@@ -34,7 +34,9 @@ impl HostPattern {
             };
         }
         if text.contains('*') {
-            return Err(format!("`{text}`: `*` is only allowed as a leading `*.`, e.g. `*.example.com`"));
+            return Err(format!(
+                "`{text}`: `*` is only allowed as a leading `*.`, e.g. `*.example.com`"
+            ));
         }
         parse_host(text).map(Self::Exact)
     }
@@ -63,9 +65,12 @@ impl fmt::Display for HostPattern {
 /// Parse a bare host (no scheme, port, path or user info) the way a URL parser would.
 fn parse_host(text: &str) -> Result<Host<String>, String> {
     if text.contains(['/', '@', '?', '#', '\\']) || text.contains("://") {
-        return Err(format!("`{text}` is not a bare host name: leave out the scheme, path and user"));
+        return Err(format!(
+            "`{text}` is not a bare host name: leave out the scheme, path and user"
+        ));
     }
-    let host = Host::parse(text).map_err(|err| format!("`{text}` is not a valid host name ({err})"))?;
+    let host =
+        Host::parse(text).map_err(|err| format!("`{text}` is not a valid host name ({err})"))?;
     Ok(normalise(host))
 }
 
@@ -87,10 +92,19 @@ impl AllowedHosts {
     /// The manifest's hosts plus the host of each `url` setting as configured for this call
     /// (or its default when the call does not set it).
     pub(crate) fn for_call(manifest: &Manifest, settings: &BTreeMap<String, String>) -> Self {
-        let mut patterns: Vec<HostPattern> =
-            manifest.allowed_hosts.iter().filter_map(|entry| HostPattern::parse(entry).ok()).collect();
-        for spec in manifest.settings.iter().filter(|spec| spec.kind == SettingKind::Url) {
-            let Some(value) = settings.get(&spec.name).or(spec.default.as_ref()) else { continue };
+        let mut patterns: Vec<HostPattern> = manifest
+            .allowed_hosts
+            .iter()
+            .filter_map(|entry| HostPattern::parse(entry).ok())
+            .collect();
+        for spec in manifest
+            .settings
+            .iter()
+            .filter(|spec| spec.kind == SettingKind::Url)
+        {
+            let Some(value) = settings.get(&spec.name).or(spec.default.as_ref()) else {
+                continue;
+            };
             match Url::parse(value.trim()) {
                 Ok(url) => {
                     if let Some(host) = url.host() {
@@ -110,12 +124,19 @@ impl AllowedHosts {
     /// Parse and check one request URL: http or https, no user info, a host this call may reach.
     /// Returns the normalised URL to send, or a reason to refuse it.
     pub(crate) fn check(&self, raw: &str) -> Result<Url, String> {
-        let mut url = Url::parse(raw.trim()).map_err(|err| format!("`{raw}` is not a valid URL ({err})"))?;
+        let mut url =
+            Url::parse(raw.trim()).map_err(|err| format!("`{raw}` is not a valid URL ({err})"))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!("only http and https URLs are allowed, not `{}:`", url.scheme()));
+            return Err(format!(
+                "only http and https URLs are allowed, not `{}:`",
+                url.scheme()
+            ));
         }
         if !url.username().is_empty() || url.password().is_some() {
-            return Err("URLs with a user name or password are not allowed; send credentials in a header".into());
+            return Err(
+                "URLs with a user name or password are not allowed; send credentials in a header"
+                    .into(),
+            );
         }
         let host = match url.host() {
             Some(host) => normalise(host.to_owned()),
@@ -147,7 +168,12 @@ mod tests {
     use super::*;
 
     fn allowed(entries: &[&str]) -> AllowedHosts {
-        AllowedHosts { patterns: entries.iter().map(|e| HostPattern::parse(e).unwrap_or_else(|err| panic!("{err}"))).collect() }
+        AllowedHosts {
+            patterns: entries
+                .iter()
+                .map(|e| HostPattern::parse(e).unwrap_or_else(|err| panic!("{err}")))
+                .collect(),
+        }
     }
 
     #[test]
@@ -170,6 +196,8 @@ mod tests {
             "http://127.0.0.2/",
             "http://0x7f.0.0.2/",
             "http://[::1]/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://api.openai.com%2eevil.example/",
             "http://localhost/",
             "http://api.openai.com.evil.example/",
             "http://evil.example/api.openai.com",

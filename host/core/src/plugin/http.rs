@@ -136,21 +136,33 @@ pub(crate) struct HttpClient {
 }
 
 impl HttpClient {
-    pub(crate) fn new(options: HttpOptions, max_response_bytes: usize) -> Result<Self, PluginError> {
+    pub(crate) fn new(
+        options: HttpOptions,
+        max_response_bytes: usize,
+    ) -> Result<Self, PluginError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("imageai-plugin-http")
             .enable_all()
             .build()
-            .map_err(|err| PluginError::Runtime(format!("could not start the HTTP runtime: {err}")))?;
+            .map_err(|err| {
+                PluginError::Runtime(format!("could not start the HTTP runtime: {err}"))
+            })?;
         let client = reqwest::Client::builder()
             .connect_timeout(options.connect_timeout)
             // Redirects are followed by hand so each hop is checked against the allowed hosts.
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("ImageAI/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|err| PluginError::Runtime(format!("could not set up the HTTP client: {err}")))?;
-        Ok(Self { client, runtime: Some(runtime), options, max_response_bytes })
+            .map_err(|err| {
+                PluginError::Runtime(format!("could not set up the HTTP client: {err}"))
+            })?;
+        Ok(Self {
+            client,
+            runtime: Some(runtime),
+            options,
+            max_response_bytes,
+        })
     }
 
     /// Send one request for a plugin, blocking the calling (plugin) thread until the answer,
@@ -167,7 +179,9 @@ impl HttpClient {
         plugin: &str,
     ) -> Result<HttpResponse, HttpFailure> {
         let Some(runtime) = &self.runtime else {
-            return Err(HttpFailure::Network("the HTTP client is shutting down".into()));
+            return Err(HttpFailure::Network(
+                "the HTTP client is shutting down".into(),
+            ));
         };
         // Refuse what can be refused before touching the network.
         let url = allowed.check(&request.url).map_err(HttpFailure::Denied)?;
@@ -190,7 +204,11 @@ impl HttpClient {
         runtime.spawn(async move {
             let _ = tx.send(job.run().await);
         });
-        rx.recv().unwrap_or_else(|_| Err(HttpFailure::Network("the HTTP client stopped during the request".into())))
+        rx.recv().unwrap_or_else(|_| {
+            Err(HttpFailure::Network(
+                "the HTTP client stopped during the request".into(),
+            ))
+        })
     }
 }
 
@@ -209,7 +227,8 @@ fn parse_method(method: &str) -> Result<Method, HttpFailure> {
     let upper = method.trim().to_ascii_uppercase();
     match upper.as_str() {
         "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => {
-            Method::from_bytes(upper.as_bytes()).map_err(|_| HttpFailure::Denied(format!("invalid method `{method}`")))
+            Method::from_bytes(upper.as_bytes())
+                .map_err(|_| HttpFailure::Denied(format!("invalid method `{method}`")))
         }
         _ => Err(HttpFailure::Denied(format!(
             "method `{method}` is not allowed (use GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS)"
@@ -222,12 +241,17 @@ fn build_headers(headers: &[(String, String)]) -> Result<HeaderMap, HttpFailure>
     for (name, value) in headers {
         let lower = name.trim().to_ascii_lowercase();
         if FORBIDDEN_HEADERS.contains(&lower.as_str()) {
-            return Err(HttpFailure::Denied(format!("the `{name}` header is set by the host; leave it out")));
+            return Err(HttpFailure::Denied(format!(
+                "the `{name}` header is set by the host; leave it out"
+            )));
         }
         let header = HeaderName::from_bytes(lower.as_bytes())
             .map_err(|_| HttpFailure::Denied(format!("`{name}` is not a valid header name")))?;
-        let value = HeaderValue::from_str(value)
-            .map_err(|_| HttpFailure::Denied(format!("the value of header `{name}` is not valid (control characters?)")))?;
+        let value = HeaderValue::from_str(value).map_err(|_| {
+            HttpFailure::Denied(format!(
+                "the value of header `{name}` is not valid (control characters?)"
+            ))
+        })?;
         map.append(header, value);
     }
     Ok(map)
@@ -293,7 +317,10 @@ impl Job {
         let mut body = Some(self.body.clone());
         let mut hops = 0;
         loop {
-            let mut request = self.client.request(method.clone(), url.clone()).headers(headers.clone());
+            let mut request = self
+                .client
+                .request(method.clone(), url.clone())
+                .headers(headers.clone());
             if let Some(body) = &body
                 && (!body.is_empty() || method != Method::GET)
             {
@@ -305,7 +332,11 @@ impl Job {
                 Ok(Ok(response)) => response,
             };
             let status = response.status();
-            let location = response.headers().get(LOCATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let location = response
+                .headers()
+                .get(LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
             let next = match (is_followed_redirect(status), location) {
                 (true, Some(location)) => location,
                 _ => return self.read(response).await,
@@ -318,7 +349,9 @@ impl Job {
                 ))));
             }
             let target = url.join(&next).map_err(|err| {
-                AttemptError::Final(HttpFailure::Network(format!("the server sent an invalid redirect `{next}` ({err})")))
+                AttemptError::Final(HttpFailure::Network(format!(
+                    "the server sent an invalid redirect `{next}` ({err})"
+                )))
             })?;
             let target = self.allowed.check(target.as_str()).map_err(|reason| {
                 AttemptError::Final(HttpFailure::Denied(format!(
@@ -334,7 +367,8 @@ impl Job {
             // 303, and 301/302 after a POST, turn into a GET without a body (as browsers do);
             // 307 and 308 repeat the request as it was.
             if status == StatusCode::SEE_OTHER
-                || (matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND) && method == Method::POST)
+                || (matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND)
+                    && method == Method::POST)
             {
                 if method != Method::HEAD {
                     method = Method::GET;
@@ -355,14 +389,22 @@ impl Job {
                 human_bytes(self.cap)
             )))
         };
-        if response.content_length().is_some_and(|len| len > self.cap as u64) {
+        if response
+            .content_length()
+            .is_some_and(|len| len > self.cap as u64)
+        {
             return Err(too_large());
         }
         let status = response.status().as_u16();
         let headers = response
             .headers()
             .iter()
-            .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
             .collect();
         let mut body = Vec::new();
         loop {
@@ -383,7 +425,11 @@ impl Job {
                 }
             }
         }
-        Ok(HttpResponse { status, headers, body })
+        Ok(HttpResponse {
+            status,
+            headers,
+            body,
+        })
     }
 
     /// The server's `retry-after-ms` / `retry-after` when it is sane, else exponential backoff.
@@ -396,7 +442,11 @@ impl Job {
 
     /// `initial · 2^retry`, at most `max_backoff`, minus up to 25 % jitter.
     fn backoff(&self, retry: u32) -> Duration {
-        let base = self.options.initial_backoff.saturating_mul(1 << retry.min(16)).min(self.options.max_backoff);
+        let base = self
+            .options
+            .initial_backoff
+            .saturating_mul(1 << retry.min(16))
+            .min(self.options.max_backoff);
         let jitter = 1.0 - 0.25 * rand::random::<f64>();
         base.mul_f64(jitter)
     }
@@ -404,7 +454,12 @@ impl Job {
 
 /// Parse `retry-after-ms` (milliseconds) or `retry-after` (seconds or an HTTP date).
 pub(crate) fn retry_after(headers: &[(String, String)]) -> Option<Duration> {
-    let header = |name: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim());
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim())
+    };
     if let Some(ms) = header("retry-after-ms").and_then(|v| v.parse::<f64>().ok())
         && ms.is_finite()
         && ms >= 0.0
@@ -413,7 +468,8 @@ pub(crate) fn retry_after(headers: &[(String, String)]) -> Option<Duration> {
     }
     let value = header("retry-after")?;
     if let Ok(seconds) = value.parse::<f64>() {
-        return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(1e9)));
+        return (seconds.is_finite() && seconds >= 0.0)
+            .then(|| Duration::from_secs_f64(seconds.min(1e9)));
     }
     let date = chrono::DateTime::parse_from_rfc2822(value).ok()?;
     let wait = date.with_timezone(&chrono::Utc) - chrono::Utc::now();
@@ -490,30 +546,75 @@ mod tests {
     use super::*;
 
     fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
     fn retry_after_forms() {
-        assert_eq!(retry_after(&headers(&[("retry-after-ms", "250")])), Some(Duration::from_millis(250)));
-        assert_eq!(retry_after(&headers(&[("Retry-After", "2")])), Some(Duration::from_secs(2)));
-        assert_eq!(retry_after(&headers(&[("retry-after", "0.5")])), Some(Duration::from_millis(500)));
+        assert_eq!(
+            retry_after(&headers(&[("retry-after-ms", "250")])),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            retry_after(&headers(&[("Retry-After", "2")])),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", "0.5")])),
+            Some(Duration::from_millis(500))
+        );
         let soon = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc2822();
         let wait = retry_after(&headers(&[("retry-after", &soon)])).unwrap_or_default();
-        assert!(wait > Duration::from_secs(25) && wait <= Duration::from_secs(30), "{wait:?}");
-        assert_eq!(retry_after(&headers(&[("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT")])), Some(Duration::ZERO));
+        assert!(
+            wait > Duration::from_secs(25) && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
+        assert_eq!(
+            retry_after(&headers(&[(
+                "retry-after",
+                "Wed, 21 Oct 2015 07:28:00 GMT"
+            )])),
+            Some(Duration::ZERO)
+        );
         assert_eq!(retry_after(&headers(&[("retry-after", "soon")])), None);
         assert_eq!(retry_after(&headers(&[])), None);
     }
 
     #[test]
     fn transport_headers_are_refused() {
-        for name in ["Host", "content-length", "Transfer-Encoding", "connection", "Upgrade"] {
-            assert!(matches!(build_headers(&headers(&[(name, "x")])), Err(HttpFailure::Denied(_))), "{name}");
+        for name in [
+            "Host",
+            "content-length",
+            "Transfer-Encoding",
+            "connection",
+            "Upgrade",
+        ] {
+            assert!(
+                matches!(
+                    build_headers(&headers(&[(name, "x")])),
+                    Err(HttpFailure::Denied(_))
+                ),
+                "{name}"
+            );
         }
-        assert!(matches!(build_headers(&headers(&[("x-bad", "a\r\nhost: b")])), Err(HttpFailure::Denied(_))));
-        assert!(matches!(build_headers(&headers(&[("bad name", "a")])), Err(HttpFailure::Denied(_))));
-        assert!(build_headers(&headers(&[("Authorization", "Bearer k"), ("content-type", "application/json")])).is_ok());
+        assert!(matches!(
+            build_headers(&headers(&[("x-bad", "a\r\nhost: b")])),
+            Err(HttpFailure::Denied(_))
+        ));
+        assert!(matches!(
+            build_headers(&headers(&[("bad name", "a")])),
+            Err(HttpFailure::Denied(_))
+        ));
+        assert!(
+            build_headers(&headers(&[
+                ("Authorization", "Bearer k"),
+                ("content-type", "application/json")
+            ]))
+            .is_ok()
+        );
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! `plugin.toml`: who a plugin is, which contract it speaks, which hosts it may reach, its key
 //! and its settings. Parsed with serde and validated before the component is touched.
 
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::path::Path;
-use serde::{Deserialize, Serialize};
 
 use super::bindings::SUPPORTED_CONTRACTS;
 use super::error::PluginError;
@@ -17,7 +17,9 @@ pub const COMPONENT_FILE: &str = "plugin.wasm";
 fn is_id(text: &str) -> bool {
     let mut chars = text.chars();
     text.len() <= 64
-        && chars.next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
@@ -31,7 +33,9 @@ fn is_setting_name(text: &str) -> bool {
 fn is_env_name(text: &str) -> bool {
     let mut chars = text.chars();
     text.len() <= 128
-        && chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -46,11 +50,18 @@ fn is_semver(text: &str) -> bool {
         None => (rest, None),
     };
     let ident = |part: &str| {
-        !part.is_empty() && part.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        !part.is_empty()
+            && part
+                .split('.')
+                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
     };
     let numbers: Vec<&str> = core.split('.').collect();
     numbers.len() == 3
-        && numbers.iter().all(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) && (n.len() == 1 || !n.starts_with('0')))
+        && numbers.iter().all(|n| {
+            !n.is_empty()
+                && n.chars().all(|c| c.is_ascii_digit())
+                && (n.len() == 1 || !n.starts_with('0'))
+        })
         && pre.is_none_or(ident)
         && build.is_none_or(ident)
 }
@@ -123,8 +134,10 @@ impl Manifest {
     /// Read and validate `<dir>/plugin.toml`.
     pub fn read(dir: &Path) -> Result<Self, PluginError> {
         let path = dir.join(MANIFEST_FILE);
-        let text = std::fs::read_to_string(&path)
-            .map_err(|source| PluginError::ManifestRead { path: path.clone(), source })?;
+        let text = std::fs::read_to_string(&path).map_err(|source| PluginError::ManifestRead {
+            path: path.clone(),
+            source,
+        })?;
         Self::parse(&text, &path)
     }
 
@@ -134,7 +147,10 @@ impl Manifest {
     /// contract (which may carry fields this version does not know) gets the
     /// "update ImageAI" message rather than a parse error.
     pub fn parse(text: &str, path: &Path) -> Result<Self, PluginError> {
-        let invalid = |message: String| PluginError::ManifestInvalid { path: path.to_owned(), message };
+        let invalid = |message: String| PluginError::ManifestInvalid {
+            path: path.to_owned(),
+            message,
+        };
         let table: toml::Table = toml::from_str(text).map_err(|err| invalid(err.to_string()))?;
         if let (Some(toml::Value::String(id)), Some(toml::Value::String(contract))) =
             (table.get("id"), table.get("contract"))
@@ -154,7 +170,9 @@ impl Manifest {
     /// The environment variable that overrides a setting: `IMAGEAI_<ID>_<NAME>`, upper case,
     /// `-` as `_` (e.g. `IMAGEAI_OPENAI_BASE_URL`).
     pub fn setting_env_var(&self, name: &str) -> String {
-        format!("IMAGEAI_{}_{}", self.id, name).to_ascii_uppercase().replace('-', "_")
+        format!("IMAGEAI_{}_{}", self.id, name)
+            .to_ascii_uppercase()
+            .replace('-', "_")
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -168,10 +186,16 @@ impl Manifest {
             return Err("`name` must not be empty".into());
         }
         if !is_semver(&self.version) {
-            return Err(format!("version `{}` is not a semantic version like 1.2.3", self.version));
+            return Err(format!(
+                "version `{}` is not a semantic version like 1.2.3",
+                self.version
+            ));
         }
         if !is_semver(&self.contract) {
-            return Err(format!("contract `{}` is not a semantic version like 0.1.0", self.contract));
+            return Err(format!(
+                "contract `{}` is not a semantic version like 0.1.0",
+                self.contract
+            ));
         }
         for entry in &self.allowed_hosts {
             HostPattern::parse(entry).map_err(|err| format!("allowed-hosts: {err}"))?;
@@ -179,7 +203,9 @@ impl Manifest {
         if let Some(env) = self.key.as_ref().and_then(|key| key.env.as_deref())
             && !is_env_name(env)
         {
-            return Err(format!("key.env `{env}` is not a valid environment variable name"));
+            return Err(format!(
+                "key.env `{env}` is not a valid environment variable name"
+            ));
         }
         let mut seen = BTreeSet::new();
         for spec in &self.settings {
@@ -195,10 +221,17 @@ impl Manifest {
             if spec.kind == SettingKind::Url
                 && let Some(default) = &spec.default
             {
-                let url = url::Url::parse(default)
-                    .map_err(|err| format!("setting `{}`: default `{default}` is not a URL ({err})", spec.name))?;
+                let url = url::Url::parse(default).map_err(|err| {
+                    format!(
+                        "setting `{}`: default `{default}` is not a URL ({err})",
+                        spec.name
+                    )
+                })?;
                 if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-                    return Err(format!("setting `{}`: default `{default}` must be an http or https URL", spec.name));
+                    return Err(format!(
+                        "setting `{}`: default `{default}` must be an http or https URL",
+                        spec.name
+                    ));
                 }
             }
         }
@@ -251,25 +284,53 @@ default = "https://api.openai.com/v1"
         let manifest = parse(OPENAI).unwrap_or_else(|err| panic!("{err}"));
         assert_eq!(manifest.id, "openai");
         assert_eq!(manifest.allowed_hosts.len(), 2);
-        assert_eq!(manifest.key.as_ref().and_then(|k| k.env.as_deref()), Some("OPENAI_API_KEY"));
-        assert_eq!(manifest.setting("base_url").map(|s| s.kind), Some(SettingKind::Url));
-        assert_eq!(manifest.setting_env_var("base_url"), "IMAGEAI_OPENAI_BASE_URL");
+        assert_eq!(
+            manifest.key.as_ref().and_then(|k| k.env.as_deref()),
+            Some("OPENAI_API_KEY")
+        );
+        assert_eq!(
+            manifest.setting("base_url").map(|s| s.kind),
+            Some(SettingKind::Url)
+        );
+        assert_eq!(
+            manifest.setting_env_var("base_url"),
+            "IMAGEAI_OPENAI_BASE_URL"
+        );
     }
 
     #[test]
     fn errors_name_the_file_and_the_problem() {
-        let err = parse(&OPENAI.replace("id = \"openai\"", "id = \"Open AI\"")).err().map(|e| e.to_string());
+        let err = parse(&OPENAI.replace("id = \"openai\"", "id = \"Open AI\""))
+            .err()
+            .map(|e| e.to_string());
         let err = err.unwrap_or_default();
-        assert!(err.contains("Open AI") && err.contains("/plugins/x/plugin.toml"), "{err}");
+        assert!(
+            err.contains("Open AI") && err.contains("/plugins/x/plugin.toml"),
+            "{err}"
+        );
 
         let err = parse(&OPENAI.replace("api.openai.com\",", "https://api.openai.com/\",")).err();
-        assert!(err.map(|e| e.to_string()).unwrap_or_default().contains("allowed-hosts"));
+        assert!(
+            err.map(|e| e.to_string())
+                .unwrap_or_default()
+                .contains("allowed-hosts")
+        );
 
         let err = parse(&OPENAI.replace("allowed-hosts", "allowed_hosts")).err();
-        assert!(err.map(|e| e.to_string()).unwrap_or_default().contains("allowed_hosts"));
+        assert!(
+            err.map(|e| e.to_string())
+                .unwrap_or_default()
+                .contains("allowed_hosts")
+        );
 
         let twice = format!("{OPENAI}\n[[settings]]\nname = \"base_url\"\n");
-        assert!(parse(&twice).err().map(|e| e.to_string()).unwrap_or_default().contains("declared twice"));
+        assert!(
+            parse(&twice)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+                .contains("declared twice")
+        );
     }
 
     #[test]
@@ -284,8 +345,17 @@ default = "https://api.openai.com/v1"
 
     #[test]
     fn a_newer_contract_gets_the_update_message() {
-        let text = OPENAI.replace("contract = \"0.1.0\"", "contract = \"0.2.0\"\nnew-field = 1");
-        let err = parse(&text).err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err.contains("0.2.0") && err.contains("0.1.0") && err.contains("update ImageAI"), "{err}");
+        let text = OPENAI.replace(
+            "contract = \"0.1.0\"",
+            "contract = \"0.2.0\"\nnew-field = 1",
+        );
+        let err = parse(&text)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("0.2.0") && err.contains("0.1.0") && err.contains("update ImageAI"),
+            "{err}"
+        );
     }
 }

@@ -48,7 +48,11 @@ pub fn list<P: AsRef<Path>>(dirs: impl IntoIterator<Item = (P, Source)>) -> Vec<
         folders.sort();
         for folder in folders {
             match Manifest::read(&folder) {
-                Ok(manifest) => found.push(Discovered { dir: folder, manifest, source }),
+                Ok(manifest) => found.push(Discovered {
+                    dir: folder,
+                    manifest,
+                    source,
+                }),
                 Err(err) => tracing::warn!("skipping a plugin: {err}"),
             }
         }
@@ -81,7 +85,8 @@ pub fn discover<P: AsRef<Path>>(dirs: impl IntoIterator<Item = (P, Source)>) -> 
 /// copy leaves any installed version untouched.
 pub fn install(runtime: &Runtime, src: &Path, user_dir: &Path) -> Result<Manifest, PluginError> {
     let manifest = runtime.load(src)?.manifest().clone();
-    std::fs::create_dir_all(user_dir).map_err(|e| PluginError::io("create the plugins folder", user_dir, e))?;
+    std::fs::create_dir_all(user_dir)
+        .map_err(|e| PluginError::io("create the plugins folder", user_dir, e))?;
 
     // Assemble the new folder next to its destination, then swap it in with renames.
     let staging = tempfile::Builder::new()
@@ -90,7 +95,8 @@ pub fn install(runtime: &Runtime, src: &Path, user_dir: &Path) -> Result<Manifes
         .map_err(|e| PluginError::io("create a staging folder", user_dir, e))?;
     for file in [MANIFEST_FILE, COMPONENT_FILE] {
         let from = src.join(file);
-        std::fs::copy(&from, staging.path().join(file)).map_err(|e| PluginError::io("copy the plugin", &from, e))?;
+        std::fs::copy(&from, staging.path().join(file))
+            .map_err(|e| PluginError::io("copy the plugin", &from, e))?;
     }
     let dest = user_dir.join(&manifest.id);
     let old = if dest.exists() {
@@ -122,24 +128,35 @@ pub fn install(runtime: &Runtime, src: &Path, user_dir: &Path) -> Result<Manifes
 
 /// Remove the user-installed plugin `id` from `user_dir`. Bundled plugins cannot be removed.
 pub fn remove(id: &str, user_dir: &Path) -> Result<(), PluginError> {
-    let valid = !id.is_empty() && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    let valid = !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     let dest = user_dir.join(id);
     if !valid || !dest.join(MANIFEST_FILE).is_file() {
-        return Err(PluginError::NotInstalled { id: id.to_owned(), dir: user_dir.to_owned() });
+        return Err(PluginError::NotInstalled {
+            id: id.to_owned(),
+            dir: user_dir.to_owned(),
+        });
     }
     // Rename first so the plugin disappears at once, even if deleting its files takes a while.
     let parked = tempfile::Builder::new()
         .prefix(".removing-")
         .tempdir_in(user_dir)
         .map_err(|e| PluginError::io("prepare removing the plugin", user_dir, e))?;
-    std::fs::rename(&dest, parked.path().join(id)).map_err(|e| PluginError::io("remove the plugin", &dest, e))?;
-    parked.close().map_err(|e| PluginError::io("delete the removed plugin's files", user_dir, e))?;
+    std::fs::rename(&dest, parked.path().join(id))
+        .map_err(|e| PluginError::io("remove the plugin", &dest, e))?;
+    parked
+        .close()
+        .map_err(|e| PluginError::io("delete the removed plugin's files", user_dir, e))?;
     tracing::info!(plugin = %id, "removed plugin ({})", dest.display());
     Ok(())
 }
 
 fn is_hidden(path: &Path) -> bool {
-    path.file_name().and_then(|name| name.to_str()).is_some_and(|name| name.starts_with('.'))
+    path.file_name()
+        .and_then(|name| name.to_str())
+        .is_some_and(|name| name.starts_with('.'))
 }
 
 #[cfg(test)]
@@ -149,7 +166,9 @@ mod tests {
     fn write_manifest(dir: &Path, id: &str, version: &str) {
         let folder = dir.join(id);
         std::fs::create_dir_all(&folder).unwrap_or_else(|e| panic!("{e}"));
-        let text = format!("id = \"{id}\"\nname = \"{id}\"\nversion = \"{version}\"\ncontract = \"0.1.0\"\n");
+        let text = format!(
+            "id = \"{id}\"\nname = \"{id}\"\nversion = \"{version}\"\ncontract = \"0.1.0\"\n"
+        );
         std::fs::write(folder.join(MANIFEST_FILE), text).unwrap_or_else(|e| panic!("{e}"));
     }
 
@@ -161,13 +180,31 @@ mod tests {
         write_manifest(bundled.path(), "stability", "0.1.0");
         write_manifest(user.path(), "openai", "0.2.0");
         std::fs::create_dir_all(user.path().join("broken")).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(user.path().join("broken").join(MANIFEST_FILE), "id = 1").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(user.path().join("broken").join(MANIFEST_FILE), "id = 1")
+            .unwrap_or_else(|e| panic!("{e}"));
 
-        let dirs = [(bundled.path(), Source::Bundled), (user.path(), Source::User)];
+        let dirs = [
+            (bundled.path(), Source::Bundled),
+            (user.path(), Source::User),
+        ];
         let found = discover(dirs);
-        let summary: Vec<(&str, &str, Source)> =
-            found.iter().map(|d| (d.manifest.id.as_str(), d.manifest.version.as_str(), d.source)).collect();
-        assert_eq!(summary, [("openai", "0.2.0", Source::User), ("stability", "0.1.0", Source::Bundled)]);
+        let summary: Vec<(&str, &str, Source)> = found
+            .iter()
+            .map(|d| {
+                (
+                    d.manifest.id.as_str(),
+                    d.manifest.version.as_str(),
+                    d.source,
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("openai", "0.2.0", Source::User),
+                ("stability", "0.1.0", Source::Bundled)
+            ]
+        );
         assert_eq!(list(dirs).len(), 3);
     }
 
@@ -175,10 +212,21 @@ mod tests {
     fn remove_refuses_what_is_not_installed() {
         let user = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         write_manifest(user.path(), "mine", "0.1.0");
-        assert!(matches!(remove("../etc", user.path()), Err(PluginError::NotInstalled { .. })));
-        assert!(matches!(remove("other", user.path()), Err(PluginError::NotInstalled { .. })));
+        assert!(matches!(
+            remove("../etc", user.path()),
+            Err(PluginError::NotInstalled { .. })
+        ));
+        assert!(matches!(
+            remove("other", user.path()),
+            Err(PluginError::NotInstalled { .. })
+        ));
         remove("mine", user.path()).unwrap_or_else(|e| panic!("{e}"));
         assert!(!user.path().join("mine").exists());
-        assert_eq!(std::fs::read_dir(user.path()).map(|d| d.count()).unwrap_or(99), 0);
+        assert_eq!(
+            std::fs::read_dir(user.path())
+                .map(|d| d.count())
+                .unwrap_or(99),
+            0
+        );
     }
 }

@@ -18,7 +18,8 @@ use super::http::{HttpClient, HttpOptions, human_bytes};
 use super::manifest::{COMPONENT_FILE, Manifest};
 use super::state::{CallEnv, CancelledHit, CpuLimitHit, MemoryLimitHit, PluginState};
 use crate::provider::{
-    CallContext, EditRequest, GenerateRequest, Generation, Provider, ProviderError, ProviderInfo, UpscaleRequest,
+    CallContext, EditRequest, GenerateRequest, Generation, Provider, ProviderError, ProviderInfo,
+    UpscaleRequest,
 };
 
 /// How often the epoch advances while a plugin runs: the granularity of the CPU limit and of
@@ -68,7 +69,9 @@ struct RuntimeInner {
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime").field("options", &self.inner.options).finish_non_exhaustive()
+        f.debug_struct("Runtime")
+            .field("options", &self.inner.options)
+            .finish_non_exhaustive()
     }
 }
 
@@ -83,18 +86,36 @@ impl Runtime {
         config.wasm_function_references(false);
         config.wasm_exceptions(false);
         config.gc_support(false);
-        let engine = Engine::new(&config).map_err(|err| PluginError::Runtime(format!("{err:#}")))?;
+        let engine =
+            Engine::new(&config).map_err(|err| PluginError::Runtime(format!("{err:#}")))?;
 
         let mut linker = Linker::new(&engine);
         // The full WASI p2 command set, because Rust's std imports most of it; the context
         // built per call (see `PluginState::new`) leaves every capability closed.
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|err| PluginError::Runtime(format!("{err:#}")))?;
-        bindings::add_to_linker(&mut linker).map_err(|err| PluginError::Runtime(format!("{err:#}")))?;
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|err| PluginError::Runtime(format!("{err:#}")))?;
+        bindings::add_to_linker(&mut linker)
+            .map_err(|err| PluginError::Runtime(format!("{err:#}")))?;
 
-        let http = Arc::new(HttpClient::new(options.http.clone(), options.max_response_bytes)?);
-        let cache = options.cache_dir.clone().map(|dir| ComponentCache::new(dir, &engine));
+        let http = Arc::new(HttpClient::new(
+            options.http.clone(),
+            options.max_response_bytes,
+        )?);
+        let cache = options
+            .cache_dir
+            .clone()
+            .map(|dir| ComponentCache::new(dir, &engine));
         let ticker = Ticker::start(engine.clone())?;
-        Ok(Runtime { inner: Arc::new(RuntimeInner { engine, linker, options, http, cache, ticker }) })
+        Ok(Runtime {
+            inner: Arc::new(RuntimeInner {
+                engine,
+                linker,
+                options,
+                http,
+                cache,
+                ticker,
+            }),
+        })
     }
 
     pub fn options(&self) -> &RuntimeOptions {
@@ -106,8 +127,10 @@ impl Runtime {
     pub fn load(&self, dir: &Path) -> Result<WasmProvider, PluginError> {
         let manifest = Manifest::read(dir)?;
         let wasm_path = dir.join(COMPONENT_FILE);
-        let wasm = std::fs::read(&wasm_path)
-            .map_err(|source| PluginError::ComponentRead { path: wasm_path.clone(), source })?;
+        let wasm = std::fs::read(&wasm_path).map_err(|source| PluginError::ComponentRead {
+            path: wasm_path.clone(),
+            source,
+        })?;
         let invalid = |message: String| PluginError::InvalidComponent {
             id: manifest.id.clone(),
             message,
@@ -115,37 +138,40 @@ impl Runtime {
         };
         let Some(interfaces) = bindings::interfaces(&manifest.contract) else {
             // `Manifest::read` already refuses unsupported contracts; this keeps the two in step.
-            return Err(invalid(format!("no bindings for contract {}", manifest.contract)));
+            return Err(invalid(format!(
+                "no bindings for contract {}",
+                manifest.contract
+            )));
         };
 
         let started = Instant::now();
         let wasm_hash = sha256_hex(&wasm);
         let engine = &self.inner.engine;
-        let cached = self.inner.cache.as_ref().and_then(|cache| cache.load(engine, &manifest.id, &wasm_hash));
+        let cached = self
+            .inner
+            .cache
+            .as_ref()
+            .and_then(|cache| cache.load(engine, &manifest.id, &wasm_hash));
         let from_cache = cached.is_some();
         let component = match cached {
             Some(component) => component,
-            None => {
-                if !wasm.starts_with(b"\0asm") {
-                    return Err(invalid("the file is not WebAssembly; build it for wasm32-wasip2".into()));
-                }
-                let component = Component::new(engine, &wasm).map_err(|err| {
-                    invalid(format!("it is not a WebAssembly component built for wasm32-wasip2 ({err:#})"))
-                })?;
-                check_component(engine, &component, &interfaces).map_err(&invalid)?;
-                if let Some(cache) = &self.inner.cache {
-                    cache.store(&manifest.id, &wasm_hash, &component);
-                }
-                component
-            }
+            None => compile(engine, &wasm).map_err(&invalid)?,
         };
-        if from_cache {
-            check_component(engine, &component, &interfaces).map_err(&invalid)?;
-        }
-        let instance_pre = self.inner.linker.instantiate_pre(&component).map_err(|err| {
-            invalid(format!("it needs imports ImageAI does not provide ({err:#})"))
-        })?;
+        check_component(engine, &component, &interfaces).map_err(&invalid)?;
+        let instance_pre = self
+            .inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|err| {
+                invalid(format!(
+                    "it needs imports ImageAI does not provide ({err:#})"
+                ))
+            })?;
         let pre = Pre::new(&manifest.contract, instance_pre).map_err(&invalid)?;
+        // Only a component that passed every check is worth keeping.
+        if !from_cache && let Some(cache) = &self.inner.cache {
+            cache.store(&manifest.id, &wasm_hash, &component);
+        }
         tracing::debug!(
             plugin = %manifest.id,
             version = %manifest.version,
@@ -164,9 +190,23 @@ impl Runtime {
     }
 }
 
+/// Compile a component (the slow path the disk cache avoids).
+fn compile(engine: &Engine, wasm: &[u8]) -> Result<Component, String> {
+    if !wasm.starts_with(b"\0asm") {
+        return Err("the file is not WebAssembly; build it for wasm32-wasip2".into());
+    }
+    Component::new(engine, wasm).map_err(|err| {
+        format!("it is not a WebAssembly component built for wasm32-wasip2 ({err:#})")
+    })
+}
+
 /// Check that a component exports the provider interface of its contract and imports nothing
 /// beyond that contract's host interfaces and WASI.
-fn check_component(engine: &Engine, component: &Component, interfaces: &bindings::Interfaces) -> Result<(), String> {
+fn check_component(
+    engine: &Engine,
+    component: &Component,
+    interfaces: &bindings::Interfaces,
+) -> Result<(), String> {
     let ty = component.component_type();
     let mut unexpected: Vec<String> = ty
         .imports(engine)
@@ -182,13 +222,20 @@ fn check_component(engine: &Engine, component: &Component, interfaces: &bindings
             interfaces.imports.join(", ")
         ));
     }
-    let exports_provider = ty
-        .exports(engine)
-        .any(|(name, item)| name == interfaces.export && matches!(item.ty, ComponentItem::ComponentInstance(_)));
+    let exports_provider = ty.exports(engine).any(|(name, item)| {
+        name == interfaces.export && matches!(item.ty, ComponentItem::ComponentInstance(_))
+    });
     if !exports_provider {
-        let mut found: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
+        let mut found: Vec<String> = ty
+            .exports(engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
         found.sort();
-        let found = if found.is_empty() { "nothing".to_owned() } else { found.join(", ") };
+        let found = if found.is_empty() {
+            "nothing".to_owned()
+        } else {
+            found.join(", ")
+        };
         return Err(format!(
             "it does not export {} (it exports {found}); build it with the ImageAI SDK for this contract",
             interfaces.export
@@ -249,7 +296,11 @@ impl WasmProvider {
             return Err(ProviderError::Cancelled);
         }
         let options = &self.runtime.options;
-        let env = CallEnv { manifest: self.manifest.clone(), ctx: ctx.clone(), http: self.runtime.http.clone() };
+        let env = CallEnv {
+            manifest: self.manifest.clone(),
+            ctx: ctx.clone(),
+            http: self.runtime.http.clone(),
+        };
         let state = PluginState::new(env, options.memory_limit, options.cpu_timeout);
         let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -281,7 +332,12 @@ impl WasmProvider {
         }
     }
 
-    fn trap_error(&self, trap: &wasmtime::Error, state: &PluginState, stderr: &str) -> ProviderError {
+    fn trap_error(
+        &self,
+        trap: &wasmtime::Error,
+        state: &PluginState,
+        stderr: &str,
+    ) -> ProviderError {
         let id = &self.manifest.id;
         let options = &self.runtime.options;
         if trap.downcast_ref::<CancelledHit>().is_some() {
@@ -332,7 +388,11 @@ impl Provider for WasmProvider {
         Ok(info)
     }
 
-    fn generate(&self, request: &GenerateRequest, ctx: &CallContext) -> Result<Generation, ProviderError> {
+    fn generate(
+        &self,
+        request: &GenerateRequest,
+        ctx: &CallContext,
+    ) -> Result<Generation, ProviderError> {
         self.call(ctx, |pre, store| pre.generate(store, request))
     }
 
@@ -340,7 +400,11 @@ impl Provider for WasmProvider {
         self.call(ctx, |pre, store| pre.edit(store, request))
     }
 
-    fn upscale(&self, request: &UpscaleRequest, ctx: &CallContext) -> Result<Generation, ProviderError> {
+    fn upscale(
+        &self,
+        request: &UpscaleRequest,
+        ctx: &CallContext,
+    ) -> Result<Generation, ProviderError> {
         self.call(ctx, |pre, store| pre.upscale(store, request))
     }
 
@@ -354,9 +418,13 @@ fn redact_error(error: ProviderError, state: &PluginState) -> ProviderError {
     let r = |text: String| state.redact(&text);
     match error {
         ProviderError::Auth(m) => ProviderError::Auth(r(m)),
-        ProviderError::RateLimited { message, retry_after_ms } => {
-            ProviderError::RateLimited { message: r(message), retry_after_ms }
-        }
+        ProviderError::RateLimited {
+            message,
+            retry_after_ms,
+        } => ProviderError::RateLimited {
+            message: r(message),
+            retry_after_ms,
+        },
         ProviderError::ContentPolicy(m) => ProviderError::ContentPolicy(r(m)),
         ProviderError::InvalidRequest(m) => ProviderError::InvalidRequest(r(m)),
         ProviderError::Quota(m) => ProviderError::Quota(r(m)),
@@ -371,16 +439,30 @@ fn redact_error(error: ProviderError, state: &PluginState) -> ProviderError {
 
 /// What a Rust plugin printed when it panicked (`panicked at …:` and the message line).
 fn panic_message(stderr: &str) -> Option<String> {
-    let lines: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("note:")).collect();
-    let at = lines.iter().rposition(|line| line.contains("panicked at"))?;
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("note:"))
+        .collect();
+    let at = lines
+        .iter()
+        .rposition(|line| line.contains("panicked at"))?;
     let said: Vec<&str> = lines[at..].iter().take(2).copied().collect();
     let text = said.join(" ");
-    Some(if text.len() > 500 { format!("{}…", &text[..text.floor_char_boundary(500)]) } else { text })
+    Some(if text.len() > 500 {
+        format!("{}…", &text[..text.floor_char_boundary(500)])
+    } else {
+        text
+    })
 }
 
 fn seconds(duration: Duration) -> String {
     let secs = duration.as_secs_f64();
-    if duration.subsec_millis() == 0 { format!("{} s", duration.as_secs()) } else { format!("{secs:.1} s") }
+    if duration.subsec_millis() == 0 {
+        format!("{} s", duration.as_secs())
+    } else {
+        format!("{secs:.1} s")
+    }
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] while at least one call is running, and
@@ -397,7 +479,10 @@ struct TickerShared {
 
 impl Ticker {
     fn start(engine: Engine) -> Result<Self, PluginError> {
-        let shared = Arc::new(TickerShared { running: AtomicUsize::new(0), stop: AtomicBool::new(false) });
+        let shared = Arc::new(TickerShared {
+            running: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+        });
         let ticking = shared.clone();
         let thread = std::thread::Builder::new()
             .name("imageai-plugin-epoch".into())
@@ -411,8 +496,13 @@ impl Ticker {
                     engine.increment_epoch();
                 }
             })
-            .map_err(|err| PluginError::Runtime(format!("could not start the CPU-limit timer thread: {err}")))?;
-        Ok(Self { shared, thread: Some(thread) })
+            .map_err(|err| {
+                PluginError::Runtime(format!("could not start the CPU-limit timer thread: {err}"))
+            })?;
+        Ok(Self {
+            shared,
+            thread: Some(thread),
+        })
     }
 
     /// Mark a call as running until the guard drops.
@@ -451,7 +541,10 @@ mod tests {
     #[test]
     fn panic_messages_are_found() {
         let stderr = "\nthread '<unnamed>' panicked at src/lib.rs:10:5:\nboom on purpose\nnote: run with `RUST_BACKTRACE=1`\n";
-        assert_eq!(panic_message(stderr).as_deref(), Some("thread '<unnamed>' panicked at src/lib.rs:10:5: boom on purpose"));
+        assert_eq!(
+            panic_message(stderr).as_deref(),
+            Some("thread '<unnamed>' panicked at src/lib.rs:10:5: boom on purpose")
+        );
         assert_eq!(panic_message("just a log line"), None);
     }
 
@@ -468,8 +561,14 @@ mod tests {
         // The smallest valid component: the header alone. It exports nothing.
         let component = Component::new(&runtime.inner.engine, b"\0asm\x0d\x00\x01\x00")
             .unwrap_or_else(|err| panic!("{err}"));
-        let interfaces = bindings::interfaces("0.1.0").unwrap_or_else(|| panic!("0.1.0 is supported"));
-        let err = check_component(&runtime.inner.engine, &component, &interfaces).err().unwrap_or_default();
-        assert!(err.contains("does not export imageai:provider/provider@0.1.0"), "{err}");
+        let interfaces =
+            bindings::interfaces("0.1.0").unwrap_or_else(|| panic!("0.1.0 is supported"));
+        let err = check_component(&runtime.inner.engine, &component, &interfaces)
+            .err()
+            .unwrap_or_default();
+        assert!(
+            err.contains("does not export imageai:provider/provider@0.1.0"),
+            "{err}"
+        );
     }
 }

@@ -13,8 +13,8 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::http::{HttpClient, HttpFailure, HttpRequest, HttpResponse};
 use super::hosts::AllowedHosts;
+use super::http::{HttpClient, HttpFailure, HttpRequest, HttpResponse};
 use super::manifest::Manifest;
 use crate::provider::CallContext;
 use crate::secret::{Secret, redact};
@@ -139,11 +139,18 @@ impl PluginState {
                 remember_credential(&mut self.secrets, value);
             }
         }
-        let allowed = self.allowed.get_or_init(|| AllowedHosts::for_call(&self.env.manifest, &self.env.ctx.settings));
+        let allowed = self
+            .allowed
+            .get_or_init(|| AllowedHosts::for_call(&self.env.manifest, &self.env.ctx.settings));
         let method = request.method.clone();
         let url = self.redact(&request.url);
         let started = Instant::now();
-        let result = self.env.http.send(request, allowed, &self.env.ctx.cancel, &self.env.manifest.id);
+        let result = self.env.http.send(
+            request,
+            allowed,
+            &self.env.ctx.cancel,
+            &self.env.manifest.id,
+        );
         let elapsed = started.elapsed();
         // Error texts can quote the URL or the server; scrub them before the plugin (and
         // through it, the user) sees them.
@@ -198,27 +205,42 @@ impl PluginState {
 
     /// The plugin's own key, never another's.
     pub(crate) fn host_api_key(&mut self) -> Option<String> {
-        self.env.ctx.api_key.as_ref().map(|key| key.expose().to_owned())
+        self.env
+            .ctx
+            .api_key
+            .as_ref()
+            .map(|key| key.expose().to_owned())
     }
 
     /// A setting the manifest declares: as configured for this call, else its default.
     /// Undeclared names get nothing, whatever the call's settings map holds.
     pub(crate) fn host_setting(&mut self, name: &str) -> Option<String> {
         let spec = self.env.manifest.setting(name)?;
-        self.env.ctx.settings.get(name).cloned().or_else(|| spec.default.clone())
+        self.env
+            .ctx
+            .settings
+            .get(name)
+            .cloned()
+            .or_else(|| spec.default.clone())
     }
 }
 
 impl WasiView for PluginState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 /// Redact a credential header's whole value and, for `Bearer x` / `Basic x`, the token alone.
 fn remember_credential(secrets: &mut Vec<Secret>, value: &str) {
     let value = value.trim();
-    let token = value.split_once(' ').map(|(_, token)| token.trim()).unwrap_or(value);
+    let token = value
+        .split_once(' ')
+        .map(|(_, token)| token.trim())
+        .unwrap_or(value);
     for candidate in [value, token] {
         if !secrets.iter().any(|s| s.expose() == candidate) {
             secrets.push(Secret::new(candidate));
@@ -237,13 +259,26 @@ pub(crate) struct MemoryLimiter {
 
 impl MemoryLimiter {
     fn new(limit: usize) -> Self {
-        let limits = StoreLimitsBuilder::new().memory_size(limit).trap_on_grow_failure(true).build();
-        Self { limits, limit, total: 0, hit: false }
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(limit)
+            .trap_on_grow_failure(true)
+            .build();
+        Self {
+            limits,
+            limit,
+            total: 0,
+            hit: false,
+        }
     }
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let total = self.total.saturating_sub(current).saturating_add(desired);
         if total > self.limit {
             self.hit = true;
@@ -260,7 +295,12 @@ impl ResourceLimiter for MemoryLimiter {
         self.limits.memory_grow_failed(error)
     }
 
-    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         self.limits.table_growing(current, desired, maximum)
     }
 
@@ -280,7 +320,12 @@ pub(crate) struct CpuClock {
 
 impl CpuClock {
     fn new(limit: Duration) -> Self {
-        Self { started: Instant::now(), in_host: Duration::ZERO, limit, hit: false }
+        Self {
+            started: Instant::now(),
+            in_host: Duration::ZERO,
+            limit,
+            hit: false,
+        }
     }
 
     pub(crate) fn used(&self) -> Duration {
@@ -301,7 +346,11 @@ impl Capture {
     }
 
     fn take(&self) -> String {
-        let bytes = self.0.lock().map(|mut buffer| std::mem::take(&mut *buffer)).unwrap_or_default();
+        let bytes = self
+            .0
+            .lock()
+            .map(|mut buffer| std::mem::take(&mut *buffer))
+            .unwrap_or_default();
         String::from_utf8_lossy(&bytes).into_owned()
     }
 }
@@ -344,7 +393,11 @@ impl OutputStream for Capture {
 }
 
 impl tokio::io::AsyncWrite for Capture {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         self.push(buf);
         Poll::Ready(Ok(buf.len()))
     }

@@ -24,8 +24,8 @@ mod bindings {
 use bindings::exports::imageai::provider::provider::Guest;
 use bindings::imageai::provider::host::{self, HttpError, HttpRequest, HttpResponse, LogLevel};
 use bindings::imageai::provider::types::{
-    Capability, EditRequest, GenerateRequest, Generation, Image, ModelInfo, ProviderError, ProviderInfo,
-    UpscaleRequest,
+    Capability, EditRequest, GenerateRequest, Generation, Image, ModelInfo, ProviderError,
+    ProviderInfo, UpscaleRequest,
 };
 
 struct Hostile;
@@ -54,13 +54,25 @@ impl Guest for Hostile {
     }
 
     fn generate(request: GenerateRequest) -> Result<Generation, ProviderError> {
-        let extra = |name: &str| request.extra.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let extra = |name: &str| {
+            request
+                .extra
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
         match request.prompt.as_str() {
             "ok" => fetch_image("/ok"),
             "ok-redirect" => fetch_image("/hop"),
             "undeclared-host" => {
                 let targets = extra("targets").unwrap_or_else(|| "http://example.invalid/".into());
-                refused_everywhere(targets.split(',').map(|url| get(url.trim(), Vec::new())).collect(), &targets)
+                refused_everywhere(
+                    targets
+                        .split(',')
+                        .map(|url| get(url.trim(), Vec::new()))
+                        .collect(),
+                    &targets,
+                )
             }
             "redirect-escape" => {
                 let outcome = get(&format!("{}/escape", base_url()?), Vec::new());
@@ -75,8 +87,10 @@ impl Guest for Hostile {
                     ("Connection", "close"),
                     ("Upgrade", "websocket"),
                 ];
-                let outcomes =
-                    attempts.iter().map(|(name, value)| get(&url, vec![((*name).into(), (*value).into())])).collect();
+                let outcomes = attempts
+                    .iter()
+                    .map(|(name, value)| get(&url, vec![((*name).into(), (*value).into())]))
+                    .collect();
                 refused_everywhere(outcomes, "forbidden headers")
             }
             "read-file" => read_files(),
@@ -91,8 +105,12 @@ impl Guest for Hostile {
             "trap" => panic!("hostile plugin panicked on purpose"),
             "abort" => std::process::abort(),
             "slow" => {
-                let response = get(&format!("{}/slow", base_url()?), Vec::new()).map_err(http_error)?;
-                Ok(note(format!("slow request finished with {}", response.status)))
+                let response =
+                    get(&format!("{}/slow", base_url()?), Vec::new()).map_err(http_error)?;
+                Ok(note(format!(
+                    "slow request finished with {}",
+                    response.status
+                )))
             }
             "sleep" => {
                 if host::sleep(10_000) {
@@ -102,7 +120,8 @@ impl Guest for Hostile {
                 }
             }
             "flaky" => {
-                let response = get(&format!("{}/flaky", base_url()?), Vec::new()).map_err(http_error)?;
+                let response =
+                    get(&format!("{}/flaky", base_url()?), Vec::new()).map_err(http_error)?;
                 Ok(note(format!("status {}", response.status)))
             }
             "leak-secret" => leak_secret(),
@@ -113,29 +132,37 @@ impl Guest for Hostile {
             }
             "stdout" => {
                 #[allow(clippy::print_stdout, reason = "printing is the behaviour under test")]
-                for i in 0..50_000 {
+                for i in 0..5_000 {
                     println!("hello from the plugin, line {i}");
                 }
                 eprintln!("a line on stderr");
                 Ok(note("printed".into()))
             }
-            other => Err(ProviderError::InvalidRequest(format!("unknown behaviour `{other}`"))),
+            other => Err(ProviderError::InvalidRequest(format!(
+                "unknown behaviour `{other}`"
+            ))),
         }
     }
 
     fn edit(_: EditRequest) -> Result<Generation, ProviderError> {
-        Err(ProviderError::InvalidRequest("hostile does not edit".into()))
+        Err(ProviderError::InvalidRequest(
+            "hostile does not edit".into(),
+        ))
     }
 
     fn upscale(_: UpscaleRequest) -> Result<Generation, ProviderError> {
-        Err(ProviderError::InvalidRequest("hostile does not upscale".into()))
+        Err(ProviderError::InvalidRequest(
+            "hostile does not upscale".into(),
+        ))
     }
 
     fn check_key() -> Result<(), ProviderError> {
         let key = host::api_key().ok_or_else(|| ProviderError::Auth("no key".into()))?;
-        let response =
-            get(&format!("{}/check", base_url()?), vec![("Authorization".into(), format!("Bearer {key}"))])
-                .map_err(http_error)?;
+        let response = get(
+            &format!("{}/check", base_url()?),
+            vec![("Authorization".into(), format!("Bearer {key}"))],
+        )
+        .map_err(http_error)?;
         match response.status {
             200 => Ok(()),
             401 => Err(ProviderError::Auth(format!("the server refused key {key}"))),
@@ -151,7 +178,13 @@ fn base_url() -> Result<String, ProviderError> {
 }
 
 fn get(url: &str, headers: Vec<(String, String)>) -> Result<HttpResponse, HttpError> {
-    host::send(&HttpRequest { method: "GET".into(), url: url.into(), headers, body: Vec::new(), timeout_ms: None })
+    host::send(&HttpRequest {
+        method: "GET".into(),
+        url: url.into(),
+        headers,
+        body: Vec::new(),
+        timeout_ms: None,
+    })
 }
 
 fn note(text: String) -> Generation {
@@ -189,9 +222,15 @@ fn describe(outcome: &Result<HttpResponse, HttpError>) -> String {
 }
 
 /// Every attempt should have been refused: report each outcome (`ESCAPED` marks a success).
-fn refused_everywhere(outcomes: Vec<Result<HttpResponse, HttpError>>, what: &str) -> Result<Generation, ProviderError> {
+fn refused_everywhere(
+    outcomes: Vec<Result<HttpResponse, HttpError>>,
+    what: &str,
+) -> Result<Generation, ProviderError> {
     let described: Vec<String> = outcomes.iter().map(describe).collect();
-    Err(ProviderError::Other(format!("{what}: {}", described.join(" | "))))
+    Err(ProviderError::Other(format!(
+        "{what}: {}",
+        described.join(" | ")
+    )))
 }
 
 fn fetch_image(path: &str) -> Result<Generation, ProviderError> {
@@ -206,17 +245,35 @@ fn fetch_image(path: &str) -> Result<Generation, ProviderError> {
         .map(|(_, value)| value.clone())
         .unwrap_or_else(|| "image/png".into());
     let mut generation = note("ok".into());
-    generation.images.push(Image { mime, data: response.body });
+    generation.images.push(Image {
+        mime,
+        data: response.body,
+    });
     Ok(generation)
 }
 
 fn read_files() -> Result<Generation, ProviderError> {
     let attempts = [
-        ("read /etc/passwd", std::fs::read("/etc/passwd").map(|b| b.len().to_string())),
-        ("list .", std::fs::read_dir(".").map(|d| d.count().to_string())),
-        ("list /", std::fs::read_dir("/").map(|d| d.count().to_string())),
-        ("write /tmp/hostile", std::fs::write("/tmp/hostile", b"x").map(|()| "written".to_string())),
-        ("read ../../Cargo.toml", std::fs::read("../../Cargo.toml").map(|b| b.len().to_string())),
+        (
+            "read /etc/passwd",
+            std::fs::read("/etc/passwd").map(|b| b.len().to_string()),
+        ),
+        (
+            "list .",
+            std::fs::read_dir(".").map(|d| d.count().to_string()),
+        ),
+        (
+            "list /",
+            std::fs::read_dir("/").map(|d| d.count().to_string()),
+        ),
+        (
+            "write /tmp/hostile",
+            std::fs::write("/tmp/hostile", b"x").map(|()| "written".to_string()),
+        ),
+        (
+            "read ../../Cargo.toml",
+            std::fs::read("../../Cargo.toml").map(|b| b.len().to_string()),
+        ),
     ];
     let described: Vec<String> = attempts
         .iter()
@@ -225,7 +282,10 @@ fn read_files() -> Result<Generation, ProviderError> {
             Err(err) => format!("{what}: failed ({err})"),
         })
         .collect();
-    Err(ProviderError::Other(format!("file access: {}", described.join(" | "))))
+    Err(ProviderError::Other(format!(
+        "file access: {}",
+        described.join(" | ")
+    )))
 }
 
 fn environment() -> Generation {
@@ -237,7 +297,12 @@ fn environment() -> Generation {
         ("env".into(), vars.join(";")),
         ("args_count".into(), args.len().to_string()),
         ("args".into(), args.join(" ")),
-        ("cwd".into(), std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_else(|e| format!("error: {e}"))),
+        (
+            "cwd".into(),
+            std::env::current_dir()
+                .map(|d| d.display().to_string())
+                .unwrap_or_else(|e| format!("error: {e}")),
+        ),
     ];
     generation
 }
@@ -245,9 +310,16 @@ fn environment() -> Generation {
 fn other_keys() -> Generation {
     let shown = |value: Option<String>| value.unwrap_or_else(|| "<none>".into());
     let mut metadata = vec![("api-key".to_string(), shown(host::api_key()))];
-    for name in
-        ["openai_api_key", "api_key", "OPENAI_API_KEY", "key", "openai", "providers.openai.api_key", "../openai", "base_url"]
-    {
+    for name in [
+        "openai_api_key",
+        "api_key",
+        "OPENAI_API_KEY",
+        "key",
+        "openai",
+        "providers.openai.api_key",
+        "../openai",
+        "base_url",
+    ] {
         metadata.push((format!("setting:{name}"), shown(host::setting(name))));
     }
     for name in ["OPENAI_API_KEY", "IMAGEAI_OPENAI_API_KEY", "HOME", "PATH"] {
@@ -274,16 +346,24 @@ fn spin() -> Result<Generation, ProviderError> {
     }
 }
 
-#[allow(clippy::print_stdout, reason = "printing the key is the behaviour under test")]
+#[allow(
+    clippy::print_stdout,
+    reason = "printing the key is the behaviour under test"
+)]
 fn leak_secret() -> Result<Generation, ProviderError> {
     let key = host::api_key().unwrap_or_default();
     host::log(LogLevel::Info, &format!("my key is {key}"));
     println!("stdout: my key is {key}");
     eprintln!("stderr: my key is {key}");
-    let outcome = get(&format!("{}/echo?key={key}", base_url()?), vec![("Authorization".into(), format!("Bearer {key}"))]);
+    let outcome = get(
+        &format!("{}/echo?key={key}", base_url()?),
+        vec![("Authorization".into(), format!("Bearer {key}"))],
+    );
     let body = match outcome {
         Ok(response) => String::from_utf8_lossy(&response.body).into_owned(),
         Err(error) => describe(&Err(error)),
     };
-    Err(ProviderError::Auth(format!("the server rejected key {key}: {body}")))
+    Err(ProviderError::Auth(format!(
+        "the server rejected key {key}: {body}"
+    )))
 }

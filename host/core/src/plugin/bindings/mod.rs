@@ -6,7 +6,9 @@ use wasmtime::Store;
 use wasmtime::component::{InstancePre, Linker};
 
 use super::state::PluginState;
-use crate::provider::{EditRequest, GenerateRequest, Generation, ProviderError, ProviderInfo, UpscaleRequest};
+use crate::provider::{
+    EditRequest, GenerateRequest, Generation, ProviderError, ProviderInfo, UpscaleRequest,
+};
 
 mod v0_1_0;
 
@@ -47,7 +49,9 @@ pub(crate) type CallResult<T> = wasmtime::Result<Result<T, ProviderError>>;
 impl Pre {
     pub(crate) fn new(contract: &str, pre: InstancePre<PluginState>) -> Result<Self, String> {
         match contract {
-            "0.1.0" => v0_1_0::Pre::new(pre).map(Self::V0_1_0).map_err(|err| format!("{err:#}")),
+            "0.1.0" => v0_1_0::Pre::new(pre)
+                .map(Self::V0_1_0)
+                .map_err(|err| format!("{err:#}")),
             other => Err(format!("no bindings for contract {other}")),
         }
     }
@@ -58,19 +62,31 @@ impl Pre {
         }
     }
 
-    pub(crate) fn generate(&self, store: &mut Store<PluginState>, request: &GenerateRequest) -> CallResult<Generation> {
+    pub(crate) fn generate(
+        &self,
+        store: &mut Store<PluginState>,
+        request: &GenerateRequest,
+    ) -> CallResult<Generation> {
         match self {
             Self::V0_1_0(pre) => pre.generate(store, request),
         }
     }
 
-    pub(crate) fn edit(&self, store: &mut Store<PluginState>, request: &EditRequest) -> CallResult<Generation> {
+    pub(crate) fn edit(
+        &self,
+        store: &mut Store<PluginState>,
+        request: &EditRequest,
+    ) -> CallResult<Generation> {
         match self {
             Self::V0_1_0(pre) => pre.edit(store, request),
         }
     }
 
-    pub(crate) fn upscale(&self, store: &mut Store<PluginState>, request: &UpscaleRequest) -> CallResult<Generation> {
+    pub(crate) fn upscale(
+        &self,
+        store: &mut Store<PluginState>,
+        request: &UpscaleRequest,
+    ) -> CallResult<Generation> {
         match self {
             Self::V0_1_0(pre) => pre.upscale(store, request),
         }

@@ -39,7 +39,10 @@ impl Pre {
         self.0.instantiate(store)
     }
 
-    pub(crate) fn info(&self, store: &mut Store<PluginState>) -> wasmtime::Result<Result<host::ProviderInfo, host::ProviderError>> {
+    pub(crate) fn info(
+        &self,
+        store: &mut Store<PluginState>,
+    ) -> wasmtime::Result<Result<host::ProviderInfo, host::ProviderError>> {
         let plugin = self.instantiate(store)?;
         let info = plugin.imageai_provider_provider().call_info(&mut *store)?;
         Ok(Ok(info.into()))
@@ -51,7 +54,9 @@ impl Pre {
         request: &host::GenerateRequest,
     ) -> wasmtime::Result<Result<host::Generation, host::ProviderError>> {
         let plugin = self.instantiate(store)?;
-        let result = plugin.imageai_provider_provider().call_generate(&mut *store, &request.into())?;
+        let result = plugin
+            .imageai_provider_provider()
+            .call_generate(&mut *store, &request.into())?;
         Ok(result.map(Into::into).map_err(Into::into))
     }
 
@@ -61,7 +66,9 @@ impl Pre {
         request: &host::EditRequest,
     ) -> wasmtime::Result<Result<host::Generation, host::ProviderError>> {
         let plugin = self.instantiate(store)?;
-        let result = plugin.imageai_provider_provider().call_edit(&mut *store, &request.into())?;
+        let result = plugin
+            .imageai_provider_provider()
+            .call_edit(&mut *store, &request.into())?;
         Ok(result.map(Into::into).map_err(Into::into))
     }
 
@@ -71,13 +78,20 @@ impl Pre {
         request: &host::UpscaleRequest,
     ) -> wasmtime::Result<Result<host::Generation, host::ProviderError>> {
         let plugin = self.instantiate(store)?;
-        let result = plugin.imageai_provider_provider().call_upscale(&mut *store, &request.into())?;
+        let result = plugin
+            .imageai_provider_provider()
+            .call_upscale(&mut *store, &request.into())?;
         Ok(result.map(Into::into).map_err(Into::into))
     }
 
-    pub(crate) fn check_key(&self, store: &mut Store<PluginState>) -> wasmtime::Result<Result<(), host::ProviderError>> {
+    pub(crate) fn check_key(
+        &self,
+        store: &mut Store<PluginState>,
+    ) -> wasmtime::Result<Result<(), host::ProviderError>> {
         let plugin = self.instantiate(store)?;
-        let result = plugin.imageai_provider_provider().call_check_key(&mut *store)?;
+        let result = plugin
+            .imageai_provider_provider()
+            .call_check_key(&mut *store)?;
         Ok(result.map_err(Into::into))
     }
 }
@@ -87,16 +101,31 @@ impl Pre {
 impl wit::Host for PluginState {}
 
 impl wit_host::Host for PluginState {
-    fn send(&mut self, request: wit_host::HttpRequest) -> Result<wit_host::HttpResponse, wit_host::HttpError> {
+    fn send(
+        &mut self,
+        request: wit_host::HttpRequest,
+    ) -> Result<wit_host::HttpResponse, wit_host::HttpError> {
         let request = HostRequest {
             method: request.method,
             url: request.url,
             headers: request.headers,
             body: request.body,
-            timeout: request.timeout_ms.map(|ms| Duration::from_millis(u64::from(ms))),
+            timeout: request
+                .timeout_ms
+                .map(|ms| Duration::from_millis(u64::from(ms))),
         };
         self.host_send(request)
-            .map(|HostResponse { status, headers, body }| wit_host::HttpResponse { status, headers, body })
+            .map(
+                |HostResponse {
+                     status,
+                     headers,
+                     body,
+                 }| wit_host::HttpResponse {
+                    status,
+                    headers,
+                    body,
+                },
+            )
             .map_err(|failure| match failure {
                 HttpFailure::Denied(m) => wit_host::HttpError::Denied(m),
                 HttpFailure::Timeout(m) => wit_host::HttpError::Timeout(m),
@@ -146,7 +175,10 @@ fn pairs(map: &std::collections::BTreeMap<String, String>) -> Vec<(String, Strin
 
 impl From<&host::Image> for wit::Image {
     fn from(image: &host::Image) -> Self {
-        Self { mime: image.mime.clone(), data: image.data.clone() }
+        Self {
+            mime: image.mime.clone(),
+            data: image.data.clone(),
+        }
     }
 }
 
@@ -215,7 +247,10 @@ impl From<&host::UpscaleRequest> for wit::UpscaleRequest {
 
 impl From<wit::Image> for host::Image {
     fn from(image: wit::Image) -> Self {
-        Self { mime: image.mime, data: image.data }
+        Self {
+            mime: image.mime,
+            data: image.data,
+        }
     }
 }
 
@@ -302,7 +337,10 @@ impl From<wit::ProviderError> for host::ProviderError {
     fn from(e: wit::ProviderError) -> Self {
         match e {
             wit::ProviderError::Auth(m) => Self::Auth(m),
-            wit::ProviderError::RateLimited(r) => Self::RateLimited { message: r.message, retry_after_ms: r.retry_after_ms },
+            wit::ProviderError::RateLimited(r) => Self::RateLimited {
+                message: r.message,
+                retry_after_ms: r.retry_after_ms,
+            },
             wit::ProviderError::ContentPolicy(m) => Self::ContentPolicy(m),
             wit::ProviderError::InvalidRequest(m) => Self::InvalidRequest(m),
             wit::ProviderError::Quota(m) => Self::Quota(m),

@@ -1,0 +1,481 @@
+//! The Stable Diffusion pipelines (diffusers' `StableDiffusionPipeline`,
+//! `StableDiffusionImg2ImgPipeline`, and inpainting by latent mask blending): prompt encoding,
+//! classifier-free guidance with both halves in one UNet call, the sampling loop with
+//! per-step progress and cancellation, and decoding.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{DType, Device, Tensor, TensorData};
+use half::f16;
+use serde::{Deserialize, Serialize};
+
+use crate::clip::{ClipTextConfig, ClipTextModel};
+use crate::error::{Error, Result};
+use crate::schedulers::{self, SchedulerConfigFile, SchedulerKind};
+use crate::tokenizer::ClipTokenizer;
+use crate::torch_rng::TorchGenerator;
+use crate::unet_2d::{UNet2DConditionConfig, UNet2DConditionModel};
+use crate::vae::{AutoencoderKL, AutoencoderKLConfig};
+use crate::weights::{VarBuilder, Weights};
+
+/// Compute precision of the UNet and text encoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Precision {
+    #[default]
+    Fp32,
+    Fp16,
+}
+
+impl Precision {
+    pub fn dtype(self) -> DType {
+        match self {
+            Self::Fp32 => DType::F32,
+            Self::Fp16 => DType::F16,
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "fp32" | "f32" | "float32" => Ok(Self::Fp32),
+            "fp16" | "f16" | "float16" | "half" => Ok(Self::Fp16),
+            _ => Err(Error::InvalidRequest(format!("unknown precision `{s}`; use fp32 or fp16"))),
+        }
+    }
+}
+
+/// How a model is loaded.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LoadOptions {
+    pub precision: Precision,
+    /// Keep the VAE in f32 even in fp16 (SD 1.x/2.x VAEs overflow in fp16 unless they are
+    /// fp16-fixed). `None`: follow the VAE config's `force_upcast` (true when absent).
+    #[serde(default)]
+    pub vae_f32: Option<bool>,
+    /// Load the text encoder for each prompt and drop it afterwards, and decode large images in
+    /// tiles: lower peak memory, slower generations.
+    #[serde(default)]
+    pub low_memory: bool,
+}
+
+/// The model family, from the folder's layout and configs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelFamily {
+    /// One CLIP text encoder (SD 1.x, 2.x, SD-Turbo and their fine-tunes).
+    Sd,
+    /// Two text encoders and added time conditioning (SDXL, SDXL-Turbo).
+    Sdxl,
+}
+
+/// The RGB source image of img2img and inpainting, values in [0, 1], row-major HWC.
+#[derive(Debug, Clone)]
+pub struct InputImage {
+    pub width: usize,
+    pub height: usize,
+    pub rgb: Vec<f32>,
+}
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    Txt2Img,
+    /// Start from `image` noised to `strength` (0: unchanged, 1: ignore the image).
+    Img2Img { image: InputImage, strength: f64 },
+    /// Repaint where `mask` is 1 (values in [0, 1], one per pixel), keep the rest.
+    Inpaint { image: InputImage, mask: Vec<f32>, strength: f64 },
+}
+
+/// One generation request.
+#[derive(Debug, Clone)]
+pub struct GenerateParams {
+    pub prompt: String,
+    pub negative_prompt: String,
+    pub width: usize,
+    pub height: usize,
+    pub steps: usize,
+    pub guidance_scale: f64,
+    pub seed: u64,
+    /// Images per prompt.
+    pub num_images: usize,
+    pub scheduler: SchedulerKind,
+    pub mode: Mode,
+    /// Caller-supplied initial latents (`[n, 4, h/8, w/8]`, unscaled standard normal), instead
+    /// of drawing them from the seed.
+    pub init_noise: Option<Vec<f32>>,
+}
+
+/// A finished image: RGB in [0, 1], row-major HWC (diffusers' `output_type="np"`).
+#[derive(Debug, Clone)]
+pub struct GeneratedImage {
+    pub width: usize,
+    pub height: usize,
+    pub rgb: Vec<f32>,
+}
+
+impl GeneratedImage {
+    /// 8-bit RGB as diffusers' `numpy_to_pil` rounds it.
+    pub fn to_rgb8(&self) -> Vec<u8> {
+        self.rgb.iter().map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8).collect()
+    }
+}
+
+/// Progress after each denoising step, with a small preview.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    pub step: usize,
+    pub total: usize,
+    /// The first image's latents mapped to RGB by a fixed linear approximation: one pixel per
+    /// latent (1/8 of the final size), no VAE call.
+    pub preview: Option<GeneratedImage>,
+}
+
+/// What a progress callback tells the pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Continue,
+    Cancel,
+}
+
+/// A loaded Stable Diffusion model.
+pub struct StableDiffusion {
+    root: PathBuf,
+    family: ModelFamily,
+    tokenizer: ClipTokenizer,
+    text_encoder: Option<ClipTextModel>,
+    text_encoder_config: ClipTextConfig,
+    text_encoder_weights: Weights,
+    unet: UNet2DConditionModel,
+    vae: AutoencoderKL,
+    scheduler_config: SchedulerConfigFile,
+    default_scheduler: SchedulerKind,
+    device: Device,
+    options: LoadOptions,
+}
+
+impl std::fmt::Debug for StableDiffusion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StableDiffusion").field("root", &self.root).field("family", &self.family).finish_non_exhaustive()
+    }
+}
+
+fn component(root: &Path, name: &str) -> Result<PathBuf> {
+    let dir = root.join(name);
+    if dir.is_dir() {
+        Ok(dir)
+    } else {
+        Err(Error::Config(format!(
+            "the model folder has no {name}/ folder; it must be in diffusers layout (unet/, vae/, text_encoder/, tokenizer/, scheduler/): {}",
+            root.display()
+        )))
+    }
+}
+
+impl StableDiffusion {
+    /// Loads a diffusers-layout model folder onto `device`.
+    pub fn load(root: &Path, device: &Device, options: LoadOptions) -> Result<Self> {
+        let dtype = options.precision.dtype();
+        let prefer_fp16 = options.precision == Precision::Fp16;
+        let family = if root.join("text_encoder_2").is_dir() { ModelFamily::Sdxl } else { ModelFamily::Sd };
+        if family == ModelFamily::Sdxl {
+            return Err(Error::Unsupported(
+                "SDXL models (two text encoders) are not supported yet by this engine version".into(),
+            ));
+        }
+
+        let tokenizer = ClipTokenizer::from_dir(&component(root, "tokenizer")?)?;
+        let te_dir = component(root, "text_encoder")?;
+        let text_encoder_config = ClipTextConfig::from_file(&te_dir.join("config.json"))?;
+        let text_encoder_weights = Weights::open(&Weights::find_in_dir(&te_dir, prefer_fp16)?)?;
+        let text_encoder = if options.low_memory {
+            None
+        } else {
+            Some(ClipTextModel::load(&VarBuilder::new(text_encoder_weights.clone(), device.clone(), dtype), &text_encoder_config)?)
+        };
+
+        let unet_dir = component(root, "unet")?;
+        let unet_config = UNet2DConditionConfig::from_file(&unet_dir.join("config.json"))?;
+        let unet_weights = Weights::open(&Weights::find_in_dir(&unet_dir, prefer_fp16)?)?;
+        let unet = UNet2DConditionModel::load(&VarBuilder::new(unet_weights, device.clone(), dtype), &unet_config)?;
+
+        let vae_dir = component(root, "vae")?;
+        let vae_config = AutoencoderKLConfig::from_file(&vae_dir.join("config.json"))?;
+        let vae_weights = Weights::open(&Weights::find_in_dir(&vae_dir, prefer_fp16)?)?;
+        let vae_f32 = options.vae_f32.unwrap_or(vae_config.force_upcast.unwrap_or(true));
+        let vae_dtype = if vae_f32 { DType::F32 } else { dtype };
+        let vae = AutoencoderKL::load(&VarBuilder::new(vae_weights, device.clone(), vae_dtype), &vae_config, true)?;
+
+        let sched_path = component(root, "scheduler")?.join("scheduler_config.json");
+        let scheduler_config = SchedulerConfigFile::from_file(&sched_path)?;
+        let default_scheduler = scheduler_config
+            .class_name
+            .as_deref()
+            .and_then(SchedulerKind::from_class_name)
+            .unwrap_or(SchedulerKind::Pndm);
+
+        Ok(Self {
+            root: root.to_path_buf(),
+            family,
+            tokenizer,
+            text_encoder,
+            text_encoder_config,
+            text_encoder_weights,
+            unet,
+            vae,
+            scheduler_config,
+            default_scheduler,
+            device: device.clone(),
+            options,
+        })
+    }
+
+    pub fn family(&self) -> ModelFamily {
+        self.family
+    }
+
+    /// The scheduler the model's `scheduler_config.json` names.
+    pub fn default_scheduler(&self) -> SchedulerKind {
+        self.default_scheduler
+    }
+
+    /// Pixels per latent along each side (8 for every published SD model).
+    pub fn vae_scale_factor(&self) -> usize {
+        self.vae.config().scale_factor()
+    }
+
+    /// The image size the UNet was trained at.
+    pub fn default_size(&self) -> usize {
+        self.unet.config().sample_size.unwrap_or(64) * self.vae_scale_factor()
+    }
+
+    fn dtype(&self) -> DType {
+        self.options.precision.dtype()
+    }
+
+    fn encode_prompts(&self, prompts: &[&str]) -> Result<Tensor<3>> {
+        let ids = prompts.iter().map(|p| self.tokenizer.encode_window(p)).collect::<Result<Vec<_>>>()?;
+        let owned;
+        let encoder = match &self.text_encoder {
+            Some(e) => e,
+            None => {
+                owned = ClipTextModel::load(
+                    &VarBuilder::new(self.text_encoder_weights.clone(), self.device.clone(), self.dtype()),
+                    &self.text_encoder_config,
+                )?;
+                &owned
+            }
+        };
+        Ok(encoder.forward(&ids).last_hidden_state)
+    }
+
+    /// Initial standard-normal noise for `shape`, drawn as `torch.randn` draws it.
+    fn randn(&self, generator: &mut TorchGenerator, shape: [usize; 4]) -> Tensor<4> {
+        let n = shape.iter().product();
+        if self.dtype() == DType::F16 {
+            let v: Vec<f16> = generator.randn_f16(n);
+            Tensor::from_data(TensorData::new(v, shape), (&self.device, DType::F16))
+        } else {
+            let v = generator.randn_f32(n);
+            Tensor::from_data(TensorData::new(v, shape), (&self.device, DType::F32))
+        }
+    }
+
+    fn image_tensor(&self, image: &InputImage, width: usize, height: usize) -> Result<Tensor<4>> {
+        if image.width != width || image.height != height {
+            return Err(Error::InvalidRequest(format!(
+                "the input image is {}x{} but the request asks for {width}x{height}; resize it or request its size",
+                image.width, image.height
+            )));
+        }
+        // HWC [0, 1] -> NCHW [-1, 1].
+        let t = Tensor::<3>::from_data(TensorData::new(image.rgb.clone(), [height, width, 3]), (&self.device, DType::F32));
+        Ok((t.permute([2, 0, 1]).reshape([1, 3, height, width]) * 2.0) - 1.0)
+    }
+
+    /// Runs one request. `progress` sees every step and can cancel between steps.
+    pub fn generate(
+        &self,
+        params: &GenerateParams,
+        progress: &mut dyn FnMut(Progress) -> Control,
+    ) -> Result<Vec<GeneratedImage>> {
+        let s = self.vae_scale_factor();
+        if params.width == 0 || params.height == 0 || params.width % s != 0 || params.height % s != 0 {
+            return Err(Error::InvalidRequest(format!("width and height must be positive multiples of {s}")));
+        }
+        let n = params.num_images.max(1);
+        let (lh, lw) = (params.height / s, params.width / s);
+        let latent_ch = self.vae.config().latent_channels;
+        let cfg = params.guidance_scale > 1.0;
+        let dtype = self.dtype();
+
+        // Prompt embeddings: [uncond x n, cond x n] so one UNet call serves both halves.
+        let context = if cfg {
+            let e = self.encode_prompts(&[&params.negative_prompt, &params.prompt])?;
+            let [_, len, dim] = e.dims();
+            let uncond = e.clone().slice([0..1, 0..len, 0..dim]).repeat_dim(0, n);
+            let cond = e.slice([1..2, 0..len, 0..dim]).repeat_dim(0, n);
+            Tensor::cat(vec![uncond, cond], 0)
+        } else {
+            self.encode_prompts(&[&params.prompt])?.repeat_dim(0, n)
+        };
+
+        let mut scheduler = schedulers::build(params.scheduler, &self.scheduler_config, params.steps)?;
+        let mut generator = TorchGenerator::new(params.seed);
+        let shape = [n, latent_ch, lh, lw];
+        let all_steps = scheduler.timesteps().len();
+
+        let (mut latents, first_step, inpaint) = match &params.mode {
+            Mode::Txt2Img => {
+                let noise = match &params.init_noise {
+                    Some(v) => self.caller_noise(v, shape)?,
+                    None => self.randn(&mut generator, shape),
+                };
+                (noise * scheduler.init_noise_sigma(), 0, None)
+            }
+            Mode::Img2Img { image, strength } | Mode::Inpaint { image, strength, .. } => {
+                if !(0.0..=1.0).contains(strength) {
+                    return Err(Error::InvalidRequest("strength must be between 0 and 1".into()));
+                }
+                // diffusers' get_timesteps: run the last `steps * strength` steps.
+                let init_steps = ((params.steps as f64 * strength) as usize).min(params.steps);
+                let t_start = params.steps - init_steps;
+                if t_start >= all_steps {
+                    return Err(Error::InvalidRequest(format!(
+                        "strength {strength} with {} steps leaves no step to run; raise strength or steps",
+                        params.steps
+                    )));
+                }
+                let dist = self.vae.encode(self.image_tensor(image, params.width, params.height)?)?;
+                let sample_noise = self.randn(&mut generator, dist.mean.dims());
+                let init = (dist.mean.clone() + dist.std() * crate::nn::to_dtype(sample_noise, self.vae.dtype()))
+                    * self.vae.config().scaling_factor;
+                let init = crate::nn::to_dtype(init, dtype).repeat_dim(0, n);
+                let noise = match &params.init_noise {
+                    Some(v) => self.caller_noise(v, shape)?,
+                    None => self.randn(&mut generator, shape),
+                };
+                // diffusers' inpainting starts from pure noise at full strength.
+                let full = matches!(params.mode, Mode::Inpaint { .. }) && *strength >= 1.0;
+                let latents = if full {
+                    noise.clone() * scheduler.init_noise_sigma()
+                } else {
+                    scheduler.add_noise(init.clone(), noise.clone(), t_start)
+                };
+                let inpaint = match &params.mode {
+                    Mode::Inpaint { mask, .. } => Some((self.latent_mask(mask, params.width, params.height, lh, lw)?, init, noise)),
+                    _ => None,
+                };
+                (latents, t_start, inpaint)
+            }
+        };
+
+        let mut noise_fn = |shape: [usize; 4]| self.randn(&mut generator, shape);
+        let timesteps: Vec<f64> = scheduler.timesteps().to_vec();
+        let total = all_steps - first_step;
+        for (k, i) in (first_step..all_steps).enumerate() {
+            let t = timesteps[i];
+            let input = if cfg { Tensor::cat(vec![latents.clone(), latents.clone()], 0) } else { latents.clone() };
+            let input = scheduler.scale_model_input(input, i);
+            let out = self.unet.forward(crate::nn::to_dtype(input, dtype), t, &context, None)?;
+            let noise_pred = if cfg {
+                let [b2, c, h, w] = out.dims();
+                let half = b2 / 2;
+                let uncond = out.clone().slice([0..half, 0..c, 0..h, 0..w]);
+                let cond = out.slice([half..b2, 0..c, 0..h, 0..w]);
+                uncond.clone() + (cond - uncond) * params.guidance_scale
+            } else {
+                out
+            };
+            latents = scheduler.step(noise_pred, i, latents, &mut noise_fn);
+            if let Some((mask, init, noise)) = &inpaint {
+                // Keep the unmasked region at the source image's noise level for the next step.
+                let known = if i + 1 < all_steps { scheduler.add_noise(init.clone(), noise.clone(), i + 1) } else { init.clone() };
+                latents = known * (mask.clone().neg() + 1.0) + latents * mask.clone();
+            }
+            let preview = self.preview(&latents);
+            if progress(Progress { step: k + 1, total, preview }) == Control::Cancel {
+                return Err(Error::Cancelled);
+            }
+        }
+
+        self.decode(latents)
+    }
+
+    fn caller_noise(&self, values: &[f32], shape: [usize; 4]) -> Result<Tensor<4>> {
+        let expected: usize = shape.iter().product();
+        if values.len() != expected {
+            return Err(Error::InvalidRequest(format!(
+                "the initial noise has {} values but this request needs {expected} ({shape:?})",
+                values.len()
+            )));
+        }
+        let t: Tensor<4> = Tensor::from_data(TensorData::new(values.to_vec(), shape), (&self.device, DType::F32));
+        Ok(crate::nn::to_dtype(t, self.dtype()))
+    }
+
+    /// The inpainting mask at latent resolution (nearest pixel per latent), `[1, 1, h, w]`.
+    fn latent_mask(&self, mask: &[f32], width: usize, height: usize, lh: usize, lw: usize) -> Result<Tensor<4>> {
+        if mask.len() != width * height {
+            return Err(Error::InvalidRequest(format!(
+                "the mask has {} values but the image has {width}x{height} pixels",
+                mask.len()
+            )));
+        }
+        let s = self.vae_scale_factor();
+        let small: Vec<f32> = (0..lh)
+            .flat_map(|y| (0..lw).map(move |x| (y, x)))
+            .map(|(y, x)| if mask[(y * s) * width + x * s] >= 0.5 { 1.0 } else { 0.0 })
+            .collect();
+        let t: Tensor<4> = Tensor::from_data(TensorData::new(small, [1, 1, lh, lw]), (&self.device, DType::F32));
+        Ok(crate::nn::to_dtype(t, self.dtype()))
+    }
+
+    /// Latents to images: unscale, VAE decode (tiled when low on memory), map to [0, 1].
+    pub fn decode(&self, latents: Tensor<4>) -> Result<Vec<GeneratedImage>> {
+        let z = crate::nn::to_f32(latents) / self.vae.config().scaling_factor;
+        let [n, _, lh, lw] = z.dims();
+        let big = lh * lw > 96 * 96;
+        let images = if self.options.low_memory && big { self.vae.decode_tiled(z, 64, 16) } else { self.vae.decode(z) };
+        let images = ((crate::nn::to_f32(images) / 2.0) + 0.5).clamp(0.0, 1.0);
+        let [_, _, h, w] = images.dims();
+        let hwc = images.permute([0, 2, 3, 1]);
+        let values = hwc
+            .into_data()
+            .convert_dtype(DType::F32)
+            .try_to_vec::<f32>()
+            .map_err(|e| Error::Device(format!("could not read the image back from the device: {e:?}")))?;
+        let per = h * w * 3;
+        Ok((0..n).map(|i| GeneratedImage { width: w, height: h, rgb: values[i * per..(i + 1) * per].to_vec() }).collect())
+    }
+
+    /// A cheap RGB preview of the first latent image: a fixed linear map from SD's four latent
+    /// channels to RGB (the widely used "latent2rgb" factors for SD 1.x/2.x VAEs).
+    fn preview(&self, latents: &Tensor<4>) -> Option<GeneratedImage> {
+        const FACTORS: [[f32; 3]; 4] =
+            [[0.298, 0.207, 0.208], [0.187, 0.286, 0.173], [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]];
+        let [_, c, h, w] = latents.dims();
+        if c != 4 {
+            return None;
+        }
+        let first = crate::nn::to_f32(latents.clone().slice([0..1, 0..4, 0..h, 0..w]));
+        let values = first.into_data().try_to_vec::<f32>().ok()?;
+        let mut rgb = vec![0f32; h * w * 3];
+        for y in 0..h {
+            for x in 0..w {
+                for (ch, f) in FACTORS.iter().enumerate() {
+                    let v = values[ch * h * w + y * w + x];
+                    for k in 0..3 {
+                        rgb[(y * w + x) * 3 + k] += v * f[k];
+                    }
+                }
+            }
+        }
+        for v in &mut rgb {
+            *v = (*v * 0.5 + 0.5).clamp(0.0, 1.0);
+        }
+        Some(GeneratedImage { width: w, height: h, rgb })
+    }
+}

@@ -1,0 +1,126 @@
+//! The worker's wire format: one JSON object per line on stdin (requests) and stdout (events).
+//! Images travel as base64 PNG. Every event carries the id of the request it answers.
+
+use serde::{Deserialize, Serialize};
+
+use crate::device::AdapterInfo;
+
+/// A request from the host.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Load (or replace) the model.
+    Load { id: u64, #[serde(flatten)] load: LoadRequest },
+    /// Generate images with the loaded model; answered by `progress`… `image`… `done`.
+    Generate { id: u64, #[serde(flatten)] generate: GenerateRequest },
+    /// Stop the running generation after the current step; it ends with a `cancelled` error.
+    Cancel { id: u64 },
+    /// Drop the model and free its device memory.
+    Unload { id: u64 },
+    /// List GPU adapters.
+    ListDevices { id: u64 },
+    /// Exit the worker.
+    Shutdown { id: u64 },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct LoadRequest {
+    /// A local diffusers folder or a Hugging Face repo id already in the cache.
+    pub model: String,
+    /// `auto`, `cpu`, an adapter index or part of its name.
+    #[serde(default)]
+    pub device: Option<String>,
+    /// `fp32` or `fp16`.
+    #[serde(default)]
+    pub precision: Option<String>,
+    /// Text encoder loaded per prompt and dropped, VAE decoded in tiles.
+    #[serde(default)]
+    pub low_memory: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct GenerateRequest {
+    pub prompt: String,
+    #[serde(default)]
+    pub negative_prompt: Option<String>,
+    #[serde(default)]
+    pub width: Option<u32>,
+    #[serde(default)]
+    pub height: Option<u32>,
+    #[serde(default)]
+    pub steps: Option<u32>,
+    #[serde(default)]
+    pub guidance: Option<f32>,
+    #[serde(default)]
+    pub seed: Option<u64>,
+    #[serde(default)]
+    pub n: Option<u32>,
+    /// `ddim`, `pndm`, `euler`, `euler-a`, `dpm++2m`, `dpm++2m-karras`; default: the model's.
+    #[serde(default)]
+    pub scheduler: Option<String>,
+    /// img2img/inpaint strength in [0, 1].
+    #[serde(default)]
+    pub strength: Option<f32>,
+    /// Base64 PNG of the source image (img2img, inpaint).
+    #[serde(default)]
+    pub init_image_png: Option<String>,
+    /// Base64 PNG mask; white = repaint (inpaint).
+    #[serde(default)]
+    pub mask_png: Option<String>,
+    /// A safetensors file holding the initial latents (`[n, 4, h/8, w/8]`).
+    #[serde(default)]
+    pub init_noise: Option<String>,
+    /// Send a low-resolution preview with each progress event.
+    #[serde(default)]
+    pub preview: bool,
+}
+
+/// What went wrong, for the host to decide what to show.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    InvalidRequest,
+    ModelNotFound,
+    Model,
+    NoModel,
+    OutOfMemory,
+    DeviceLost,
+    Cancelled,
+    Internal,
+}
+
+/// An event from the worker.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The worker is up (sent once, id 0).
+    Ready { id: u64, version: String },
+    Loaded { id: u64, family: String, device: String, default_scheduler: String, default_size: u32 },
+    Progress {
+        id: u64,
+        step: u32,
+        total: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        preview_png: Option<String>,
+    },
+    Image { id: u64, index: u32, width: u32, height: u32, seed: u64, png: String },
+    Done { id: u64 },
+    Unloaded { id: u64 },
+    Devices { id: u64, adapters: Vec<AdapterInfo> },
+    Error { id: u64, kind: ErrorKind, message: String },
+}
+
+impl Event {
+    pub fn id(&self) -> u64 {
+        match self {
+            Self::Ready { id, .. }
+            | Self::Loaded { id, .. }
+            | Self::Progress { id, .. }
+            | Self::Image { id, .. }
+            | Self::Done { id }
+            | Self::Unloaded { id }
+            | Self::Devices { id, .. }
+            | Self::Error { id, .. } => *id,
+        }
+    }
+}

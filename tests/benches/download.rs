@@ -1,0 +1,150 @@
+//! Download throughput of `imageai models install` against `curl` fetching the same files from
+//! the same local Hub (`tests/src/hub_server.rs` on 127.0.0.1). Both sides follow the LFS
+//! redirect and write every byte to disk; ours also asks for the model info, `HEAD`s each file,
+//! checks SHA-256 and size, fsyncs and links the snapshot — the real install, end to end.
+//!
+//! Target: ours ≥ 0.9× curl. Run with `cargo bench -p imageai-tests --bench download`
+//! (`IMAGEAI_BENCH_MB` sets the fake model's weight size, default 512: about 400 MB fetched).
+
+#![allow(clippy::print_stdout)] // a benchmark reports its numbers on stdout
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use imageai_core::CancelToken;
+use imageai_core::models::{
+    InstallRequest, ModelManager, ModelsConfig, Precision, ProgressSink, human_bytes, select,
+};
+use imageai_tests::hub_server::{HubServer, sd_repo};
+
+const REPO: &str = "bench/sd-fake";
+const ROUNDS: usize = 3;
+
+fn main() {
+    let mb: usize = std::env::var("IMAGEAI_BENCH_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(512);
+    let repo = sd_repo(REPO, mb * 1_000_000);
+    let server = HubServer::start(vec![repo.clone()]);
+
+    // The files an fp16 install fetches, as the selection rules pick them.
+    let listed: Vec<imageai_core::models::RepoFile> = repo
+        .files
+        .iter()
+        .map(|f| imageai_core::models::RepoFile {
+            path: f.path.clone(),
+            size: Some(f.content.len() as u64),
+            sha256: None,
+        })
+        .collect();
+    let chosen = select(&listed, Precision::Fp16);
+    let bytes = chosen.total_size();
+    println!(
+        "download bench: {} files, {} (fp16 selection of a {mb} MB fake SD repo), best of {ROUNDS}",
+        chosen.files.len(),
+        human_bytes(bytes)
+    );
+
+    let Some(curl) = time_curl(
+        &server,
+        &chosen
+            .files
+            .iter()
+            .map(|f| f.path.as_str())
+            .collect::<Vec<_>>(),
+    ) else {
+        println!("curl is not installed (apt-get install curl); only our numbers follow");
+        for parallel in [1, 4] {
+            let ours = time_install(&server, parallel);
+            println!(
+                "imageai (parallel {parallel}): {:.3} s  {}/s",
+                ours.as_secs_f64(),
+                human_bytes(rate(bytes, ours))
+            );
+        }
+        return;
+    };
+    println!(
+        "curl (sequential, one connection): {:.3} s  {}/s",
+        curl.as_secs_f64(),
+        human_bytes(rate(bytes, curl))
+    );
+    for parallel in [1, 4] {
+        let ours = time_install(&server, parallel);
+        println!(
+            "imageai install (parallel {parallel}): {:.3} s  {}/s  = {:.2}x curl",
+            ours.as_secs_f64(),
+            human_bytes(rate(bytes, ours)),
+            curl.as_secs_f64() / ours.as_secs_f64()
+        );
+    }
+}
+
+fn rate(bytes: u64, took: Duration) -> u64 {
+    (bytes as f64 / took.as_secs_f64().max(1e-9)) as u64
+}
+
+/// Best of [`ROUNDS`] installs into a fresh cache, `parallel` files at a time.
+fn time_install(server: &HubServer, parallel: usize) -> Duration {
+    let mut best = Duration::MAX;
+    for _ in 0..ROUNDS {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("no temp dir: {e}"));
+        let mut config = ModelsConfig::new(dir.path().join("hub"), dir.path().join("imports"));
+        config.endpoint = server.url();
+        config.parallel = parallel;
+        let manager = ModelManager::new(config).unwrap_or_else(|e| panic!("{e}"));
+        let request = InstallRequest::new(REPO);
+        let start = Instant::now();
+        let report = manager
+            .install(&request, &ProgressSink::none(), &CancelToken::new())
+            .unwrap_or_else(|e| panic!("install failed: {e}"));
+        let took = start.elapsed();
+        assert!(
+            report.inspection.loadable,
+            "{:?}",
+            report.inspection.problems
+        );
+        best = best.min(took);
+    }
+    best
+}
+
+/// Best of [`ROUNDS`] runs of one `curl` fetching every file (following the LFS redirects, one
+/// connection reused), or `None` without curl.
+fn time_curl(server: &HubServer, paths: &[&str]) -> Option<Duration> {
+    Command::new("curl")
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    let mut best = Duration::MAX;
+    for _ in 0..ROUNDS {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("no temp dir: {e}"));
+        let mut command = Command::new("curl");
+        command.args(["-sS", "-f", "-L"]);
+        for (i, path) in paths.iter().enumerate() {
+            command.arg("-o").arg(dir.path().join(format!("f{i}")));
+            command.arg(format!("{}/{REPO}/resolve/main/{path}", server.url()));
+        }
+        let start = Instant::now();
+        let status = command
+            .status()
+            .unwrap_or_else(|e| panic!("curl failed to start: {e}"));
+        let took = start.elapsed();
+        assert!(status.success(), "curl failed: {status}");
+        check_sizes(dir.path(), paths.len());
+        best = best.min(took);
+    }
+    Some(best)
+}
+
+fn check_sizes(dir: &Path, count: usize) {
+    for i in 0..count {
+        let len = std::fs::metadata(dir.join(format!("f{i}")))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        assert!(len > 0, "curl wrote nothing for file {i}");
+    }
+}
