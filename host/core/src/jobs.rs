@@ -93,6 +93,9 @@ impl JobError {
     }
 }
 
+/// The model id of the entry that stands for "any model id this provider can run".
+pub const ANY_MODEL: &str = "*";
+
 /// Fill in the model when none was asked for (the first that can serve the request), and check
 /// that the model exists and can do what is asked, before anything is sent.
 pub fn resolve_model(
@@ -116,7 +119,14 @@ pub fn resolve_model(
         *request.model_mut() = model.id.clone();
         return Ok(model.clone());
     }
-    let model = info.model(request.model()).ok_or_else(|| {
+    // A provider that runs any model by id (Replicate, Hugging Face) lists its curated models
+    // and then an entry `*` describing what any other model gets.
+    let any = info.model(ANY_MODEL).filter(|_| request.model() != ANY_MODEL).map(|any| ModelInfo {
+        id: request.model().to_owned(),
+        name: request.model().to_owned(),
+        ..any.clone()
+    });
+    let model = info.model(request.model()).filter(|m| m.id != ANY_MODEL).cloned().or(any).ok_or_else(|| {
         ProviderError::InvalidRequest(format!(
             "{} has no model `{}`; choose one of: {}",
             info.name,
@@ -142,7 +152,7 @@ pub fn resolve_model(
             }
         )));
     }
-    Ok(model.clone())
+    Ok(model)
 }
 
 /// Run one job to the end: call the provider, then save every image with its sidecar in
@@ -367,5 +377,213 @@ fn worker(receiver: &Mutex<Receiver<Queued>>, events: &Sender<JobEvent>) {
         }));
         let result = run(provider.as_ref(), &job, &ctx, &output_dir);
         let _ = events.send(JobEvent::Finished { id, result });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::provider::{Image, ModelInfo, Param};
+    use crate::secret::Secret;
+
+    const KEY: &str = "sk-job-test-key-123456";
+
+    fn tiny_png() -> Vec<u8> {
+        let mut bytes = Vec::new();
+        let mut encoder = png::Encoder::new(&mut bytes, 2, 2);
+        encoder.set_color(png::ColorType::Rgb);
+        let mut writer = encoder.write_header().unwrap();
+        writer.write_image_data(&[255, 0, 0, 0, 255, 0, 0, 0, 255, 9, 9, 9]).unwrap();
+        writer.finish().unwrap();
+        bytes
+    }
+
+    /// A provider that answers after `delay`, in steps that honour cancellation, and echoes the
+    /// key into its note (a misbehaving provider the record must be cleaned of).
+    struct Fake {
+        delay: Duration,
+        calls: AtomicUsize,
+    }
+
+    impl Provider for Fake {
+        fn info(&self) -> Result<ProviderInfo, ProviderError> {
+            Ok(ProviderInfo {
+                id: "fake".into(),
+                name: "Fake".into(),
+                version: "1.0.0".into(),
+                models: vec![
+                    ModelInfo {
+                        id: "painter".into(),
+                        name: "Painter".into(),
+                        capabilities: vec![Capability::TextToImage],
+                        params: vec![Param::N, Param::Seed],
+                        max_n: 4,
+                        ..ModelInfo::default()
+                    },
+                    ModelInfo {
+                        id: "editor".into(),
+                        name: "Editor".into(),
+                        capabilities: vec![Capability::Edit, Capability::Inpaint],
+                        ..ModelInfo::default()
+                    },
+                ],
+            })
+        }
+
+        fn generate(&self, request: &GenerateRequest, ctx: &CallContext) -> Result<Generation, ProviderError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let steps = 10;
+            for step in 0..steps {
+                if ctx.cancel.is_cancelled() {
+                    return Err(ProviderError::Cancelled);
+                }
+                ctx.report(step as f32 / steps as f32, "painting");
+                std::thread::sleep(self.delay / steps);
+            }
+            let key = ctx.api_key.as_ref().map(|k| k.expose().to_owned()).unwrap_or_default();
+            Ok(Generation {
+                images: (0..request.n.max(1)).map(|_| Image { mime: "image/png".into(), data: tiny_png() }).collect(),
+                seed: request.seed.or(Some(7)),
+                note: Some(format!("made with {key}")),
+                ..Generation::default()
+            })
+        }
+
+        fn edit(&self, _: &EditRequest, _: &CallContext) -> Result<Generation, ProviderError> {
+            Err(ProviderError::Server("edit failed".into()))
+        }
+
+        fn upscale(&self, _: &UpscaleRequest, _: &CallContext) -> Result<Generation, ProviderError> {
+            Err(ProviderError::InvalidRequest("no upscaling".into()))
+        }
+
+        fn check_key(&self, _: &CallContext) -> Result<(), ProviderError> {
+            Ok(())
+        }
+    }
+
+    fn fake(delay_ms: u64) -> Arc<Fake> {
+        Arc::new(Fake { delay: Duration::from_millis(delay_ms), calls: AtomicUsize::new(0) })
+    }
+
+    fn job(model: &str, prompt: &str, n: u32) -> Job {
+        Job {
+            provider: "fake".into(),
+            request: JobRequest::Generate(GenerateRequest {
+                model: model.into(),
+                prompt: prompt.into(),
+                n,
+                ..GenerateRequest::default()
+            }),
+            template: None,
+        }
+    }
+
+    fn ctx() -> CallContext {
+        CallContext::new(Some(Secret::new(KEY)), Default::default())
+    }
+
+    #[test]
+    fn run_saves_every_image_and_keeps_the_key_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let provider = fake(0);
+        let output = run(provider.as_ref(), &job("painter", "three dots", 3), &ctx(), dir.path()).unwrap();
+        assert_eq!(output.saved.len(), 3);
+        assert_eq!(output.record.seed, Some(7));
+        assert_eq!(output.record.output_text.as_deref(), Some("made with ***"));
+        for saved in &output.saved {
+            for path in [&saved.image, &saved.sidecar] {
+                let bytes = std::fs::read(path).unwrap();
+                assert!(!bytes.windows(KEY.len()).any(|w| w == KEY.as_bytes()), "key in {}", path.display());
+            }
+        }
+    }
+
+    #[test]
+    fn the_model_is_checked_and_defaulted_before_the_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let provider = fake(0);
+        let err = run(provider.as_ref(), &job("nope", "x", 1), &ctx(), dir.path()).unwrap_err();
+        assert!(err.to_string().contains("painter, editor"), "{err}");
+        let err = run(provider.as_ref(), &job("editor", "x", 1), &ctx(), dir.path()).unwrap_err();
+        assert!(err.to_string().contains("models that can: painter"), "{err}");
+        assert_eq!(provider.calls.load(Ordering::SeqCst), 0, "nothing was sent");
+        let output = run(provider.as_ref(), &job("", "x", 1), &ctx(), dir.path()).unwrap();
+        assert_eq!(output.record.model, "painter");
+    }
+
+    #[test]
+    fn a_provider_with_an_any_entry_takes_any_model_id() {
+        let mut info = fake(0).info().unwrap();
+        info.models.push(ModelInfo {
+            id: ANY_MODEL.into(),
+            name: "Any model".into(),
+            capabilities: vec![Capability::TextToImage],
+            max_n: 2,
+            ..ModelInfo::default()
+        });
+        let mut request = job("owner/some-model:abc", "x", 1).request;
+        let model = resolve_model(&info, &mut request).unwrap();
+        assert_eq!((model.id.as_str(), model.max_n), ("owner/some-model:abc", 2));
+        let mut star = job(ANY_MODEL, "x", 1).request;
+        assert!(resolve_model(&info, &mut star).is_err(), "`*` itself is no model");
+        let mut default = job("", "x", 1).request;
+        assert_eq!(resolve_model(&info, &mut default).unwrap().id, "painter");
+        info.models.retain(|m| m.id == ANY_MODEL);
+        let mut none = job("", "x", 1).request;
+        assert!(resolve_model(&info, &mut none).is_err(), "`*` is never the default");
+    }
+
+    #[test]
+    fn the_queue_runs_jobs_in_order_with_progress_and_cancellation() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = JobQueue::new(1);
+        let provider = fake(300);
+        let first = queue.submit(provider.clone(), job("painter", "first", 1), ctx(), dir.path().into());
+        let second = queue.submit(provider.clone(), job("painter", "second", 1), ctx(), dir.path().into());
+        let third = queue.submit(provider.clone(), job("painter", "third", 1), ctx(), dir.path().into());
+        second.cancel.cancel(); // still queued: it must not run at all
+        let mut finished = Vec::new();
+        let mut progress = 0;
+        while finished.len() < 3 {
+            match queue.recv_timeout(Duration::from_secs(10)).expect("the queue stalled") {
+                JobEvent::Started { .. } => {}
+                JobEvent::Progress { id, .. } => {
+                    assert_ne!(id, second.id);
+                    progress += 1;
+                }
+                JobEvent::Finished { id, result } => finished.push((id, result)),
+            }
+        }
+        assert!(progress >= 10, "progress events arrive ({progress})");
+        let ids: Vec<JobId> = finished.iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids, [first.id, second.id, third.id]);
+        assert!(finished[0].1.is_ok());
+        assert!(finished[1].1.as_ref().is_err_and(JobError::is_cancelled));
+        assert!(finished[2].1.is_ok());
+        assert_eq!(provider.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_running_job_stops_when_cancelled() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = JobQueue::new(2);
+        let handle = queue.submit(fake(5_000), job("painter", "slow", 1), ctx(), dir.path().into());
+        let started = std::time::Instant::now();
+        loop {
+            match queue.recv_timeout(Duration::from_secs(10)).expect("the queue stalled") {
+                JobEvent::Progress { .. } => handle.cancel.cancel(),
+                JobEvent::Finished { result, .. } => {
+                    assert!(result.is_err_and(|e| e.is_cancelled()));
+                    break;
+                }
+                JobEvent::Started { .. } => {}
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(3));
+        assert_eq!(std::fs::read_dir(dir.path()).map(|d| d.count()).unwrap_or(0), 0, "nothing saved");
     }
 }
