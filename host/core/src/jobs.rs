@@ -103,12 +103,13 @@ pub fn resolve_model(
     request: &mut JobRequest,
 ) -> Result<ModelInfo, ProviderError> {
     let capability = request.capability();
-    let models: Vec<&str> = info.models.iter().map(|m| m.id.as_str()).collect();
+    let models: Vec<&str> =
+        info.models.iter().map(|m| m.id.as_str()).filter(|id| *id != ANY_MODEL).collect();
     if request.model().is_empty() {
         let model = info
             .models
             .iter()
-            .find(|m| m.supports(capability))
+            .find(|m| m.id != ANY_MODEL && m.supports(capability))
             .ok_or_else(|| {
                 ProviderError::InvalidRequest(format!(
                     "{} has no model that can do {}",
@@ -138,7 +139,7 @@ pub fn resolve_model(
         let able: Vec<&str> = info
             .models
             .iter()
-            .filter(|m| m.supports(capability))
+            .filter(|m| m.id != ANY_MODEL && m.supports(capability))
             .map(|m| m.id.as_str())
             .collect();
         return Err(ProviderError::InvalidRequest(format!(
