@@ -142,20 +142,13 @@ impl Request {
                 .timeout
                 .map(|t| u32::try_from(t.as_millis()).unwrap_or(u32::MAX)),
         };
+        // No log line here: the host logs every plugin request (redacted) itself.
         match host::send(&request) {
-            Ok(response) => {
-                crate::log::debug(&format!(
-                    "{} {shown_url} → {} ({} bytes)",
-                    request.method,
-                    response.status,
-                    response.body.len()
-                ));
-                Ok(Response {
-                    status: response.status,
-                    headers: response.headers,
-                    bytes: response.body,
-                })
-            }
+            Ok(response) => Ok(Response {
+                status: response.status,
+                headers: response.headers,
+                bytes: response.body,
+            }),
             Err(error) => Err(match error {
                 host::HttpError::Denied(why) => ProviderError::other(format!(
                     "ImageAI refused the request ({why}). If the provider moved, add its host to `allowed-hosts` in plugin.toml or fix the base_url setting: {shown_url}"

@@ -20,9 +20,17 @@ use crate::server::{Recorded, Reply, TestServer};
 pub const TEST_KEY: &str = "AIzaSyTest-0123456789abcdefghijklmnopq";
 
 /// The Gemini image models the server knows (the retired `-preview` name is not one of them).
-pub const GEMINI_MODELS: &[&str] = &["gemini-2.5-flash-image", "gemini-3-pro-image", "gemini-3.1-flash-image"];
+pub const GEMINI_MODELS: &[&str] = &[
+    "gemini-2.5-flash-image",
+    "gemini-3-pro-image",
+    "gemini-3.1-flash-image",
+];
 /// The Imagen models the server knows.
-pub const IMAGEN_MODELS: &[&str] = &["imagen-4.0-generate-001", "imagen-4.0-ultra-generate-001", "imagen-4.0-fast-generate-001"];
+pub const IMAGEN_MODELS: &[&str] = &[
+    "imagen-4.0-generate-001",
+    "imagen-4.0-ultra-generate-001",
+    "imagen-4.0-fast-generate-001",
+];
 
 /// The text Gemini answers beside its image.
 pub const NOTE: &str = "Here is a lighthouse at dusk, with warm light in the windows.";
@@ -108,7 +116,10 @@ impl GoogleServer {
 
     /// Requests to `path` (e.g. `/v1beta/models/gemini-2.5-flash-image:generateContent`).
     pub fn requests_to(&self, path: &str) -> Vec<Recorded> {
-        self.requests().into_iter().filter(|r| r.path() == path).collect()
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path() == path)
+            .collect()
     }
 }
 
@@ -127,10 +138,20 @@ impl State {
     fn handle(&self, request: &Recorded) -> Reply {
         let path = request.path().to_owned();
         let Some(rest) = path.strip_prefix("/v1beta/") else {
-            return google_error(404, "NOT_FOUND", &format!("The requested URL {path} was not found on this server."), vec![]);
+            return google_error(
+                404,
+                "NOT_FOUND",
+                &format!("The requested URL {path} was not found on this server."),
+                vec![],
+            );
         };
         if request.uri.contains("key=") {
-            return google_error(400, "INVALID_ARGUMENT", "Test server: the key belongs in the x-goog-api-key header, not the URL.", vec![]);
+            return google_error(
+                400,
+                "INVALID_ARGUMENT",
+                "Test server: the key belongs in the x-goog-api-key header, not the URL.",
+                vec![],
+            );
         }
         match request.header("x-goog-api-key") {
             None => {
@@ -144,12 +165,24 @@ impl State {
             Some(given) if given != self.key => return invalid_key(),
             Some(_) => {}
         }
-        let scripted = self.script.lock().ok().and_then(|mut s| s.pop_front()).unwrap_or(Scripted::Success);
-        let response_id = format!("resp-{}", self.responses.fetch_add(1, Ordering::Relaxed) + 1);
+        let scripted = self
+            .script
+            .lock()
+            .ok()
+            .and_then(|mut s| s.pop_front())
+            .unwrap_or(Scripted::Success);
+        let response_id = format!(
+            "resp-{}",
+            self.responses.fetch_add(1, Ordering::Relaxed) + 1
+        );
         let reply = match &scripted {
-            Scripted::Success | Scripted::Slow(_) | Scripted::Truncated | Scripted::PromptBlocked(_) | Scripted::Refused(_) | Scripted::TextOnly(_) | Scripted::ImagenFiltered { .. } => {
-                self.api(request, rest, &scripted, &response_id)
-            }
+            Scripted::Success
+            | Scripted::Slow(_)
+            | Scripted::Truncated
+            | Scripted::PromptBlocked(_)
+            | Scripted::Refused(_)
+            | Scripted::TextOnly(_)
+            | Scripted::ImagenFiltered { .. } => self.api(request, rest, &scripted, &response_id),
             Scripted::InvalidKey => invalid_key(),
             Scripted::RateLimited { retry_delay } => google_error(
                 429,
@@ -164,13 +197,27 @@ impl State {
                 429,
                 "RESOURCE_EXHAUSTED",
                 "You exceeded your current quota, please check your plan and billing details. Quota exceeded for metric: generativelanguage.googleapis.com/generate_content_free_tier_requests, limit: 0, model: gemini-2.5-flash-image",
-                vec![json!({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "12s"})],
+                vec![
+                    json!({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "12s"}),
+                ],
             ),
-            Scripted::ServerError => google_error(503, "UNAVAILABLE", "The model is overloaded. Please try again later.", vec![]),
-            Scripted::MalformedJson => Reply::bytes(200, "application/json; charset=UTF-8", b"{\"candidates\": [{\"content\": {\"parts\": [{\"inlineData\": oops".to_vec()),
+            Scripted::ServerError => google_error(
+                503,
+                "UNAVAILABLE",
+                "The model is overloaded. Please try again later.",
+                vec![],
+            ),
+            Scripted::MalformedJson => Reply::bytes(
+                200,
+                "application/json; charset=UTF-8",
+                b"{\"candidates\": [{\"content\": {\"parts\": [{\"inlineData\": oops".to_vec(),
+            ),
             Scripted::Oversized(bytes) => {
                 let filler = "A".repeat(bytes.saturating_sub(120));
-                Reply::json(200, &json!({"candidates": [{"content": {"parts": [{"inlineData": {"mimeType": "image/png", "data": filler}}]}, "finishReason": "STOP"}]}))
+                Reply::json(
+                    200,
+                    &json!({"candidates": [{"content": {"parts": [{"inlineData": {"mimeType": "image/png", "data": filler}}]}, "finishReason": "STOP"}]}),
+                )
             }
         };
         match scripted {
@@ -185,7 +232,11 @@ impl State {
 
     fn api(&self, request: &Recorded, rest: &str, scripted: &Scripted, response_id: &str) -> Reply {
         if request.method == "GET" && rest == "models" {
-            let page_size = request.uri.split_once("pageSize=").and_then(|(_, v)| v.split('&').next()?.parse::<usize>().ok()).unwrap_or(50);
+            let page_size = request
+                .uri
+                .split_once("pageSize=")
+                .and_then(|(_, v)| v.split('&').next()?.parse::<usize>().ok())
+                .unwrap_or(50);
             let models: Vec<Value> = GEMINI_MODELS
                 .iter()
                 .chain(IMAGEN_MODELS)
@@ -195,23 +246,48 @@ impl State {
             return Reply::json(200, &json!({"models": models, "nextPageToken": "next"}));
         }
         let Some(name) = rest.strip_prefix("models/") else {
-            return google_error(404, "NOT_FOUND", &format!("Method not found: {rest}"), vec![]);
+            return google_error(
+                404,
+                "NOT_FOUND",
+                &format!("Method not found: {rest}"),
+                vec![],
+            );
         };
         let (model, method) = name.split_once(':').unwrap_or((name, ""));
         if request.method != "POST" {
-            return google_error(404, "NOT_FOUND", &format!("Method not found: {} {rest}", request.method), vec![]);
+            return google_error(
+                404,
+                "NOT_FOUND",
+                &format!("Method not found: {} {rest}", request.method),
+                vec![],
+            );
         }
-        if !request.header("content-type").is_some_and(|t| t.starts_with("application/json")) {
-            return google_error(400, "INVALID_ARGUMENT", "Invalid JSON payload received. Expected application/json.", vec![]);
+        if !request
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("application/json"))
+        {
+            return google_error(
+                400,
+                "INVALID_ARGUMENT",
+                "Invalid JSON payload received. Expected application/json.",
+                vec![],
+            );
         }
         let Ok(body) = serde_json::from_slice::<Value>(&request.body) else {
-            return google_error(400, "INVALID_ARGUMENT", "Invalid JSON payload received. Unexpected token.", vec![]);
+            return google_error(
+                400,
+                "INVALID_ARGUMENT",
+                "Invalid JSON payload received. Unexpected token.",
+                vec![],
+            );
         };
         match method {
-            "generateContent" if GEMINI_MODELS.contains(&model) => match validate_generate_content(&body) {
-                Ok(()) => self.gemini_answer(model, scripted, response_id),
-                Err(reply) => reply,
-            },
+            "generateContent" if GEMINI_MODELS.contains(&model) => {
+                match validate_generate_content(&body) {
+                    Ok(()) => self.gemini_answer(model, scripted, response_id),
+                    Err(reply) => reply,
+                }
+            }
             "predict" if IMAGEN_MODELS.contains(&model) => match validate_predict(model, &body) {
                 Ok(params) => self.imagen_answer(&params, scripted),
                 Err(reply) => reply,
@@ -219,23 +295,36 @@ impl State {
             "generateContent" | "predict" => google_error(
                 404,
                 "NOT_FOUND",
-                &format!("models/{model} is not found for API version v1beta, or is not supported for {method}. Call ListModels to see the list of available models and their supported methods."),
+                &format!(
+                    "models/{model} is not found for API version v1beta, or is not supported for {method}. Call ListModels to see the list of available models and their supported methods."
+                ),
                 vec![],
             ),
-            _ => google_error(404, "NOT_FOUND", &format!("Method not found: {method}"), vec![]),
+            _ => google_error(
+                404,
+                "NOT_FOUND",
+                &format!("Method not found: {method}"),
+                vec![],
+            ),
         }
     }
 
     fn gemini_answer(&self, model: &str, scripted: &Scripted, response_id: &str) -> Reply {
-        let usage = json!({"promptTokenCount": 12, "candidatesTokenCount": 1290, "totalTokenCount": 1302});
+        let usage =
+            json!({"promptTokenCount": 12, "candidatesTokenCount": 1290, "totalTokenCount": 1302});
         let body = match scripted {
-            Scripted::PromptBlocked(reason) => json!({"promptFeedback": {"blockReason": reason}, "usageMetadata": usage, "modelVersion": model, "responseId": response_id}),
+            Scripted::PromptBlocked(reason) => {
+                json!({"promptFeedback": {"blockReason": reason}, "usageMetadata": usage, "modelVersion": model, "responseId": response_id})
+            }
             Scripted::Refused(reason) => {
                 let mut candidate = json!({"finishReason": reason, "index": 0});
                 if *reason == "IMAGE_SAFETY" {
-                    candidate["finishMessage"] = json!("Unable to show the generated image. The image was filtered out because it violated Google's Generative AI Prohibited Use policy.");
+                    candidate["finishMessage"] = json!(
+                        "Unable to show the generated image. The image was filtered out because it violated Google's Generative AI Prohibited Use policy."
+                    );
                 } else {
-                    candidate["content"] = json!({"role": "model", "parts": [{"text": "I can't create that image."}]});
+                    candidate["content"] =
+                        json!({"role": "model", "parts": [{"text": "I can't create that image."}]});
                 }
                 json!({"candidates": [candidate], "usageMetadata": usage, "modelVersion": model, "responseId": response_id})
             }
@@ -265,14 +354,24 @@ impl State {
             Scripted::ImagenFiltered { kept } => (*kept).min(params.count),
             _ => params.count,
         };
-        let (mime, data) = if params.mime == "image/jpeg" { ("image/jpeg", fake_jpeg()) } else { ("image/png", self.image.as_ref().clone()) };
-        let mut predictions: Vec<Value> = (0..kept).map(|_| json!({"bytesBase64Encoded": b64(&data), "mimeType": mime})).collect();
+        let (mime, data) = if params.mime == "image/jpeg" {
+            ("image/jpeg", fake_jpeg())
+        } else {
+            ("image/png", self.image.as_ref().clone())
+        };
+        let mut predictions: Vec<Value> = (0..kept)
+            .map(|_| json!({"bytesBase64Encoded": b64(&data), "mimeType": mime}))
+            .collect();
         if params.rai_reason {
             predictions.extend((kept..params.count).map(|_| {
                 json!({"raiFilteredReason": "Your current safety filter threshold filtered out 1 generated images. You will not be charged for blocked images. Try rephrasing the prompt."})
             }));
         }
-        if predictions.is_empty() { Reply::json(200, &json!({})) } else { Reply::json(200, &json!({"predictions": predictions})) }
+        if predictions.is_empty() {
+            Reply::json(200, &json!({}))
+        } else {
+            Reply::json(200, &json!({"predictions": predictions}))
+        }
     }
 }
 
@@ -303,27 +402,66 @@ fn invalid(message: &str) -> Reply {
 /// Google refuses fields it does not know: `Unknown name "x" at 'generation_config'`.
 fn known_fields(object: &Map<String, Value>, allowed: &[&str], at: &str) -> Result<(), Reply> {
     match object.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(name) => Err(invalid(&format!("Invalid JSON payload received. Unknown name \"{name}\" at '{at}': Cannot find field."))),
+        Some(name) => Err(invalid(&format!(
+            "Invalid JSON payload received. Unknown name \"{name}\" at '{at}': Cannot find field."
+        ))),
         None => Ok(()),
     }
 }
 
 fn object<'a>(value: &'a Value, at: &str) -> Result<&'a Map<String, Value>, Reply> {
-    value.as_object().ok_or_else(|| invalid(&format!("Invalid value at '{at}': expected an object")))
+    value
+        .as_object()
+        .ok_or_else(|| invalid(&format!("Invalid value at '{at}': expected an object")))
 }
 
-const GEMINI_RATIOS: &[&str] = &["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"];
-const INLINE_MIMES: &[&str] = &["image/png", "image/jpeg", "image/webp", "image/heic", "image/heif"];
+/// Whether a JSON value is one of these strings.
+fn in_list(value: &Value, allowed: &[&str]) -> bool {
+    value.as_str().is_some_and(|v| allowed.contains(&v))
+}
+
+const GEMINI_RATIOS: &[&str] = &[
+    "1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9",
+];
+const INLINE_MIMES: &[&str] = &[
+    "image/png",
+    "image/jpeg",
+    "image/webp",
+    "image/heic",
+    "image/heif",
+];
 
 fn validate_generate_content(body: &Value) -> Result<(), Reply> {
     let body = object(body, "")?;
-    known_fields(body, &["contents", "generationConfig", "generation_config", "safetySettings", "systemInstruction", "tools", "toolConfig"], "")?;
-    let contents = body.get("contents").and_then(Value::as_array).filter(|c| !c.is_empty()).ok_or_else(|| invalid("* GenerateContentRequest.contents: contents is not specified"))?;
+    known_fields(
+        body,
+        &[
+            "contents",
+            "generationConfig",
+            "generation_config",
+            "safetySettings",
+            "systemInstruction",
+            "tools",
+            "toolConfig",
+        ],
+        "",
+    )?;
+    let contents = body
+        .get("contents")
+        .and_then(Value::as_array)
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| invalid("* GenerateContentRequest.contents: contents is not specified"))?;
     for (i, content) in contents.iter().enumerate() {
         let content = object(content, &format!("contents[{i}]"))?;
         known_fields(content, &["role", "parts"], &format!("contents[{i}]"))?;
-        if content.get("role").and_then(Value::as_str).is_some_and(|r| r != "user" && r != "model") {
-            return Err(invalid(&format!("Please use a valid role: user, model. (contents[{i}].role)")));
+        if content
+            .get("role")
+            .and_then(Value::as_str)
+            .is_some_and(|r| r != "user" && r != "model")
+        {
+            return Err(invalid(&format!(
+                "Please use a valid role: user, model. (contents[{i}].role)"
+            )));
         }
         let parts = content.get("parts").and_then(Value::as_array).filter(|p| !p.is_empty()).ok_or_else(|| invalid(&format!("* GenerateContentRequest.contents[{i}].parts: contents.parts must not be empty.")))?;
         for (j, part) in parts.iter().enumerate() {
@@ -331,57 +469,106 @@ fn validate_generate_content(body: &Value) -> Result<(), Reply> {
             let part = object(part, &at)?;
             known_fields(part, &["text", "inlineData", "inline_data"], &at)?;
             if part.len() != 1 {
-                return Err(invalid(&format!("* GenerateContentRequest.{at}.data: a part must have exactly one of text or inlineData")));
+                return Err(invalid(&format!(
+                    "* GenerateContentRequest.{at}.data: a part must have exactly one of text or inlineData"
+                )));
             }
-            if let Some(text) = part.get("text") {
-                if !text.is_string() {
-                    return Err(invalid(&format!("Invalid value at '{at}.text' (TYPE_STRING)")));
-                }
+            if let Some(text) = part.get("text")
+                && !text.is_string()
+            {
+                return Err(invalid(&format!(
+                    "Invalid value at '{at}.text' (TYPE_STRING)"
+                )));
             }
             if let Some(blob) = part.get("inlineData").or_else(|| part.get("inline_data")) {
                 let blob = object(blob, &format!("{at}.inlineData"))?;
-                known_fields(blob, &["mimeType", "mime_type", "data"], &format!("{at}.inline_data"))?;
-                let mime = blob.get("mimeType").or_else(|| blob.get("mime_type")).and_then(Value::as_str).unwrap_or_default();
+                known_fields(
+                    blob,
+                    &["mimeType", "mime_type", "data"],
+                    &format!("{at}.inline_data"),
+                )?;
+                let mime = blob
+                    .get("mimeType")
+                    .or_else(|| blob.get("mime_type"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 if !INLINE_MIMES.contains(&mime) {
                     return Err(invalid(&format!("Unsupported MIME type: {mime}")));
                 }
                 let data = blob.get("data").and_then(Value::as_str).unwrap_or_default();
                 let decoded = base64::engine::general_purpose::STANDARD.decode(data).map_err(|_| invalid(&format!("Invalid value at '{at}.inline_data.data' (TYPE_BYTES), Base64 decoding failed")))?;
                 if decoded.is_empty() {
-                    return Err(invalid(&format!("* GenerateContentRequest.{at}.inline_data.data: must not be empty")));
+                    return Err(invalid(&format!(
+                        "* GenerateContentRequest.{at}.inline_data.data: must not be empty"
+                    )));
                 }
             }
         }
     }
     let Some(config) = body.get("generationConfig") else {
-        return Err(invalid("Test server: image models need generationConfig.responseModalities with IMAGE."));
+        return Err(invalid(
+            "Test server: image models need generationConfig.responseModalities with IMAGE.",
+        ));
     };
     let config = object(config, "generation_config")?;
-    known_fields(config, &["responseModalities", "imageConfig", "seed", "temperature", "topP", "topK", "candidateCount", "maxOutputTokens"], "generation_config")?;
-    let modalities: Vec<&str> = config.get("responseModalities").and_then(Value::as_array).map(|m| m.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    known_fields(
+        config,
+        &[
+            "responseModalities",
+            "imageConfig",
+            "seed",
+            "temperature",
+            "topP",
+            "topK",
+            "candidateCount",
+            "maxOutputTokens",
+        ],
+        "generation_config",
+    )?;
+    let modalities: Vec<&str> = config
+        .get("responseModalities")
+        .and_then(Value::as_array)
+        .map(|m| m.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
     if let Some(bad) = modalities.iter().find(|m| !["TEXT", "IMAGE"].contains(m)) {
-        return Err(invalid(&format!("Invalid value at 'generation_config.response_modalities[0]' (type.googleapis.com/google.ai.generativelanguage.v1beta.GenerationConfig.Modality), \"{bad}\"")));
+        return Err(invalid(&format!(
+            "Invalid value at 'generation_config.response_modalities[0]' (type.googleapis.com/google.ai.generativelanguage.v1beta.GenerationConfig.Modality), \"{bad}\""
+        )));
     }
     if !modalities.contains(&"IMAGE") {
-        return Err(invalid("Model does not support the requested response modalities: text"));
+        return Err(invalid(
+            "Model does not support the requested response modalities: text",
+        ));
     }
-    if let Some(seed) = config.get("seed") {
-        if seed.as_i64().is_none_or(|s| s < i64::from(i32::MIN) || s > i64::from(i32::MAX)) {
-            return Err(invalid("Invalid value at 'generation_config.seed' (TYPE_INT32)"));
-        }
+    if let Some(seed) = config.get("seed")
+        && seed
+            .as_i64()
+            .is_none_or(|s| s < i64::from(i32::MIN) || s > i64::from(i32::MAX))
+    {
+        return Err(invalid(
+            "Invalid value at 'generation_config.seed' (TYPE_INT32)",
+        ));
     }
     if let Some(image_config) = config.get("imageConfig") {
         let image_config = object(image_config, "generation_config.image_config")?;
-        known_fields(image_config, &["aspectRatio", "imageSize"], "generation_config.image_config")?;
-        if let Some(ratio) = image_config.get("aspectRatio") {
-            if !ratio.as_str().is_some_and(|r| GEMINI_RATIOS.contains(&r)) {
-                return Err(invalid(&format!("* GenerateContentRequest.generation_config.image_config.aspect_ratio: unsupported aspect ratio {ratio}")));
-            }
+        known_fields(
+            image_config,
+            &["aspectRatio", "imageSize"],
+            "generation_config.image_config",
+        )?;
+        if let Some(ratio) = image_config.get("aspectRatio")
+            && !in_list(ratio, GEMINI_RATIOS)
+        {
+            return Err(invalid(&format!(
+                "* GenerateContentRequest.generation_config.image_config.aspect_ratio: unsupported aspect ratio {ratio}"
+            )));
         }
-        if let Some(size) = image_config.get("imageSize") {
-            if !size.as_str().is_some_and(|s| ["1K", "2K", "4K"].contains(&s)) {
-                return Err(invalid(&format!("* GenerateContentRequest.generation_config.image_config.image_size: unsupported image size {size}")));
-            }
+        if let Some(size) = image_config.get("imageSize")
+            && !in_list(size, &["1K", "2K", "4K"])
+        {
+            return Err(invalid(&format!(
+                "* GenerateContentRequest.generation_config.image_config.image_size: unsupported image size {size}"
+            )));
         }
     }
     Ok(())
@@ -397,13 +584,20 @@ struct ImagenParams {
 fn validate_predict(model: &str, body: &Value) -> Result<ImagenParams, Reply> {
     let body = object(body, "")?;
     known_fields(body, &["instances", "parameters"], "")?;
-    let instances = body.get("instances").and_then(Value::as_array).ok_or_else(|| invalid("instances is required"))?;
+    let instances = body
+        .get("instances")
+        .and_then(Value::as_array)
+        .ok_or_else(|| invalid("instances is required"))?;
     if instances.len() != 1 {
         return Err(invalid("Only one instance is allowed per request."));
     }
     let instance = object(&instances[0], "instances[0]")?;
     known_fields(instance, &["prompt"], "instances[0]")?;
-    if !instance.get("prompt").and_then(Value::as_str).is_some_and(|p| !p.trim().is_empty()) {
+    if instance
+        .get("prompt")
+        .and_then(Value::as_str)
+        .is_none_or(|p| p.trim().is_empty())
+    {
         return Err(invalid("Prompt is required."));
     }
     let empty = Map::new();
@@ -411,39 +605,84 @@ fn validate_predict(model: &str, body: &Value) -> Result<ImagenParams, Reply> {
         Some(p) => object(p, "parameters")?,
         None => &empty,
     };
-    known_fields(parameters, &["sampleCount", "aspectRatio", "personGeneration", "sampleImageSize", "outputOptions", "includeRaiReason", "includeSafetyAttributes", "safetySetting", "guidanceScale", "language"], "parameters")?;
+    known_fields(
+        parameters,
+        &[
+            "sampleCount",
+            "aspectRatio",
+            "personGeneration",
+            "sampleImageSize",
+            "outputOptions",
+            "includeRaiReason",
+            "includeSafetyAttributes",
+            "safetySetting",
+            "guidanceScale",
+            "language",
+        ],
+        "parameters",
+    )?;
     let count = match parameters.get("sampleCount") {
         None => 4,
-        Some(n) => n.as_u64().filter(|n| (1..=4).contains(n)).ok_or_else(|| invalid(&format!("sampleCount must be between 1 and 4, got {n}")))? as usize,
+        Some(n) => n
+            .as_u64()
+            .filter(|n| (1..=4).contains(n))
+            .ok_or_else(|| invalid(&format!("sampleCount must be between 1 and 4, got {n}")))?
+            as usize,
     };
-    if let Some(ratio) = parameters.get("aspectRatio") {
-        if !ratio.as_str().is_some_and(|r| ["1:1", "3:4", "4:3", "9:16", "16:9"].contains(&r)) {
-            return Err(invalid(&format!("Unsupported aspect ratio: {ratio}. Supported: 1:1, 3:4, 4:3, 9:16, 16:9.")));
-        }
+    if let Some(ratio) = parameters.get("aspectRatio")
+        && !in_list(ratio, &["1:1", "3:4", "4:3", "9:16", "16:9"])
+    {
+        return Err(invalid(&format!(
+            "Unsupported aspect ratio: {ratio}. Supported: 1:1, 3:4, 4:3, 9:16, 16:9."
+        )));
     }
-    if let Some(person) = parameters.get("personGeneration") {
-        if !person.as_str().is_some_and(|p| ["DONT_ALLOW", "ALLOW_ADULT", "ALLOW_ALL", "dont_allow", "allow_adult", "allow_all"].contains(&p)) {
-            return Err(invalid(&format!("Invalid personGeneration value: {person}")));
-        }
+    let people = [
+        "DONT_ALLOW",
+        "ALLOW_ADULT",
+        "ALLOW_ALL",
+        "dont_allow",
+        "allow_adult",
+        "allow_all",
+    ];
+    if let Some(person) = parameters.get("personGeneration")
+        && !in_list(person, &people)
+    {
+        return Err(invalid(&format!(
+            "Invalid personGeneration value: {person}"
+        )));
     }
     if let Some(size) = parameters.get("sampleImageSize") {
-        let ok = size.as_str().is_some_and(|s| ["1K", "2K"].contains(&s)) && model != "imagen-4.0-fast-generate-001";
+        let ok = size.as_str().is_some_and(|s| ["1K", "2K"].contains(&s))
+            && model != "imagen-4.0-fast-generate-001";
         if !ok {
-            return Err(invalid(&format!("sampleImageSize {size} is not supported for {model}")));
+            return Err(invalid(&format!(
+                "sampleImageSize {size} is not supported for {model}"
+            )));
         }
     }
     let mut mime = "image/png".to_owned();
     if let Some(options) = parameters.get("outputOptions") {
         let options = object(options, "parameters.outputOptions")?;
-        known_fields(options, &["mimeType", "compressionQuality"], "parameters.outputOptions")?;
+        known_fields(
+            options,
+            &["mimeType", "compressionQuality"],
+            "parameters.outputOptions",
+        )?;
         match options.get("mimeType").and_then(Value::as_str) {
             Some(m @ ("image/png" | "image/jpeg")) => mime = m.to_owned(),
             Some(other) => return Err(invalid(&format!("Unsupported output mime type: {other}"))),
             None => {}
         }
     }
-    let rai_reason = parameters.get("includeRaiReason").and_then(Value::as_bool).unwrap_or(false);
-    Ok(ImagenParams { count, mime, rai_reason })
+    let rai_reason = parameters
+        .get("includeRaiReason")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    Ok(ImagenParams {
+        count,
+        mime,
+        rai_reason,
+    })
 }
 
 #[cfg(test)]
@@ -465,6 +704,11 @@ mod tests {
         let bad_b64 = json!({"contents": [{"parts": [{"inlineData": {"mimeType": "image/png", "data": "%%%"}}]}], "generationConfig": {"responseModalities": ["IMAGE"]}});
         assert_eq!(status(validate_generate_content(&bad_b64)), Some(400));
         let predict = json!({"instances": [{"prompt": "a fox"}], "parameters": {"sampleCount": 5}});
-        assert_eq!(validate_predict("imagen-4.0-generate-001", &predict).err().map(|r| r.status), Some(400));
+        assert_eq!(
+            validate_predict("imagen-4.0-generate-001", &predict)
+                .err()
+                .map(|r| r.status),
+            Some(400)
+        );
     }
 }

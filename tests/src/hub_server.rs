@@ -17,21 +17,28 @@ pub struct HubFile {
     pub content: Arc<Vec<u8>>,
     /// Stored in LFS: served through the CDN redirect, listed with `lfs {sha256, size}`.
     pub lfs: bool,
+    /// The SHA-256 of `content` (computed once: the server answers many requests).
+    pub sha256: String,
 }
 
 impl HubFile {
     pub fn new(path: &str, content: Vec<u8>, lfs: bool) -> Self {
+        let sha256 = sha256_hex(&content);
         Self {
             path: path.to_owned(),
             content: Arc::new(content),
             lfs,
+            sha256,
         }
     }
 
     /// The blob name the Hub gives it: the SHA-256 for LFS files, a git-style id otherwise.
     pub fn etag(&self) -> String {
-        let sha = sha256_hex(&self.content);
-        if self.lfs { sha } else { sha[..40].to_owned() }
+        if self.lfs {
+            self.sha256.clone()
+        } else {
+            self.sha256[..40].to_owned()
+        }
     }
 }
 
@@ -280,15 +287,14 @@ impl HubServer {
         self.server.requests()
     }
 
-    /// Requests that fetched file bytes (`GET` of a resolve or CDN URL) for paths ending in `suffix`.
+    /// The download attempts of files ending in `suffix`: `GET`s of their resolve URL (an LFS
+    /// file's redirect to the CDN is followed by a second request, not counted here).
     pub fn file_gets(&self, suffix: &str) -> Vec<Recorded> {
         self.requests()
             .into_iter()
             .filter(|r| {
-                r.method == "GET"
-                    && (r.path().contains("/resolve/") || r.path().starts_with("/lfs/"))
+                r.method == "GET" && r.path().contains("/resolve/") && r.path().ends_with(suffix)
             })
-            .filter(|r| r.path().ends_with(suffix))
             .collect()
     }
 
@@ -505,7 +511,7 @@ fn info(state: &State, rest: &str, request: &Recorded) -> Reply {
             }
             let mut entry = serde_json::json!({"rfilename": f.path, "blobId": f.etag(), "size": f.content.len()});
             if f.lfs {
-                entry["lfs"] = serde_json::json!({"sha256": sha256_hex(&f.content), "size": f.content.len(), "pointerSize": 134});
+                entry["lfs"] = serde_json::json!({"sha256": f.sha256, "size": f.content.len(), "pointerSize": 134});
             }
             entry
         })
@@ -560,7 +566,7 @@ fn resolve(state: &mut State, request: &Recorded, id: &str, revision: &str, path
             .header("x-repo-commit", &repo.commit);
     };
     if file.lfs {
-        let sha = sha256_hex(&file.content);
+        let sha = &file.sha256;
         return Reply::new(302)
             .header(
                 "location",
@@ -638,8 +644,12 @@ fn serve_bytes(state: &mut State, request: &Recorded, id: &str, path: &str) -> R
         && *times > 0
     {
         *times -= 1;
-        let cut = *at;
-        return reply.body(body).truncate_at(cut.saturating_sub(start));
+        // Send the first bytes and end the body there, as a proxy or CDN that drops a
+        // transfer does. (`Reply::truncate_at` resets the connection before hyper has sent
+        // any of the body, so it cannot cut a file in the middle.)
+        let cut = at.saturating_sub(start).min(body.len());
+        body.truncate(cut);
+        return reply.header("transfer-encoding", "chunked").body(body);
     }
     reply.body(body)
 }

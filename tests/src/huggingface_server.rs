@@ -25,14 +25,19 @@ pub const MODELS: &[&str] = &[
     "stabilityai/stable-diffusion-xl-base-1.0",
     "acme/pixel-diffusion",
 ];
-const GATED: &[&str] = &["black-forest-labs/FLUX.1-dev", "stabilityai/stable-diffusion-3.5-large"];
+const GATED: &[&str] = &[
+    "black-forest-labs/FLUX.1-dev",
+    "stabilityai/stable-diffusion-3.5-large",
+];
 
 /// What the next inference request gets instead of the normal answer.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Scripted {
     Success,
     /// 503 `{"error": "Model … is currently loading", "estimated_time": <secs>}`.
-    Loading { estimated_secs: f64 },
+    Loading {
+        estimated_secs: f64,
+    },
     /// 401 whatever the token.
     InvalidToken,
     /// 402: the monthly credits are used up.
@@ -40,7 +45,9 @@ pub enum Scripted {
     /// 400 with the safety checker's message.
     Nsfw,
     /// 429 with `retry-after: <seconds>`.
-    RateLimited { retry_after_secs: u32 },
+    RateLimited {
+        retry_after_secs: u32,
+    },
     /// 500.
     ServerError,
     /// The normal answer after waiting this long.
@@ -123,21 +130,33 @@ impl HuggingFaceServer {
     /// Inference requests for `model`.
     pub fn inference_requests(&self, model: &str) -> Vec<Recorded> {
         let path = format!("/hf-inference/models/{model}");
-        self.requests().into_iter().filter(|r| r.path() == path).collect()
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path() == path)
+            .collect()
     }
 }
 
 /// The image the server makes for a seed (and the parameters' size, when given).
 pub fn image_for(seed: u64, width: u32, height: u32) -> Vec<u8> {
-    png(width.min(64), height.min(64), (seed % u64::from(u32::MAX)) as u32)
+    png(
+        width.min(64),
+        height.min(64),
+        (seed % u64::from(u32::MAX)) as u32,
+    )
 }
 
 impl State {
     fn handle(&self, request: &Recorded) -> Reply {
         let path = request.path().to_owned();
-        let authorized = request.header("authorization") == Some(format!("Bearer {TEST_TOKEN}").as_str());
+        let authorized =
+            request.header("authorization") == Some(format!("Bearer {TEST_TOKEN}").as_str());
         if request.method == "GET" && path == "/api/whoami-v2" {
-            return if authorized { self.whoami() } else { hf_error(401, "Invalid credentials in Authorization header") };
+            return if authorized {
+                self.whoami()
+            } else {
+                hf_error(401, "Invalid credentials in Authorization header")
+            };
         }
         let Some(model) = path.strip_prefix("/hf-inference/models/") else {
             return hf_error(404, "Not Found");
@@ -148,7 +167,12 @@ impl State {
         if !authorized {
             return hf_error(401, "Invalid credentials in Authorization header");
         }
-        let scripted = self.script.lock().ok().and_then(|mut s| s.pop_front()).unwrap_or(Scripted::Success);
+        let scripted = self
+            .script
+            .lock()
+            .ok()
+            .and_then(|mut s| s.pop_front())
+            .unwrap_or(Scripted::Success);
         let reply = match &scripted {
             Scripted::Loading { estimated_secs } => Reply::json(
                 503,
@@ -159,18 +183,28 @@ impl State {
                 402,
                 "You have exceeded your monthly included credits for Inference Providers. Subscribe to PRO to get 20x more monthly included credits.",
             ),
-            Scripted::Nsfw => hf_error(400, "Potential NSFW content was detected in one or more images. Try again with a different prompt."),
-            Scripted::RateLimited { retry_after_secs } => {
-                hf_error(429, "Rate limit reached. You reached free usage limit (reset hourly).").header("retry-after", &retry_after_secs.to_string())
+            Scripted::Nsfw => hf_error(
+                400,
+                "Potential NSFW content was detected in one or more images. Try again with a different prompt.",
+            ),
+            Scripted::RateLimited { retry_after_secs } => hf_error(
+                429,
+                "Rate limit reached. You reached free usage limit (reset hourly).",
+            )
+            .header("retry-after", &retry_after_secs.to_string()),
+            Scripted::ServerError => hf_error(500, "Internal Server Error")
+                .header("x-error-message", "CUDA out of memory"),
+            Scripted::MalformedBody => {
+                Reply::bytes(200, "image/png", b"\x00\x01 not an image at all".to_vec())
             }
-            Scripted::ServerError => hf_error(500, "Internal Server Error").header("x-error-message", "CUDA out of memory"),
-            Scripted::MalformedBody => Reply::bytes(200, "image/png", b"\x00\x01 not an image at all".to_vec()),
             Scripted::Oversized(bytes) => {
                 let mut body = png(8, 8, 1);
                 body.resize(*bytes, 0);
                 Reply::bytes(200, "image/png", body)
             }
-            Scripted::Success | Scripted::Slow(_) | Scripted::Truncated => self.infer(request, model),
+            Scripted::Success | Scripted::Slow(_) | Scripted::Truncated => {
+                self.infer(request, model)
+            }
         };
         let id = self.request_ids.fetch_add(1, Ordering::Relaxed) + 1;
         let reply = reply.header("x-request-id", &format!("hf-req-{id}"));
@@ -188,14 +222,21 @@ impl State {
         let token = self.token.lock().map(|t| *t).unwrap_or(TokenKind::Read);
         let access = match token {
             TokenKind::Read => json!({"displayName": "imageai", "role": "read"}),
-            TokenKind::FineGrainedWithInference => json!({"displayName": "imageai", "role": "fineGrained",
-                "fineGrained": {"canReadGatedRepos": true, "global": ["inference.serverless.write", "discussion.write"], "scoped": []}}),
-            TokenKind::FineGrainedWithoutInference => json!({"displayName": "imageai", "role": "fineGrained",
+            TokenKind::FineGrainedWithInference => {
+                json!({"displayName": "imageai", "role": "fineGrained",
+                "fineGrained": {"canReadGatedRepos": true, "global": ["inference.serverless.write", "discussion.write"], "scoped": []}})
+            }
+            TokenKind::FineGrainedWithoutInference => {
+                json!({"displayName": "imageai", "role": "fineGrained",
                 "fineGrained": {"canReadGatedRepos": true, "global": ["discussion.write"],
-                                "scoped": [{"entity": {"type": "user", "name": "tester"}, "permissions": ["repo.content.read"]}]}}),
+                                "scoped": [{"entity": {"type": "user", "name": "tester"}, "permissions": ["repo.content.read"]}]}})
+            }
         };
-        Reply::json(200, &json!({"type": "user", "id": "64f0", "name": "tester", "fullname": "Test User", "isPro": false,
-                                 "orgs": [], "auth": {"type": "access_token", "accessToken": access}}))
+        Reply::json(
+            200,
+            &json!({"type": "user", "id": "64f0", "name": "tester", "fullname": "Test User", "isPro": false,
+                                 "orgs": [], "auth": {"type": "access_token", "accessToken": access}}),
+        )
     }
 
     /// The text-to-image task: validate like HF Inference, answer a PNG.
@@ -206,10 +247,15 @@ impl State {
         if GATED.contains(&model) && self.deny_gated.load(Ordering::SeqCst) {
             return hf_error(
                 403,
-                &format!("Access to model {model} is restricted and you are not in the authorized list. Visit https://huggingface.co/{model} to ask for access."),
+                &format!(
+                    "Access to model {model} is restricted and you are not in the authorized list. Visit https://huggingface.co/{model} to ask for access."
+                ),
             );
         }
-        if !request.header("content-type").is_some_and(|t| t.starts_with("application/json")) {
+        if !request
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("application/json"))
+        {
             return hf_error(400, "Expected a JSON body");
         }
         let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&request.body) else {
@@ -220,7 +266,11 @@ impl State {
                 return hf_error(422, &format!("Unexpected field `{key}`"));
             }
         }
-        if !body.get("inputs").and_then(Value::as_str).is_some_and(|p| !p.trim().is_empty()) {
+        if body
+            .get("inputs")
+            .and_then(Value::as_str)
+            .is_none_or(|p| p.trim().is_empty())
+        {
             return hf_error(422, "`inputs` must be a non-empty string");
         }
         let empty = serde_json::Map::new();
@@ -232,7 +282,9 @@ impl State {
         for (name, value) in parameters {
             let ok = match name.as_str() {
                 "negative_prompt" | "scheduler" => value.is_string(),
-                "width" | "height" => value.as_u64().is_some_and(|v| v % 8 == 0 && (64..=2048).contains(&v)),
+                "width" | "height" => value
+                    .as_u64()
+                    .is_some_and(|v| v % 8 == 0 && (64..=2048).contains(&v)),
                 "num_inference_steps" => value.as_u64().is_some_and(|v| v >= 1),
                 "guidance_scale" => value.is_number(),
                 "seed" => value.is_u64(),
@@ -240,20 +292,33 @@ impl State {
                 _ => return hf_error(422, &format!("Unexpected parameter `{name}`")),
             };
             if !ok {
-                return hf_error(422, &format!("Invalid value for parameter `{name}`: {value}"));
+                return hf_error(
+                    422,
+                    &format!("Invalid value for parameter `{name}`: {value}"),
+                );
             }
         }
         let accept = request.header("accept").unwrap_or("*/*");
         let seed = parameters.get("seed").and_then(Value::as_u64).unwrap_or(0);
-        let width = parameters.get("width").and_then(Value::as_u64).unwrap_or(1024) as u32;
-        let height = parameters.get("height").and_then(Value::as_u64).unwrap_or(1024) as u32;
+        let width = parameters
+            .get("width")
+            .and_then(Value::as_u64)
+            .unwrap_or(1024) as u32;
+        let height = parameters
+            .get("height")
+            .and_then(Value::as_u64)
+            .unwrap_or(1024) as u32;
         if accept.contains("image/png") {
             Reply::bytes(200, "image/png", image_for(seed, width, height))
                 .header("x-compute-type", "gpu")
                 .header("x-compute-time", "1.25")
         } else {
             // HF Inference answers JPEG unless PNG is asked for.
-            Reply::bytes(200, "image/jpeg", vec![0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10, b'J', b'F', b'I', b'F'])
+            Reply::bytes(
+                200,
+                "image/jpeg",
+                vec![0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10, b'J', b'F', b'I', b'F'],
+            )
         }
     }
 }

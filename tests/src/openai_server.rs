@@ -602,7 +602,12 @@ impl Fields {
             quality: self.quality,
             output_format: self.output_format,
             background: self.background,
-            response_format: self.response_format.unwrap_or_else(|| "url".into()),
+            // GPT Image always answers base64; DALL·E answers links unless asked for base64.
+            response_format: if gpt_image {
+                "b64_json".into()
+            } else {
+                self.response_format.unwrap_or_else(|| "url".into())
+            },
         })
     }
 }
@@ -742,7 +747,8 @@ pub fn png(width: u32, height: u32, seed: u32) -> Vec<u8> {
 
 /// A PNG of noise (it barely compresses), about `bytes` long: a realistic payload size.
 pub fn noise_png(bytes: usize, seed: u64) -> Vec<u8> {
-    let side = ((bytes / 4) as f64).sqrt().ceil().max(1.0) as u32;
+    // Three noisy channels per pixel; the opaque alpha channel compresses away.
+    let side = ((bytes / 3) as f64).sqrt().ceil().max(1.0) as u32;
     let mut state = seed | 1;
     let pixels: Vec<u8> = (0..side * side * 4)
         .map(|i| {

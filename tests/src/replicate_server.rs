@@ -20,7 +20,8 @@ pub const TEST_TOKEN: &str = "r8_Test0123456789abcdefghijklmnopqrstuv";
 /// The version of `stability-ai/sdxl` the plugin pins.
 pub const SDXL_VERSION: &str = "7762fd07cf82c948538e41f63f77d685e02b063e37e496e96eefd46c929f9bdc";
 /// A community model's version the server knows (as `acme/pixel-art`); any field goes.
-pub const COMMUNITY_VERSION: &str = "5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa";
+pub const COMMUNITY_VERSION: &str =
+    "5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa";
 /// Polls for a prediction that never ends.
 pub const FOREVER: u32 = u32::MAX;
 
@@ -129,18 +130,28 @@ impl ReplicateServer {
 
     /// Requests with this method to this path.
     pub fn requests_to(&self, method: &str, path: &str) -> Vec<Recorded> {
-        self.requests().into_iter().filter(|r| r.method == method && r.path() == path).collect()
+        self.requests()
+            .into_iter()
+            .filter(|r| r.method == method && r.path() == path)
+            .collect()
     }
 
     /// Requests to a path under `prefix`.
     pub fn requests_under(&self, prefix: &str) -> Vec<Recorded> {
-        self.requests().into_iter().filter(|r| r.path().starts_with(prefix)).collect()
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path().starts_with(prefix))
+            .collect()
     }
 
     /// Every prediction created so far.
     pub fn predictions(&self) -> Vec<PredictionState> {
-        let mut all: Vec<PredictionState> =
-            self.state.predictions.lock().map(|p| p.values().cloned().collect()).unwrap_or_default();
+        let mut all: Vec<PredictionState> = self
+            .state
+            .predictions
+            .lock()
+            .map(|p| p.values().cloned().collect())
+            .unwrap_or_default();
         all.sort_by(|a, b| a.id.cmp(&b.id));
         all
     }
@@ -153,27 +164,54 @@ impl State {
             return self.file(file);
         }
         if !path.starts_with("/v1/") {
-            return problem(404, "Not found", "The requested resource could not be found.");
+            return problem(
+                404,
+                "Not found",
+                "The requested resource could not be found.",
+            );
         }
         if request.header("authorization") != Some(format!("Bearer {TEST_TOKEN}").as_str()) {
-            return problem(401, "Unauthenticated", "You did not pass a valid authentication token");
+            return problem(
+                401,
+                "Unauthenticated",
+                "You did not pass a valid authentication token",
+            );
         }
-        let scripted = self.script.lock().ok().and_then(|mut s| s.pop_front()).unwrap_or(Scripted::Success);
+        let scripted = self
+            .script
+            .lock()
+            .ok()
+            .and_then(|mut s| s.pop_front())
+            .unwrap_or(Scripted::Success);
         let reply = match &scripted {
-            Scripted::InvalidToken => problem(401, "Unauthenticated", "You did not pass a valid authentication token"),
+            Scripted::InvalidToken => problem(
+                401,
+                "Unauthenticated",
+                "You did not pass a valid authentication token",
+            ),
             Scripted::NoCredit => problem(
                 402,
                 "Insufficient credit",
                 "You have insufficient credit to run this model. Go to https://replicate.com/account/billing#billing to purchase credit.",
             ),
-            Scripted::RateLimited { retry_after_secs } => {
-                problem(429, "Too Many Requests", &format!("Request was throttled. Expected available in {retry_after_secs} seconds."))
-                    .header("retry-after", &retry_after_secs.to_string())
-            }
-            Scripted::ServerError => problem(500, "Internal Server Error", "Something went wrong on our side."),
-            Scripted::MalformedJson => {
-                Reply::bytes(201, "application/json", b"{\"id\": \"x\", \"status\": \"succeeded\", \"output\": [\"https://".to_vec())
-            }
+            Scripted::RateLimited { retry_after_secs } => problem(
+                429,
+                "Too Many Requests",
+                &format!(
+                    "Request was throttled. Expected available in {retry_after_secs} seconds."
+                ),
+            )
+            .header("retry-after", &retry_after_secs.to_string()),
+            Scripted::ServerError => problem(
+                500,
+                "Internal Server Error",
+                "Something went wrong on our side.",
+            ),
+            Scripted::MalformedJson => Reply::bytes(
+                201,
+                "application/json",
+                b"{\"id\": \"x\", \"status\": \"succeeded\", \"output\": [\"https://".to_vec(),
+            ),
             other => self.api(request, &path, other),
         };
         match scripted {
@@ -203,13 +241,21 @@ impl State {
             ("POST", ["models", owner, name, "predictions"]) => {
                 let model = format!("{owner}/{name}");
                 let Some(spec) = official(&model) else {
-                    return problem(404, "Not found", "The requested resource could not be found.");
+                    return problem(
+                        404,
+                        "Not found",
+                        "The requested resource could not be found.",
+                    );
                 };
                 self.create(request, model, None, Some(spec), scripted)
             }
             ("POST", ["predictions"]) => {
                 let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
-                let Some(version) = body.get("version").and_then(Value::as_str).map(str::to_owned) else {
+                let Some(version) = body
+                    .get("version")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                else {
                     return problem(422, "Input validation failed", "- version: Required\n");
                 };
                 let model = match version.as_str() {
@@ -228,20 +274,46 @@ impl State {
             }
             ("GET", ["predictions", id]) => self.poll(id),
             ("POST", ["predictions", id, "cancel"]) => self.cancel(id),
-            _ => problem(404, "Not found", "The requested resource could not be found."),
+            _ => problem(
+                404,
+                "Not found",
+                "The requested resource could not be found.",
+            ),
         }
     }
 
-    fn create(&self, request: &Recorded, model: String, version: Option<String>, spec: Option<&Spec>, scripted: &Scripted) -> Reply {
-        if !request.header("content-type").is_some_and(|t| t.starts_with("application/json")) {
+    fn create(
+        &self,
+        request: &Recorded,
+        model: String,
+        version: Option<String>,
+        spec: Option<&Spec>,
+        scripted: &Scripted,
+    ) -> Reply {
+        if !request
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("application/json"))
+        {
             return problem(415, "Unsupported Media Type", "Expected a JSON body.");
         }
         let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&request.body) else {
             return problem(400, "Bad Request", "The body must be a JSON object.");
         };
         for key in body.keys() {
-            if !["input", "version", "webhook", "webhook_events_filter", "stream"].contains(&key.as_str()) {
-                return problem(422, "Input validation failed", &format!("- {key}: Additional property {key} is not allowed\n"));
+            if ![
+                "input",
+                "version",
+                "webhook",
+                "webhook_events_filter",
+                "stream",
+            ]
+            .contains(&key.as_str())
+            {
+                return problem(
+                    422,
+                    "Input validation failed",
+                    &format!("- {key}: Additional property {key} is not allowed\n"),
+                );
             }
         }
         let Some(Value::Object(input)) = body.get("input") else {
@@ -252,7 +324,11 @@ impl State {
         {
             return problem(422, "Input validation failed", &invalid);
         }
-        if !input.get("prompt").and_then(Value::as_str).is_some_and(|p| !p.trim().is_empty()) {
+        if input
+            .get("prompt")
+            .and_then(Value::as_str)
+            .is_none_or(|p| p.trim().is_empty())
+        {
             return problem(422, "Input validation failed", "- input.prompt: Required\n");
         }
         let (polls, outcome) = match scripted {
@@ -274,7 +350,9 @@ impl State {
         };
         // `Prefer: wait` answers once the prediction is done; without it, the prediction has
         // only just started.
-        let waits = request.header("prefer").is_some_and(|p| p.trim().starts_with("wait"));
+        let waits = request
+            .header("prefer")
+            .is_some_and(|p| p.trim().starts_with("wait"));
         if waits && prediction.polls_left == 0 {
             self.settle(&mut prediction);
         } else if waits {
@@ -288,9 +366,15 @@ impl State {
     }
 
     fn poll(&self, id: &str) -> Reply {
-        let Ok(mut all) = self.predictions.lock() else { return problem(500, "Internal Server Error", "lock") };
+        let Ok(mut all) = self.predictions.lock() else {
+            return problem(500, "Internal Server Error", "lock");
+        };
         let Some(prediction) = all.get_mut(id) else {
-            return problem(404, "Not found", "The requested resource could not be found.");
+            return problem(
+                404,
+                "Not found",
+                "The requested resource could not be found.",
+            );
         };
         if ["starting", "processing"].contains(&prediction.status.as_str()) {
             if prediction.polls_left == 0 {
@@ -306,9 +390,15 @@ impl State {
     }
 
     fn cancel(&self, id: &str) -> Reply {
-        let Ok(mut all) = self.predictions.lock() else { return problem(500, "Internal Server Error", "lock") };
+        let Ok(mut all) = self.predictions.lock() else {
+            return problem(500, "Internal Server Error", "lock");
+        };
         let Some(prediction) = all.get_mut(id) else {
-            return problem(404, "Not found", "The requested resource could not be found.");
+            return problem(
+                404,
+                "Not found",
+                "The requested resource could not be found.",
+            );
         };
         if ["starting", "processing"].contains(&prediction.status.as_str()) {
             prediction.status = "canceled".into();
@@ -327,11 +417,23 @@ impl State {
     fn json(&self, prediction: &PredictionState) -> Value {
         let origin = self.origin.get().cloned().unwrap_or_default();
         let id = &prediction.id;
-        let n = prediction.input.get("num_outputs").and_then(Value::as_u64).unwrap_or(1);
-        let files: Vec<String> = (0..n).map(|i| format!("{origin}/delivery/{id}/out-{i}.png")).collect();
-        let seed = prediction.input.get("seed").and_then(Value::as_u64).unwrap_or(31337);
+        let n = prediction
+            .input
+            .get("num_outputs")
+            .and_then(Value::as_u64)
+            .unwrap_or(1);
+        let files: Vec<String> = (0..n)
+            .map(|i| format!("{origin}/delivery/{id}/out-{i}.png"))
+            .collect();
+        let seed = prediction
+            .input
+            .get("seed")
+            .and_then(Value::as_u64)
+            .unwrap_or(31337);
         let (output, error) = match (prediction.status.as_str(), &prediction.outcome) {
-            ("succeeded", Outcome::Images) if prediction.single_output => (json!(files[0]), Value::Null),
+            ("succeeded", Outcome::Images) if prediction.single_output => {
+                (json!(files[0]), Value::Null)
+            }
             ("succeeded", Outcome::Images) => (json!(files), Value::Null),
             ("succeeded", Outcome::Output(output)) => (output.clone(), Value::Null),
             ("failed", Outcome::Fails(error)) => (Value::Null, json!(error)),
@@ -339,7 +441,9 @@ impl State {
         };
         let logs = match prediction.status.as_str() {
             "starting" => String::new(),
-            "processing" => format!("Using seed: {seed}\n 40%|████      | 8/20 [00:01<00:02,  6.1it/s]"),
+            "processing" => {
+                format!("Using seed: {seed}\n 40%|████      | 8/20 [00:01<00:02,  6.1it/s]")
+            }
             _ => format!("Using seed: {seed}\n100%|██████████| 20/20 [00:03<00:00,  6.1it/s]"),
         };
         let done = ["succeeded", "failed", "canceled"].contains(&prediction.status.as_str());
@@ -377,7 +481,11 @@ impl State {
 /// An RFC 7807 problem, as Replicate answers errors.
 fn problem(status: u16, title: &str, detail: &str) -> Reply {
     let body = json!({"title": title, "detail": detail, "status": status});
-    Reply::bytes(status, "application/problem+json", body.to_string().into_bytes())
+    Reply::bytes(
+        status,
+        "application/problem+json",
+        body.to_string().into_bytes(),
+    )
 }
 
 /// What one input field takes.
@@ -397,7 +505,9 @@ struct Spec {
     single_output: bool,
 }
 
-const FLUX_RATIOS: &[&str] = &["1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21"];
+const FLUX_RATIOS: &[&str] = &[
+    "1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21",
+];
 const WEBP_JPG_PNG: &[&str] = &["webp", "jpg", "png"];
 
 const FLUX_SCHNELL: Spec = Spec {
@@ -438,7 +548,12 @@ const FLUX_DEV: Spec = Spec {
 const FLUX_PRO: Spec = Spec {
     fields: &[
         ("prompt", Field::Text),
-        ("aspect_ratio", Field::Enum(&["custom", "1:1", "16:9", "3:2", "2:3", "4:5", "5:4", "9:16", "3:4", "4:3"])),
+        (
+            "aspect_ratio",
+            Field::Enum(&[
+                "custom", "1:1", "16:9", "3:2", "2:3", "4:5", "5:4", "9:16", "3:4", "4:3",
+            ]),
+        ),
         ("width", Field::Int(256, 1440)),
         ("height", Field::Int(256, 1440)),
         ("seed", Field::Int(0, i64::MAX)),
@@ -454,7 +569,12 @@ const FLUX_PRO: Spec = Spec {
 const FLUX_ULTRA: Spec = Spec {
     fields: &[
         ("prompt", Field::Text),
-        ("aspect_ratio", Field::Enum(&["21:9", "16:9", "3:2", "4:3", "5:4", "1:1", "4:5", "3:4", "2:3", "9:16", "9:21"])),
+        (
+            "aspect_ratio",
+            Field::Enum(&[
+                "21:9", "16:9", "3:2", "4:3", "5:4", "1:1", "4:5", "3:4", "2:3", "9:16", "9:21",
+            ]),
+        ),
         ("seed", Field::Int(0, i64::MAX)),
         ("output_format", Field::Enum(&["jpg", "png"])),
         ("safety_tolerance", Field::Int(1, 6)),
@@ -484,8 +604,18 @@ const SD35_LARGE: Spec = Spec {
 const IMAGEN_4: Spec = Spec {
     fields: &[
         ("prompt", Field::Text),
-        ("aspect_ratio", Field::Enum(&["1:1", "9:16", "16:9", "3:4", "4:3"])),
-        ("safety_filter_level", Field::Enum(&["block_low_and_above", "block_medium_and_above", "block_only_high"])),
+        (
+            "aspect_ratio",
+            Field::Enum(&["1:1", "9:16", "16:9", "3:4", "4:3"]),
+        ),
+        (
+            "safety_filter_level",
+            Field::Enum(&[
+                "block_low_and_above",
+                "block_medium_and_above",
+                "block_only_high",
+            ]),
+        ),
         ("output_format", Field::Enum(&["jpg", "png"])),
     ],
     single_output: true,
@@ -500,12 +630,30 @@ const SDXL: Spec = Spec {
         ("width", Field::Int(128, 4096)),
         ("height", Field::Int(128, 4096)),
         ("num_outputs", Field::Int(1, 4)),
-        ("scheduler", Field::Enum(&["DDIM", "DPMSolverMultistep", "HeunDiscrete", "KarrasDPM", "K_EULER_ANCESTRAL", "K_EULER", "PNDM"])),
+        (
+            "scheduler",
+            Field::Enum(&[
+                "DDIM",
+                "DPMSolverMultistep",
+                "HeunDiscrete",
+                "KarrasDPM",
+                "K_EULER_ANCESTRAL",
+                "K_EULER",
+                "PNDM",
+            ]),
+        ),
         ("num_inference_steps", Field::Int(1, 500)),
         ("guidance_scale", Field::Number(1.0, 50.0)),
         ("prompt_strength", Field::Number(0.0, 1.0)),
         ("seed", Field::Int(0, i64::MAX)),
-        ("refine", Field::Enum(&["no_refiner", "expert_ensemble_refiner", "base_image_refiner"])),
+        (
+            "refine",
+            Field::Enum(&[
+                "no_refiner",
+                "expert_ensemble_refiner",
+                "base_image_refiner",
+            ]),
+        ),
         ("high_noise_frac", Field::Number(0.0, 1.0)),
         ("refine_steps", Field::Int(1, 500)),
         ("apply_watermark", Field::Bool),
@@ -535,7 +683,9 @@ impl Spec {
         let mut problems = Vec::new();
         for (name, value) in input {
             let Some((_, field)) = self.fields.iter().find(|(n, _)| n == name) else {
-                problems.push(format!("- input.{name}: Additional property {name} is not allowed"));
+                problems.push(format!(
+                    "- input.{name}: Additional property {name} is not allowed"
+                ));
                 continue;
             };
             let ok = match *field {
@@ -546,9 +696,15 @@ impl Spec {
                 Field::Bool => value.is_boolean(),
             };
             if !ok {
-                problems.push(format!("- input.{name}: {value} is not valid for {field:?}"));
+                problems.push(format!(
+                    "- input.{name}: {value} is not valid for {field:?}"
+                ));
             }
         }
-        if problems.is_empty() { Ok(()) } else { Err(problems.join("\n") + "\n") }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("\n") + "\n")
+        }
     }
 }

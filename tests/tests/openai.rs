@@ -172,6 +172,7 @@ fn dall_e_3_generation_sends_the_documented_request_and_keeps_the_revised_prompt
         size: Some("1792x1024".into()),
         quality: Some("hd".into()),
         style: Some("natural".into()),
+        seed: Some(42),
         ..request("dall-e-3", "a lighthouse at dusk")
     };
     let generation = generate(&server, &request).unwrap_or_else(|err| panic!("{err}"));
@@ -191,6 +192,10 @@ fn dall_e_3_generation_sends_the_documented_request_and_keeps_the_revised_prompt
         Some("a lighthouse at dusk (revised)")
     );
     assert_eq!(generation.request_id.as_deref(), Some("req_test_1"));
+    assert_eq!(
+        generation.warnings,
+        ["OpenAI's image API has no seed parameter; it was ignored"]
+    );
     assert_eq!(
         generation.metadata.get("created").map(String::as_str),
         Some("1700000000")
@@ -223,6 +228,11 @@ fn gpt_image_generation_sends_format_background_and_extras() {
                "output_compression": 80, "moderation": "low"})
     );
     assert_eq!(generation.images.len(), 2);
+    assert_eq!(
+        server.requests().len(),
+        1,
+        "gpt-image answers inline: nothing to download"
+    );
     for image in &generation.images {
         assert_eq!(png_size(&image.data), Some((64, 64)));
     }

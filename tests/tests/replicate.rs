@@ -9,11 +9,15 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use imageai_core::plugin::{HttpOptions, Runtime, RuntimeOptions, WasmProvider};
-use imageai_core::{CallContext, GenerateRequest, Generation, Param, Provider, ProviderError, Secret};
+use imageai_core::{
+    CallContext, GenerateRequest, Generation, Param, Provider, ProviderError, Secret,
+};
 use imageai_tests::Recorded;
 use imageai_tests::openai_server::png_size;
 use imageai_tests::plugins::plugin_dir;
-use imageai_tests::replicate_server::{COMMUNITY_VERSION, FOREVER, ReplicateServer, SDXL_VERSION, Scripted, TEST_TOKEN};
+use imageai_tests::replicate_server::{
+    COMMUNITY_VERSION, FOREVER, ReplicateServer, SDXL_VERSION, Scripted, TEST_TOKEN,
+};
 use serde_json::json;
 
 fn replicate_dir() -> PathBuf {
@@ -21,13 +25,21 @@ fn replicate_dir() -> PathBuf {
 }
 
 fn cache_dir() -> Option<PathBuf> {
-    replicate_dir().parent().and_then(|p| p.parent()).map(|target| target.join("test-component-cache"))
+    replicate_dir()
+        .parent()
+        .and_then(|p| p.parent())
+        .map(|target| target.join("test-component-cache"))
 }
 
 fn load(options: RuntimeOptions) -> WasmProvider {
-    let runtime = Runtime::new(RuntimeOptions { cache_dir: cache_dir(), ..options })
-        .unwrap_or_else(|err| panic!("could not start the runtime: {err}"));
-    runtime.load(&replicate_dir()).unwrap_or_else(|err| panic!("could not load the replicate plugin: {err}"))
+    let runtime = Runtime::new(RuntimeOptions {
+        cache_dir: cache_dir(),
+        ..options
+    })
+    .unwrap_or_else(|err| panic!("could not start the runtime: {err}"));
+    runtime
+        .load(&replicate_dir())
+        .unwrap_or_else(|err| panic!("could not load the replicate plugin: {err}"))
 }
 
 /// The plugin with the default limits, but quick host retries.
@@ -35,7 +47,11 @@ fn replicate() -> &'static WasmProvider {
     static PROVIDER: OnceLock<WasmProvider> = OnceLock::new();
     PROVIDER.get_or_init(|| {
         load(RuntimeOptions {
-            http: HttpOptions { initial_backoff: Duration::from_millis(10), max_backoff: Duration::from_millis(50), ..HttpOptions::default() },
+            http: HttpOptions {
+                initial_backoff: Duration::from_millis(10),
+                max_backoff: Duration::from_millis(50),
+                ..HttpOptions::default()
+            },
             ..RuntimeOptions::default()
         })
     })
@@ -44,7 +60,15 @@ fn replicate() -> &'static WasmProvider {
 /// The plugin with host retries off, so each scripted failure reaches it as is.
 fn replicate_no_retries() -> &'static WasmProvider {
     static PROVIDER: OnceLock<WasmProvider> = OnceLock::new();
-    PROVIDER.get_or_init(|| load(RuntimeOptions { http: HttpOptions { max_retries: 0, ..HttpOptions::default() }, ..RuntimeOptions::default() }))
+    PROVIDER.get_or_init(|| {
+        load(RuntimeOptions {
+            http: HttpOptions {
+                max_retries: 0,
+                ..HttpOptions::default()
+            },
+            ..RuntimeOptions::default()
+        })
+    })
 }
 
 fn ctx(server: &ReplicateServer) -> CallContext {
@@ -53,12 +77,19 @@ fn ctx(server: &ReplicateServer) -> CallContext {
 
 fn ctx_with(server: &ReplicateServer, key: Option<&str>, settings: &[(&str, &str)]) -> CallContext {
     let mut all = BTreeMap::from([("base_url".to_owned(), server.base_url())]);
-    all.extend(settings.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    all.extend(
+        settings
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
     CallContext::new(key.map(Secret::new), all)
 }
 
+/// Every progress report of a call, in order.
+type Reports = Arc<Mutex<Vec<(f32, String)>>>;
+
 /// A context that records every progress report.
-fn ctx_with_progress(server: &ReplicateServer) -> (CallContext, Arc<Mutex<Vec<(f32, String)>>>) {
+fn ctx_with_progress(server: &ReplicateServer) -> (CallContext, Reports) {
     let reports = Arc::new(Mutex::new(Vec::new()));
     let sink = reports.clone();
     let mut ctx = ctx(server);
@@ -71,24 +102,38 @@ fn ctx_with_progress(server: &ReplicateServer) -> (CallContext, Arc<Mutex<Vec<(f
 }
 
 fn request(model: &str, prompt: &str) -> GenerateRequest {
-    GenerateRequest { model: model.into(), prompt: prompt.into(), ..GenerateRequest::default() }
+    GenerateRequest {
+        model: model.into(),
+        prompt: prompt.into(),
+        ..GenerateRequest::default()
+    }
 }
 
-fn generate(server: &ReplicateServer, request: &GenerateRequest) -> Result<Generation, ProviderError> {
+fn generate(
+    server: &ReplicateServer,
+    request: &GenerateRequest,
+) -> Result<Generation, ProviderError> {
     replicate().generate(request, &ctx(server))
 }
 
 fn only(requests: Vec<Recorded>) -> Recorded {
     match <[Recorded; 1]>::try_from(requests) {
         Ok([one]) => one,
-        Err(all) => panic!("expected exactly one request, got {}: {:?}", all.len(), all.iter().map(|r| &r.uri).collect::<Vec<_>>()),
+        Err(all) => panic!(
+            "expected exactly one request, got {}: {:?}",
+            all.len(),
+            all.iter().map(|r| &r.uri).collect::<Vec<_>>()
+        ),
     }
 }
 
 /// A create call as Replicate documents it: bearer token, JSON, `Prefer: wait`.
 fn assert_create(recorded: &Recorded) {
     assert_eq!(recorded.method, "POST");
-    assert_eq!(recorded.header("authorization"), Some(format!("Bearer {TEST_TOKEN}").as_str()));
+    assert_eq!(
+        recorded.header("authorization"),
+        Some(format!("Bearer {TEST_TOKEN}").as_str())
+    );
     assert_eq!(recorded.header("content-type"), Some("application/json"));
     assert_eq!(recorded.header("prefer"), Some("wait"));
 }
@@ -103,14 +148,22 @@ fn info_lists_the_curated_models_and_the_any_model_entry() {
     assert_eq!(info.id, "replicate");
     let ids: Vec<&str> = info.models.iter().map(|m| m.id.as_str()).collect();
     assert_eq!(ids.first(), Some(&"black-forest-labs/flux-schnell"));
-    assert_eq!(ids.last(), Some(&"*"), "the last entry stands for any owner/name[:version]");
+    assert_eq!(
+        ids.last(),
+        Some(&"*"),
+        "the last entry stands for any owner/name[:version]"
+    );
     assert!(ids.contains(&"stability-ai/sdxl") && ids.contains(&"google/imagen-4"));
-    let dev = info.model("black-forest-labs/flux-dev").unwrap_or_else(|| panic!("no flux-dev"));
+    let dev = info
+        .model("black-forest-labs/flux-dev")
+        .unwrap_or_else(|| panic!("no flux-dev"));
     assert_eq!(dev.max_n, 4);
     assert!(dev.params.contains(&Param::Guidance) && !dev.params.contains(&Param::NegativePrompt));
     assert_eq!(dev.output_formats, ["webp", "jpg", "png"]);
     assert!(dev.aspect_ratios.contains(&"21:9".to_owned()));
-    let sdxl = info.model("stability-ai/sdxl").unwrap_or_else(|| panic!("no sdxl"));
+    let sdxl = info
+        .model("stability-ai/sdxl")
+        .unwrap_or_else(|| panic!("no sdxl"));
     assert!(sdxl.params.contains(&Param::Size) && sdxl.params.contains(&Param::NegativePrompt));
 }
 
@@ -128,20 +181,27 @@ fn an_official_model_runs_in_one_round_trip_with_its_own_input_names() {
     };
     let generation = generate(&server, &request).unwrap_or_else(|err| panic!("{err}"));
 
-    let sent = only(server.requests_to("POST", "/v1/models/black-forest-labs/flux-dev/predictions"));
+    let sent =
+        only(server.requests_to("POST", "/v1/models/black-forest-labs/flux-dev/predictions"));
     assert_create(&sent);
     assert_eq!(
         sent.json(),
         json!({"input": {"prompt": "a lighthouse at dusk", "seed": 1234, "num_inference_steps": 28, "guidance": 3.5,
                          "num_outputs": 2, "output_format": "png", "aspect_ratio": "16:9"}})
     );
-    assert!(server.requests_under("/v1/predictions").is_empty(), "a prediction done at once needs no poll");
+    assert!(
+        server.requests_under("/v1/predictions").is_empty(),
+        "a prediction done at once needs no poll"
+    );
 
     let fetched = downloads(&server);
     assert_eq!(fetched.len(), 2);
     for download in &fetched {
         assert_eq!(download.method, "GET");
-        assert_eq!(download.header("authorization"), Some(format!("Bearer {TEST_TOKEN}").as_str()));
+        assert_eq!(
+            download.header("authorization"),
+            Some(format!("Bearer {TEST_TOKEN}").as_str())
+        );
     }
     assert_eq!(generation.images.len(), 2);
     for image in &generation.images {
@@ -149,20 +209,41 @@ fn an_official_model_runs_in_one_round_trip_with_its_own_input_names() {
         assert_eq!(image.data, server.image());
     }
     let prediction = &server.predictions()[0];
-    assert_eq!(generation.request_id.as_deref(), Some(prediction.id.as_str()));
+    assert_eq!(
+        generation.request_id.as_deref(),
+        Some(prediction.id.as_str())
+    );
     assert_eq!(generation.seed, Some(1234));
-    assert_eq!(generation.metadata.get("model").map(String::as_str), Some("black-forest-labs/flux-dev"));
-    assert_eq!(generation.metadata.get("predict_time").map(String::as_str), Some("2.500"));
-    assert_eq!(generation.metadata.get("url"), Some(&format!("https://replicate.com/p/{}", prediction.id)));
+    assert_eq!(
+        generation.metadata.get("model").map(String::as_str),
+        Some("black-forest-labs/flux-dev")
+    );
+    assert_eq!(
+        generation.metadata.get("predict_time").map(String::as_str),
+        Some("2.500")
+    );
+    assert_eq!(
+        generation.metadata.get("url"),
+        Some(&format!("https://replicate.com/p/{}", prediction.id))
+    );
 }
 
 #[test]
 fn a_single_url_output_and_a_custom_size_work() {
     let server = ReplicateServer::start();
-    let request = GenerateRequest { size: Some("1024x768".into()), ..request("black-forest-labs/flux-1.1-pro", "a red fox") };
+    let request = GenerateRequest {
+        size: Some("1024x768".into()),
+        ..request("black-forest-labs/flux-1.1-pro", "a red fox")
+    };
     let generation = generate(&server, &request).unwrap_or_else(|err| panic!("{err}"));
-    let sent = only(server.requests_to("POST", "/v1/models/black-forest-labs/flux-1.1-pro/predictions"));
-    assert_eq!(sent.json(), json!({"input": {"prompt": "a red fox", "aspect_ratio": "custom", "width": 1024, "height": 768}}));
+    let sent = only(server.requests_to(
+        "POST",
+        "/v1/models/black-forest-labs/flux-1.1-pro/predictions",
+    ));
+    assert_eq!(
+        sent.json(),
+        json!({"input": {"prompt": "a red fox", "aspect_ratio": "custom", "width": 1024, "height": 768}})
+    );
     assert_eq!(generation.images.len(), 1);
     assert_eq!(png_size(&generation.images[0].data), Some((48, 48)));
     assert_eq!(generation.seed, Some(31337), "the seed the model logged");
@@ -189,14 +270,26 @@ fn a_community_model_runs_by_version_through_predictions() {
                "num_inference_steps": 30, "guidance_scale": 7.5, "num_outputs": 3, "width": 1152, "height": 896}})
     );
     assert_eq!(generation.images.len(), 3);
-    assert_eq!(generation.metadata.get("version").map(String::as_str), Some(SDXL_VERSION));
+    assert_eq!(
+        generation.metadata.get("version").map(String::as_str),
+        Some(SDXL_VERSION)
+    );
 }
 
 #[test]
 fn any_model_by_owner_name_and_version_takes_extra_inputs_as_json() {
     let server = ReplicateServer::start();
-    let mut request = GenerateRequest { seed: Some(5), ..request(&format!("acme/pixel-art:{COMMUNITY_VERSION}"), "a castle") };
-    for (name, value) in [("lora_scale", "0.7"), ("num_frames", "3"), ("tiled", "true"), ("palette", "gameboy"), ("label", "\"42\"")] {
+    let mut request = GenerateRequest {
+        seed: Some(5),
+        ..request(&format!("acme/pixel-art:{COMMUNITY_VERSION}"), "a castle")
+    };
+    for (name, value) in [
+        ("lora_scale", "0.7"),
+        ("num_frames", "3"),
+        ("tiled", "true"),
+        ("palette", "gameboy"),
+        ("label", "\"42\""),
+    ] {
         request.extra.insert(name.into(), value.into());
     }
     let generation = generate(&server, &request).unwrap_or_else(|err| panic!("{err}"));
@@ -214,18 +307,35 @@ fn a_slow_prediction_is_polled_with_progress_until_it_succeeds() {
     let server = ReplicateServer::start();
     server.script([Scripted::Polls(3)]);
     let (ctx, reports) = ctx_with_progress(&server);
-    let generation = replicate().generate(&request("black-forest-labs/flux-schnell", "a cat"), &ctx).unwrap_or_else(|err| panic!("{err}"));
+    let generation = replicate()
+        .generate(&request("black-forest-labs/flux-schnell", "a cat"), &ctx)
+        .unwrap_or_else(|err| panic!("{err}"));
     assert_eq!(generation.images.len(), 1);
 
     let id = &server.predictions()[0].id;
     let polls = server.requests_to("GET", &format!("/v1/predictions/{id}"));
-    assert_eq!(polls.len(), 4, "3 polls while processing, then the one that sees it succeed");
+    assert_eq!(
+        polls.len(),
+        4,
+        "3 polls while processing, then the one that sees it succeed"
+    );
     for poll in &polls {
-        assert_eq!(poll.header("authorization"), Some(format!("Bearer {TEST_TOKEN}").as_str()));
+        assert_eq!(
+            poll.header("authorization"),
+            Some(format!("Bearer {TEST_TOKEN}").as_str())
+        );
     }
     let reports = reports.lock().map(|r| r.clone()).unwrap_or_default();
-    assert!(reports.iter().any(|(f, m)| m.contains("40 %") && (*f - 0.39).abs() < 0.01), "progress from the logs: {reports:?}");
-    assert!(reports.windows(2).all(|w| w[0].0 <= w[1].0), "progress only grows: {reports:?}");
+    assert!(
+        reports
+            .iter()
+            .any(|(f, m)| m.contains("40 %") && (*f - 0.39).abs() < 0.01),
+        "progress from the logs: {reports:?}"
+    );
+    assert!(
+        reports.windows(2).all(|w| w[0].0 <= w[1].0),
+        "progress only grows: {reports:?}"
+    );
     assert_eq!(reports.last().map(|(f, _)| *f), Some(1.0));
 }
 
@@ -233,8 +343,11 @@ fn a_slow_prediction_is_polled_with_progress_until_it_succeeds() {
 fn data_uri_outputs_are_decoded() {
     let server = ReplicateServer::start();
     let encoded = base64_of(&server.image());
-    server.script([Scripted::Output(json!([format!("data:image/png;base64,{encoded}")]))]);
-    let generation = generate(&server, &request("black-forest-labs/flux-schnell", "a cat")).unwrap_or_else(|err| panic!("{err}"));
+    server.script([Scripted::Output(json!([format!(
+        "data:image/png;base64,{encoded}"
+    )]))]);
+    let generation = generate(&server, &request("black-forest-labs/flux-schnell", "a cat"))
+        .unwrap_or_else(|err| panic!("{err}"));
     assert_eq!(generation.images.len(), 1);
     assert_eq!(generation.images[0].data, server.image());
     assert!(downloads(&server).is_empty());
@@ -248,11 +361,19 @@ fn base64_of(data: &[u8]) -> String {
 #[test]
 fn a_failed_prediction_with_http_200_is_an_error_with_replicate_s_message() {
     let server = ReplicateServer::start();
-    server.script([Scripted::Fails { error: "CUDA out of memory. Tried to allocate 2.00 GiB".into(), polls: 1 }]);
+    server.script([Scripted::Fails {
+        error: "CUDA out of memory. Tried to allocate 2.00 GiB".into(),
+        polls: 1,
+    }]);
     let result = generate(&server, &request("black-forest-labs/flux-dev", "a cat"));
     match result {
         Err(ProviderError::Server(message)) => {
-            assert!(message.starts_with("black-forest-labs/flux-dev failed on Replicate: CUDA out of memory"), "{message}");
+            assert!(
+                message.starts_with(
+                    "black-forest-labs/flux-dev failed on Replicate: CUDA out of memory"
+                ),
+                "{message}"
+            );
             assert!(message.contains("https://replicate.com/p/"), "{message}");
         }
         other => panic!("expected a server error, got {other:?}"),
@@ -263,21 +384,43 @@ fn a_failed_prediction_with_http_200_is_an_error_with_replicate_s_message() {
 #[test]
 fn an_nsfw_failure_is_a_content_policy_refusal() {
     let server = ReplicateServer::start();
-    server.script([Scripted::Fails { error: "NSFW content detected. Try running it again, or try a different prompt.".into(), polls: 0 }]);
-    let result = generate(&server, &request("black-forest-labs/flux-schnell", "something refused"));
-    assert_eq!(result, Err(ProviderError::ContentPolicy("NSFW content detected. Try running it again, or try a different prompt.".into())));
+    server.script([Scripted::Fails {
+        error: "NSFW content detected. Try running it again, or try a different prompt.".into(),
+        polls: 0,
+    }]);
+    let result = generate(
+        &server,
+        &request("black-forest-labs/flux-schnell", "something refused"),
+    );
+    assert_eq!(
+        result,
+        Err(ProviderError::ContentPolicy(
+            "NSFW content detected. Try running it again, or try a different prompt.".into()
+        ))
+    );
 }
 
 #[test]
 fn check_key_reads_the_account() {
     let server = ReplicateServer::start();
-    replicate().check_key(&ctx(&server)).unwrap_or_else(|err| panic!("{err}"));
+    replicate()
+        .check_key(&ctx(&server))
+        .unwrap_or_else(|err| panic!("{err}"));
     let sent = only(server.requests_to("GET", "/v1/account"));
-    assert_eq!(sent.header("authorization"), Some(format!("Bearer {TEST_TOKEN}").as_str()));
+    assert_eq!(
+        sent.header("authorization"),
+        Some(format!("Bearer {TEST_TOKEN}").as_str())
+    );
 
-    let wrong = replicate().check_key(&ctx_with(&server, Some("r8_wrongwrongwrongwrongwrongwrong00"), &[]));
+    let wrong = replicate().check_key(&ctx_with(
+        &server,
+        Some("r8_wrongwrongwrongwrongwrongwrong00"),
+        &[],
+    ));
     match wrong {
-        Err(ProviderError::Auth(message)) => assert!(message.contains("imageai keys set replicate"), "{message}"),
+        Err(ProviderError::Auth(message)) => {
+            assert!(message.contains("imageai keys set replicate"), "{message}")
+        }
         other => panic!("expected an auth error, got {other:?}"),
     }
 }
@@ -285,8 +428,13 @@ fn check_key_reads_the_account() {
 #[test]
 fn a_missing_token_says_how_to_set_one_and_sends_nothing() {
     let server = ReplicateServer::start();
-    match replicate().generate(&request("black-forest-labs/flux-schnell", "a cat"), &ctx_with(&server, None, &[])) {
-        Err(ProviderError::Auth(message)) => assert!(message.contains("imageai keys set replicate"), "{message}"),
+    match replicate().generate(
+        &request("black-forest-labs/flux-schnell", "a cat"),
+        &ctx_with(&server, None, &[]),
+    ) {
+        Err(ProviderError::Auth(message)) => {
+            assert!(message.contains("imageai keys set replicate"), "{message}")
+        }
         other => panic!("expected an auth error, got {other:?}"),
     }
     assert!(server.requests().is_empty());
@@ -297,7 +445,10 @@ fn a_rejected_token_is_an_auth_error() {
     let server = ReplicateServer::start();
     server.script([Scripted::InvalidToken]);
     let result = generate(&server, &request("black-forest-labs/flux-schnell", "a cat"));
-    assert!(matches!(&result, Err(ProviderError::Auth(m)) if m.starts_with("Replicate rejected the token (401)")), "{result:?}");
+    assert!(
+        matches!(&result, Err(ProviderError::Auth(m)) if m.starts_with("Replicate rejected the token (401)")),
+        "{result:?}"
+    );
 }
 
 #[test]
@@ -305,15 +456,26 @@ fn no_credit_is_a_quota_error() {
     let server = ReplicateServer::start();
     server.script([Scripted::NoCredit]);
     let result = generate(&server, &request("black-forest-labs/flux-schnell", "a cat"));
-    assert!(matches!(&result, Err(ProviderError::Quota(m)) if m.contains("insufficient credit") && m.contains("replicate.com/account/billing")), "{result:?}");
+    assert!(
+        matches!(&result, Err(ProviderError::Quota(m)) if m.contains("insufficient credit") && m.contains("replicate.com/account/billing")),
+        "{result:?}"
+    );
 }
 
 #[test]
 fn rate_limits_carry_the_retry_hint() {
     let server = ReplicateServer::start();
-    server.script([Scripted::RateLimited { retry_after_secs: 4 }]);
-    match replicate_no_retries().generate(&request("black-forest-labs/flux-schnell", "a cat"), &ctx(&server)) {
-        Err(ProviderError::RateLimited { message, retry_after_ms }) => {
+    server.script([Scripted::RateLimited {
+        retry_after_secs: 4,
+    }]);
+    match replicate_no_retries().generate(
+        &request("black-forest-labs/flux-schnell", "a cat"),
+        &ctx(&server),
+    ) {
+        Err(ProviderError::RateLimited {
+            message,
+            retry_after_ms,
+        }) => {
             assert_eq!(retry_after_ms, Some(4000));
             assert!(message.contains("throttled"), "{message}");
         }
@@ -324,48 +486,87 @@ fn rate_limits_carry_the_retry_hint() {
 #[test]
 fn a_rate_limit_then_success_is_retried_by_the_host() {
     let server = ReplicateServer::start();
-    server.script([Scripted::RateLimited { retry_after_secs: 0 }]);
-    let generation = generate(&server, &request("black-forest-labs/flux-schnell", "a cat")).unwrap_or_else(|err| panic!("{err}"));
+    server.script([Scripted::RateLimited {
+        retry_after_secs: 0,
+    }]);
+    let generation = generate(&server, &request("black-forest-labs/flux-schnell", "a cat"))
+        .unwrap_or_else(|err| panic!("{err}"));
     assert_eq!(generation.images.len(), 1);
-    assert_eq!(server.requests_to("POST", "/v1/models/black-forest-labs/flux-schnell/predictions").len(), 2);
+    assert_eq!(
+        server
+            .requests_to(
+                "POST",
+                "/v1/models/black-forest-labs/flux-schnell/predictions"
+            )
+            .len(),
+        2
+    );
 }
 
 #[test]
 fn a_server_error_then_success_is_retried_by_the_host() {
     let server = ReplicateServer::start();
     server.script([Scripted::Polls(1), Scripted::ServerError]);
-    let generation = generate(&server, &request("black-forest-labs/flux-schnell", "a cat")).unwrap_or_else(|err| panic!("{err}"));
+    let generation = generate(&server, &request("black-forest-labs/flux-schnell", "a cat"))
+        .unwrap_or_else(|err| panic!("{err}"));
     assert_eq!(generation.images.len(), 1);
     let id = &server.predictions()[0].id;
-    assert_eq!(server.requests_to("GET", &format!("/v1/predictions/{id}")).len(), 3, "the failed poll was retried");
+    assert_eq!(
+        server
+            .requests_to("GET", &format!("/v1/predictions/{id}"))
+            .len(),
+        3,
+        "the failed poll was retried"
+    );
 }
 
 #[test]
 fn a_failing_server_is_a_server_error() {
     let server = ReplicateServer::start();
     server.script([Scripted::ServerError]);
-    let result = replicate_no_retries().generate(&request("black-forest-labs/flux-schnell", "a cat"), &ctx(&server));
-    assert!(matches!(&result, Err(ProviderError::Server(m)) if m.starts_with("Replicate failed (500)")), "{result:?}");
+    let result = replicate_no_retries().generate(
+        &request("black-forest-labs/flux-schnell", "a cat"),
+        &ctx(&server),
+    );
+    assert!(
+        matches!(&result, Err(ProviderError::Server(m)) if m.starts_with("Replicate failed (500)")),
+        "{result:?}"
+    );
 }
 
 #[test]
 fn a_slow_answer_times_out() {
     let provider = load(RuntimeOptions {
-        http: HttpOptions { read_timeout: Duration::from_millis(400), max_retries: 0, ..HttpOptions::default() },
+        http: HttpOptions {
+            read_timeout: Duration::from_millis(400),
+            max_retries: 0,
+            ..HttpOptions::default()
+        },
         ..RuntimeOptions::default()
     });
     let server = ReplicateServer::start();
     server.script([Scripted::Slow(Duration::from_secs(3))]);
-    let result = provider.generate(&request("black-forest-labs/flux-schnell", "a cat"), &ctx(&server));
-    assert!(matches!(result, Err(ProviderError::Timeout(_))), "{result:?}");
+    let result = provider.generate(
+        &request("black-forest-labs/flux-schnell", "a cat"),
+        &ctx(&server),
+    );
+    assert!(
+        matches!(result, Err(ProviderError::Timeout(_))),
+        "{result:?}"
+    );
 }
 
 #[test]
 fn a_truncated_answer_fails_cleanly() {
     let server = ReplicateServer::start();
     server.script([Scripted::Truncated]);
-    match replicate_no_retries().generate(&request("black-forest-labs/flux-schnell", "a cat"), &ctx(&server)) {
-        Err(error @ (ProviderError::Network(_) | ProviderError::Server(_))) => assert!(!error.to_string().contains(TEST_TOKEN)),
+    match replicate_no_retries().generate(
+        &request("black-forest-labs/flux-schnell", "a cat"),
+        &ctx(&server),
+    ) {
+        Err(error @ (ProviderError::Network(_) | ProviderError::Server(_))) => {
+            assert!(!error.to_string().contains(TEST_TOKEN))
+        }
         other => panic!("expected a network or server error, got {other:?}"),
     }
 }
@@ -375,16 +576,28 @@ fn malformed_json_is_a_server_error() {
     let server = ReplicateServer::start();
     server.script([Scripted::MalformedJson]);
     let result = generate(&server, &request("black-forest-labs/flux-schnell", "a cat"));
-    assert!(matches!(&result, Err(ProviderError::Server(m)) if m.contains("cut off") || m.contains("not the JSON expected")), "{result:?}");
+    assert!(
+        matches!(&result, Err(ProviderError::Server(m)) if m.contains("cut off") || m.contains("not the JSON expected")),
+        "{result:?}"
+    );
 }
 
 #[test]
 fn an_oversized_answer_is_refused() {
-    let provider = load(RuntimeOptions { max_response_bytes: 256 * 1024, ..RuntimeOptions::default() });
+    let provider = load(RuntimeOptions {
+        max_response_bytes: 256 * 1024,
+        ..RuntimeOptions::default()
+    });
     let server = ReplicateServer::start();
     server.script([Scripted::Oversized(1024 * 1024)]);
-    let result = provider.generate(&request("black-forest-labs/flux-schnell", "a cat"), &ctx(&server));
-    assert!(matches!(&result, Err(ProviderError::Server(m)) if m.contains("too large")), "{result:?}");
+    let result = provider.generate(
+        &request("black-forest-labs/flux-schnell", "a cat"),
+        &ctx(&server),
+    );
+    assert!(
+        matches!(&result, Err(ProviderError::Server(m)) if m.contains("too large")),
+        "{result:?}"
+    );
 }
 
 #[test]
@@ -392,14 +605,22 @@ fn an_unknown_official_model_says_to_give_a_version() {
     let server = ReplicateServer::start();
     match generate(&server, &request("acme/pixel-art", "a castle")) {
         Err(ProviderError::InvalidRequest(message)) => {
-            assert!(message.contains("no official model `acme/pixel-art`") && message.contains("acme/pixel-art:<version>"), "{message}");
+            assert!(
+                message.contains("no official model `acme/pixel-art`")
+                    && message.contains("acme/pixel-art:<version>"),
+                "{message}"
+            );
         }
         other => panic!("expected invalid-request, got {other:?}"),
     }
     let unknown_version = format!("acme/pixel-art:{}", "0".repeat(64));
     match generate(&server, &request(&unknown_version, "a castle")) {
         Err(ProviderError::InvalidRequest(message)) => {
-            assert!(message.contains("cannot run version") && message.contains("https://replicate.com/acme/pixel-art/versions"), "{message}");
+            assert!(
+                message.contains("cannot run version")
+                    && message.contains("https://replicate.com/acme/pixel-art/versions"),
+                "{message}"
+            );
         }
         other => panic!("expected invalid-request, got {other:?}"),
     }
@@ -410,21 +631,38 @@ fn a_user_cancel_stops_polling_at_once() {
     let server = ReplicateServer::start();
     server.script([Scripted::Polls(FOREVER)]);
     let ctx = ctx(&server);
-    let cancel = ctx.cancel.clone();
-    let canceller = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(1500));
-        cancel.cancel();
+    let (result, cancelled_at) = std::thread::scope(|scope| {
+        let canceller = scope.spawn(|| {
+            // Cancel once the plugin is polling.
+            while server.requests_under("/v1/predictions/").is_empty() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            std::thread::sleep(Duration::from_millis(300));
+            ctx.cancel.cancel();
+            Instant::now()
+        });
+        let result =
+            replicate().generate(&request("black-forest-labs/flux-schnell", "a cat"), &ctx);
+        (result, canceller.join().unwrap_or_else(|_| Instant::now()))
     });
-    let started = Instant::now();
-    let result = replicate().generate(&request("black-forest-labs/flux-schnell", "a cat"), &ctx);
-    let _ = canceller.join();
     assert_eq!(result, Err(ProviderError::Cancelled));
-    assert!(started.elapsed() < Duration::from_secs(4), "cancel took {:?}", started.elapsed());
+    assert!(
+        cancelled_at.elapsed() < Duration::from_secs(1),
+        "the wait did not end with the cancel"
+    );
     let id = server.predictions()[0].id.clone();
-    let polls = server.requests_to("GET", &format!("/v1/predictions/{id}")).len();
+    let polls = server
+        .requests_to("GET", &format!("/v1/predictions/{id}"))
+        .len();
     assert!(polls >= 1, "it was polling before the cancel");
     std::thread::sleep(Duration::from_millis(800));
-    assert_eq!(server.requests_to("GET", &format!("/v1/predictions/{id}")).len(), polls, "no poll after the cancel");
+    assert_eq!(
+        server
+            .requests_to("GET", &format!("/v1/predictions/{id}"))
+            .len(),
+        polls,
+        "no poll after the cancel"
+    );
     assert!(downloads(&server).is_empty());
 }
 
@@ -436,13 +674,24 @@ fn a_prediction_that_outlasts_max_wait_is_cancelled_on_replicate() {
     let started = Instant::now();
     let result = replicate().generate(&request("black-forest-labs/flux-schnell", "a cat"), &ctx);
     match result {
-        Err(ProviderError::Timeout(message)) => assert!(message.contains("after 2 s") && message.contains("max_wait_secs"), "{message}"),
+        Err(ProviderError::Timeout(message)) => assert!(
+            message.contains("after 2 s") && message.contains("max_wait_secs"),
+            "{message}"
+        ),
         other => panic!("expected a timeout, got {other:?}"),
     }
-    assert!(started.elapsed() < Duration::from_secs(5), "gave up after {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "gave up after {:?}",
+        started.elapsed()
+    );
     let prediction = &server.predictions()[0];
-    let cancel = only(server.requests_to("POST", &format!("/v1/predictions/{}/cancel", prediction.id)));
-    assert_eq!(cancel.header("authorization"), Some(format!("Bearer {TEST_TOKEN}").as_str()));
+    let cancel =
+        only(server.requests_to("POST", &format!("/v1/predictions/{}/cancel", prediction.id)));
+    assert_eq!(
+        cancel.header("authorization"),
+        Some(format!("Bearer {TEST_TOKEN}").as_str())
+    );
     assert_eq!(prediction.status, "canceled");
 }
 
@@ -451,14 +700,19 @@ fn a_bad_max_wait_setting_says_how_to_fix_it() {
     let server = ReplicateServer::start();
     let ctx = ctx_with(&server, Some(TEST_TOKEN), &[("max_wait_secs", "soon")]);
     let result = replicate().generate(&request("black-forest-labs/flux-schnell", "a cat"), &ctx);
-    assert!(matches!(&result, Err(ProviderError::InvalidRequest(m)) if m.contains("IMAGEAI_REPLICATE_MAX_WAIT_SECS")), "{result:?}");
+    assert!(
+        matches!(&result, Err(ProviderError::InvalidRequest(m)) if m.contains("IMAGEAI_REPLICATE_MAX_WAIT_SECS")),
+        "{result:?}"
+    );
     assert!(server.requests().is_empty());
 }
 
 #[test]
 fn output_links_outside_the_allowed_hosts_are_refused() {
     let server = ReplicateServer::start();
-    server.script([Scripted::Output(json!(["https://files.example.com/out-0.png"]))]);
+    server.script([Scripted::Output(json!([
+        "https://files.example.com/out-0.png"
+    ]))]);
     let result = generate(&server, &request("black-forest-labs/flux-schnell", "a cat"));
     match result {
         Err(ProviderError::Other(message)) => assert!(message.contains("refused"), "{message}"),
@@ -470,27 +724,65 @@ fn output_links_outside_the_allowed_hosts_are_refused() {
 fn an_output_without_files_is_a_server_error() {
     let server = ReplicateServer::start();
     server.script([Scripted::Output(json!("a caption, not an image"))]);
-    let result = generate(&server, &request(&format!("acme/pixel-art:{COMMUNITY_VERSION}"), "a castle"));
-    assert!(matches!(&result, Err(ProviderError::Server(m)) if m.contains("without any output file")), "{result:?}");
+    let result = generate(
+        &server,
+        &request(&format!("acme/pixel-art:{COMMUNITY_VERSION}"), "a castle"),
+    );
+    assert!(
+        matches!(&result, Err(ProviderError::Server(m)) if m.contains("without any output file")),
+        "{result:?}"
+    );
 }
 
 #[test]
 fn invalid_requests_are_refused_before_sending() {
     let server = ReplicateServer::start();
     let cases = [
-        (GenerateRequest { n: 2, ..request("google/imagen-4", "a cat") }, "google/imagen-4 makes one image per request"),
-        (GenerateRequest { steps: Some(10), ..request("black-forest-labs/flux-schnell", "a cat") }, "takes 1 to 4 steps"),
-        (GenerateRequest { size: Some("1024x1024".into()), ..request("black-forest-labs/flux-dev", "a cat") }, "takes an aspect ratio"),
-        (GenerateRequest { negative_prompt: Some("dogs".into()), ..request("black-forest-labs/flux-dev", "a cat") }, "does not take a negative prompt"),
+        (
+            GenerateRequest {
+                n: 2,
+                ..request("google/imagen-4", "a cat")
+            },
+            "google/imagen-4 makes one image per request",
+        ),
+        (
+            GenerateRequest {
+                steps: Some(10),
+                ..request("black-forest-labs/flux-schnell", "a cat")
+            },
+            "takes 1 to 4 steps",
+        ),
+        (
+            GenerateRequest {
+                size: Some("1024x1024".into()),
+                ..request("black-forest-labs/flux-dev", "a cat")
+            },
+            "takes an aspect ratio",
+        ),
+        (
+            GenerateRequest {
+                negative_prompt: Some("dogs".into()),
+                ..request("black-forest-labs/flux-dev", "a cat")
+            },
+            "does not take a negative prompt",
+        ),
         (request("*", "a cat"), "choose a Replicate model"),
         (request("flux", "a cat"), "is not a Replicate model id"),
-        (request("black-forest-labs/flux-dev", " "), "the prompt is empty"),
+        (
+            request("black-forest-labs/flux-dev", " "),
+            "the prompt is empty",
+        ),
     ];
     for (request, expected) in cases {
         match generate(&server, &request) {
-            Err(ProviderError::InvalidRequest(message)) => assert!(message.contains(expected), "{message}"),
+            Err(ProviderError::InvalidRequest(message)) => {
+                assert!(message.contains(expected), "{message}")
+            }
             other => panic!("expected invalid-request for {request:?}, got {other:?}"),
         }
     }
-    assert!(server.requests().is_empty(), "nothing may be sent for an invalid request");
+    assert!(
+        server.requests().is_empty(),
+        "nothing may be sent for an invalid request"
+    );
 }

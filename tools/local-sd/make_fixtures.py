@@ -35,6 +35,7 @@ from diffusers import (
     EulerDiscreteScheduler,
     PNDMScheduler,
     StableDiffusionImg2ImgPipeline,
+    StableDiffusionInpaintPipeline,
     StableDiffusionPipeline,
     UNet2DConditionModel,
 )
@@ -174,9 +175,10 @@ def sd_scheduler_config(prediction_type: str) -> dict:
     ).config
 
 
-def build_sd(name: str, *, v_prediction: bool) -> None:
+def build_sd(name: str, *, v_prediction: bool, inpaint_unet: bool = False) -> None:
     """SD 1.x-like (epsilon, quick_gelu CLIP, conv projections) or SD 2.x-like (v-prediction,
-    gelu CLIP, linear projections, per-block head dims)."""
+    gelu CLIP, linear projections, per-block head dims); `inpaint_unet` gives the UNet 9 input
+    channels (latents, mask, masked-image latents) as in the SD inpainting checkpoints."""
     out = FIXTURES / name
     if out.exists():
         shutil.rmtree(out)
@@ -207,17 +209,17 @@ def build_sd(name: str, *, v_prediction: bool) -> None:
     torch.manual_seed(1)
     unet = UNet2DConditionModel(
         sample_size=8,
-        in_channels=4,
+        in_channels=9 if inpaint_unet else 4,
         out_channels=4,
-        block_out_channels=(32, 64),
+        block_out_channels=(16, 32),
         layers_per_block=1,
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
         cross_attention_dim=32,
-        attention_head_dim=(2, 4) if v_prediction else 4,
+        attention_head_dim=(2, 4) if v_prediction else 2,
         use_linear_projection=v_prediction,
         upcast_attention=v_prediction,
-        norm_num_groups=16,
+        norm_num_groups=8,
     ).eval()
     scale_weights_(unet, 1.5)
 
@@ -273,7 +275,7 @@ def build_sd(name: str, *, v_prediction: bool) -> None:
 
     # --- one UNet evaluation, batch 2 (uncond + cond, as with guidance) --------------------------
     g = torch.Generator("cpu").manual_seed(3)
-    sample = torch.randn((2, 4, 8, 8), generator=g)
+    sample = torch.randn((2, unet.config.in_channels, 8, 8), generator=g)
     t = torch.tensor(801, dtype=torch.int64)
     ehs = enc.last_hidden_state[:2].flip(0).contiguous()
     with torch.no_grad():
@@ -298,6 +300,12 @@ def build_sd(name: str, *, v_prediction: bool) -> None:
 
     # --- full pipelines ------------------------------------------------------------------------
     base_config = pipe.scheduler.config
+    if inpaint_unet:
+        add_inpaint_cases(pipe, base_config, refs, cases, prompts)
+        save_file({k: v.contiguous() for k, v in refs.items()}, out / "reference.safetensors")
+        (out / "cases.json").write_text(json.dumps(cases, indent=1) + "\n")
+        print(f"wrote {out}")
+        return
     for sched_name, make in SCHEDULERS.items():
         pipe.scheduler = make(base_config)
         for mode in ["txt2img"]:
@@ -341,9 +349,42 @@ def build_sd(name: str, *, v_prediction: bool) -> None:
         refs[f"{key}.image"] = torch.from_numpy(np.ascontiguousarray(img))
         cases["pipelines"].append({"key": key, "mode": "img2img", "scheduler": sched_name, "seed": 77, **kwargs})
 
+    if v_prediction:
+        # SD-Turbo style: trailing timesteps, one or two Euler-ancestral steps, no guidance.
+        for steps in [1, 2]:
+            pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(base_config, timestep_spacing="trailing")
+            kwargs = dict(prompt=prompts[0], height=32, width=32, num_inference_steps=steps, guidance_scale=0.0)
+            with torch.no_grad():
+                img = pipe(**kwargs, generator=torch.Generator("cpu").manual_seed(2024), output_type="np").images
+            key = f"turbo{steps}.euler_a"
+            refs[f"{key}.image"] = torch.from_numpy(np.ascontiguousarray(img))
+            cases["pipelines"].append({"key": key, "mode": "txt2img", "scheduler": "euler_a", "timestep_spacing": "trailing", "seed": 2024, **kwargs})
+    else:
+        # Inpainting with an ordinary UNet: latent mask blending.
+        add_inpaint_cases(pipe, base_config, refs, cases, prompts)
+
     save_file({k: v.contiguous() for k, v in refs.items()}, out / "reference.safetensors")
     (out / "cases.json").write_text(json.dumps(cases, indent=1) + "\n")
     print(f"wrote {out}")
+
+
+def add_inpaint_cases(pipe, base_config, refs, cases, prompts) -> None:
+    inpaint = StableDiffusionInpaintPipeline(**pipe.components, requires_safety_checker=False)
+    inpaint.set_progress_bar_config(disable=True)
+    g = torch.Generator("cpu").manual_seed(6)
+    init = torch.rand((1, 3, 32, 32), generator=g) * 2 - 1
+    mask = torch.zeros((1, 1, 32, 32))
+    mask[:, :, 8:24, 4:20] = 1.0
+    for sched_name, strength in [("euler_a", 1.0), ("ddim", 0.75)]:
+        inpaint.scheduler = SCHEDULERS[sched_name](base_config)
+        kwargs = dict(prompt=prompts[0], negative_prompt="", height=32, width=32, num_inference_steps=4, guidance_scale=7.5, strength=strength)
+        with torch.no_grad():
+            img = inpaint(image=init, mask_image=mask, **kwargs, generator=torch.Generator("cpu").manual_seed(88), output_type="np").images
+        key = f"inpaint.{sched_name}"
+        refs[f"{key}.init_image"] = init.clone()
+        refs[f"{key}.mask"] = mask.clone()
+        refs[f"{key}.image"] = torch.from_numpy(np.ascontiguousarray(img))
+        cases["pipelines"].append({"key": key, "mode": "inpaint", "scheduler": sched_name, "seed": 88, **kwargs})
 
 
 def build_randn() -> None:
@@ -354,6 +395,12 @@ def build_randn() -> None:
             refs[f"f32.{seed}.{n}"] = torch.randn(n, generator=g)
             g = torch.Generator("cpu").manual_seed(seed)
             refs[f"f16.{seed}.{n}"] = torch.randn(n, generator=g, dtype=torch.float16)
+    # A full SD latent (1x4x64x64): enough values to exercise every rounding path.
+    for seed in [7, 123456789]:
+        g = torch.Generator("cpu").manual_seed(seed)
+        refs[f"f32.{seed}.16384"] = torch.randn(16384, generator=g)
+        g = torch.Generator("cpu").manual_seed(seed)
+        refs[f"f16.{seed}.16384"] = torch.randn(16384, generator=g, dtype=torch.float16)
     # Two draws from one generator continue the stream.
     g = torch.Generator("cpu").manual_seed(42)
     a = torch.randn(64, generator=g)
@@ -366,7 +413,7 @@ def build_randn() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["randn", "sd1", "sd2"], help="build one fixture set only")
+    parser.add_argument("--only", choices=["randn", "sd1", "sd2", "sd1-inpaint"], help="build one fixture set only")
     args = parser.parse_args()
     torch.set_num_threads(1)
     FIXTURES.mkdir(parents=True, exist_ok=True)
@@ -376,6 +423,8 @@ def main() -> None:
         build_sd("sd1", v_prediction=False)
     if args.only in (None, "sd2"):
         build_sd("sd2", v_prediction=True)
+    if args.only in (None, "sd1-inpaint"):
+        build_sd("sd1-inpaint", v_prediction=False, inpaint_unet=True)
 
 
 if __name__ == "__main__":

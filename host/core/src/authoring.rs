@@ -107,7 +107,7 @@ pub enum AuthoringError {
         source: std::io::Error,
     },
 
-    #[error("{command} failed; fix the errors above and build again ({})\n{stderr}", dir.display())]
+    #[error("{command} failed; fix what cargo reports below, then build again ({})\n{stderr}", dir.display())]
     Cargo {
         command: String,
         dir: PathBuf,

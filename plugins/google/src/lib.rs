@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use imageai_sdk::http::{self, Response};
 use imageai_sdk::{
-    EditRequest, GenerateRequest, Generation, Image, Provider, ProviderError, ProviderInfo, api_key, check_cancelled,
-    progress, setting_or, sleep,
+    EditRequest, GenerateRequest, Generation, Image, Provider, ProviderError, ProviderInfo,
+    api_key, check_cancelled, progress, setting_or, sleep,
 };
 
 use crate::models::{Family, MODELS, Model};
@@ -28,7 +28,8 @@ pub struct Google;
 
 impl Provider for Google {
     fn info(&self) -> ProviderInfo {
-        ProviderInfo::new("google", "Google", env!("CARGO_PKG_VERSION")).models(MODELS.iter().map(Model::info))
+        ProviderInfo::new("google", "Google", env!("CARGO_PKG_VERSION"))
+            .models(MODELS.iter().map(Model::info))
     }
 
     fn generate(&self, request: GenerateRequest) -> Result<Generation, ProviderError> {
@@ -51,7 +52,11 @@ impl Provider for Google {
     }
 
     fn check_key(&self) -> Result<(), ProviderError> {
-        send(&http::get(endpoint("/models?pageSize=1")).header("x-goog-api-key", api_key()?)).map(|_| ())
+        send(
+            &http::get(endpoint("/models?pageSize=1")).header("x-goog-api-key", api_key()?),
+            0.0,
+        )
+        .map(|_| ())
     }
 }
 
@@ -64,19 +69,38 @@ fn endpoint(path: &str) -> String {
 }
 
 /// Gemini: one `generateContent` call per image asked for (the image models answer one image
-/// per call), the text beside the images kept as the note.
-fn gemini(model: &Model, request: &GenerateRequest, images: &[Image], key: &str) -> Result<Generation, ProviderError> {
-    let body = wire::gemini_body(model, request, images);
-    let call = http::post(endpoint(&format!("/models/{}:generateContent", model.id))).header("x-goog-api-key", key).json(&body);
+/// per call), the text beside the images kept as the note. With a seed, later calls count up
+/// from it: the same seed would ask for the same image again.
+fn gemini(
+    model: &Model,
+    request: &GenerateRequest,
+    images: &[Image],
+    key: &str,
+) -> Result<Generation, ProviderError> {
+    let mut body = wire::gemini_body(model, request, images);
+    let url = endpoint(&format!("/models/{}:generateContent", model.id));
     let total = request.count();
     let mut generation = Generation::default();
     let mut notes = Vec::new();
     for i in 0..total {
         check_cancelled()?;
-        let what = if images.is_empty() { "an image" } else { "an edit" };
-        progress(i as f32 / total as f32, &format!("asking {} for {what} ({} of {total})", model.id, i + 1));
-        let response = send(&call)?;
-        let answer = response.json::<GenerateContentResponse>()?.into_answer(model.id)?;
+        let what = if images.is_empty() {
+            "an image"
+        } else {
+            "an edit"
+        };
+        progress(
+            i as f32 / total as f32,
+            &format!("asking {} for {what} ({} of {total})", model.id, i + 1),
+        );
+        if let Some(seed) = request.seed {
+            body["generationConfig"]["seed"] = (seed + u64::from(i)).into();
+        }
+        let call = http::post(&url).header("x-goog-api-key", key).json(&body);
+        let response = send(&call, i as f32 / total as f32)?;
+        let answer = response
+            .json::<GenerateContentResponse>()?
+            .into_answer(model.id)?;
         generation.images.extend(answer.images);
         notes.extend(answer.text);
         generation.warnings.extend(answer.warnings);
@@ -93,13 +117,24 @@ fn gemini(model: &Model, request: &GenerateRequest, images: &[Image], key: &str)
 }
 
 /// Imagen: one `predict` call for all the images.
-fn imagen(model: &Model, request: &GenerateRequest, key: &str) -> Result<Generation, ProviderError> {
+fn imagen(
+    model: &Model,
+    request: &GenerateRequest,
+    key: &str,
+) -> Result<Generation, ProviderError> {
     let body = wire::imagen_body(model, request);
-    progress(0.05, &format!("asking {} for {} image(s)", model.id, request.count()));
-    let call = http::post(endpoint(&format!("/models/{}:predict", model.id))).header("x-goog-api-key", key).json(&body);
-    let response = send(&call)?;
+    progress(
+        0.05,
+        &format!("asking {} for {} image(s)", model.id, request.count()),
+    );
+    let call = http::post(endpoint(&format!("/models/{}:predict", model.id)))
+        .header("x-goog-api-key", key)
+        .json(&body);
+    let response = send(&call, 0.05)?;
     let fallback = wire::mime_for_format(request.output_format.as_deref().unwrap_or("png"));
-    let answer = response.json::<PredictResponse>()?.into_answer(request.count(), fallback)?;
+    let answer = response
+        .json::<PredictResponse>()?
+        .into_answer(request.count(), fallback)?;
     let mut generation = Generation::new(answer.images).revised_prompt(answer.revised_prompt);
     generation.warnings = answer.warnings;
     progress(1.0, "done");
@@ -107,32 +142,52 @@ fn imagen(model: &Model, request: &GenerateRequest, key: &str) -> Result<Generat
 }
 
 /// Send, turning a failed status into Google's error. A 429 whose body asks for a short wait is
-/// waited out (cancellably) and tried once more.
-fn send(request: &http::Request) -> Result<Response, ProviderError> {
+/// waited out (cancellably, reporting it at progress `at`) and tried once more.
+fn send(request: &http::Request, at: f32) -> Result<Response, ProviderError> {
     let response = request.clone().send()?;
     if response.is_success() {
         return Ok(response);
     }
     let error = wire::error(&response);
-    let ProviderError::RateLimited { retry_after_ms: Some(wait_ms), .. } = &error else {
+    let ProviderError::RateLimited {
+        retry_after_ms: Some(wait_ms),
+        ..
+    } = &error
+    else {
         return Err(error);
     };
     let wait = Duration::from_millis(*wait_ms);
     if wait > SELF_RETRY_MAX {
         return Err(error);
     }
-    imageai_sdk::log::info(&format!("Google asked to wait {} ms before retrying; waiting once", wait.as_millis()));
-    progress(0.0, &format!("rate limited by Google; retrying in {:.1} s", wait.as_secs_f32()));
+    imageai_sdk::log::info(&format!(
+        "Google asked to wait {} ms before retrying; waiting once",
+        wait.as_millis()
+    ));
+    progress(
+        at,
+        &format!(
+            "rate limited by Google; retrying in {:.1} s",
+            wait.as_secs_f32()
+        ),
+    );
     sleep(wait)?;
     let retried = request.clone().send()?;
-    if retried.is_success() { Ok(retried) } else { Err(wire::error(&retried)) }
+    if retried.is_success() {
+        Ok(retried)
+    } else {
+        Err(wire::error(&retried))
+    }
 }
 
 /// A retired model name still works, with a warning so the user can update it.
 fn with_alias_warning(generation: Generation, model: &Model, asked: &str) -> Generation {
     let asked = asked.trim();
     if model.aliases.contains(&asked) {
-        generation.warning(format!("`{asked}` was retired; the request went to `{}`. Use that name from now on.", model.id))
+        generation.warning(format!(
+            "`{asked}` was retired; the request went to `{}`. Use that name from now on.",
+            model.id
+        ))
     } else {
         generation
     }
@@ -175,14 +230,33 @@ mod tests {
         // Off wasm, any host call would panic: these must be refused by validation alone.
         let cases = [
             GenerateRequest::new("gemini-2.5-flash-image", " "),
-            GenerateRequest { n: 9, ..GenerateRequest::new("imagen-4.0-generate-001", "x") },
+            GenerateRequest {
+                n: 9,
+                ..GenerateRequest::new("imagen-4.0-generate-001", "x")
+            },
             GenerateRequest::new("dall-e-3", "x"),
         ];
         for request in cases {
-            assert_eq!(Google.generate(request).err().map(|e| e.class()), Some("invalid-request"));
+            assert_eq!(
+                Google.generate(request).err().map(|e| e.class()),
+                Some("invalid-request")
+            );
         }
-        let edit = EditRequest::new(imageai_sdk::EditMode::Edit, GenerateRequest::new("imagen-4.0-generate-001", "x"), vec![Image::png(vec![1])]);
-        assert_eq!(Google.edit(edit).err().map(|e| e.class()), Some("invalid-request"));
-        assert_eq!(Google.upscale(imageai_sdk::UpscaleRequest::new("x", Image::png(vec![]))).err().map(|e| e.class()), Some("invalid-request"));
+        let edit = EditRequest::new(
+            imageai_sdk::EditMode::Edit,
+            GenerateRequest::new("imagen-4.0-generate-001", "x"),
+            vec![Image::png(vec![1])],
+        );
+        assert_eq!(
+            Google.edit(edit).err().map(|e| e.class()),
+            Some("invalid-request")
+        );
+        assert_eq!(
+            Google
+                .upscale(imageai_sdk::UpscaleRequest::new("x", Image::png(vec![])))
+                .err()
+                .map(|e| e.class()),
+            Some("invalid-request")
+        );
     }
 }

@@ -46,13 +46,19 @@ pub fn imagen_body(model: &Model, request: &GenerateRequest) -> Value {
         parameters.insert("aspectRatio".into(), json!(ratio));
     }
     if let Some(person) = request.extra("person_generation") {
-        parameters.insert("personGeneration".into(), json!(person.trim().to_ascii_uppercase()));
+        parameters.insert(
+            "personGeneration".into(),
+            json!(person.trim().to_ascii_uppercase()),
+        );
     }
     if let Some(size) = model.image_size(request) {
         parameters.insert("sampleImageSize".into(), json!(size));
     }
     if let Some(format) = &request.output_format {
-        parameters.insert("outputOptions".into(), json!({"mimeType": mime_for_format(format)}));
+        parameters.insert(
+            "outputOptions".into(),
+            json!({"mimeType": mime_for_format(format)}),
+        );
     }
     parameters.insert("includeRaiReason".into(), json!(true));
     json!({"instances": [{"prompt": request.prompt}], "parameters": parameters})
@@ -157,25 +163,55 @@ impl GenerateContentResponse {
     /// `finishReason` says why. Both become [`ProviderError::ContentPolicy`] with that reason.
     pub fn into_answer(self, model: &str) -> Result<GeminiAnswer, ProviderError> {
         if self.candidates.is_empty() {
-            return Err(match self.prompt_feedback.as_ref().and_then(|f| f.block_reason.clone()) {
-                Some(reason) => {
-                    let detail = self.prompt_feedback.and_then(|f| f.block_reason_message).map(|m| format!(": {m}")).unwrap_or_default();
-                    ProviderError::content_policy(format!(
-                        "Google blocked the prompt ({reason}){detail}. Rephrase it and try again."
-                    ))
-                }
-                None => ProviderError::server(format!("{model} answered without any result. Try again.")),
-            });
+            return Err(
+                match self
+                    .prompt_feedback
+                    .as_ref()
+                    .and_then(|f| f.block_reason.clone())
+                {
+                    Some(reason) => {
+                        let detail = self
+                            .prompt_feedback
+                            .and_then(|f| f.block_reason_message)
+                            .map(|m| format!(": {m}"))
+                            .unwrap_or_default();
+                        ProviderError::content_policy(format!(
+                            "Google blocked the prompt ({reason}){detail}. Rephrase it and try again."
+                        ))
+                    }
+                    None => ProviderError::server(format!(
+                        "{model} answered without any result. Try again."
+                    )),
+                },
+            );
         }
-        let mut answer = GeminiAnswer { response_id: self.response_id.clone(), ..GeminiAnswer::default() };
+        let mut answer = GeminiAnswer {
+            response_id: self.response_id.clone(),
+            ..GeminiAnswer::default()
+        };
         let mut texts = Vec::new();
         for candidate in &self.candidates {
-            let parts = candidate.content.as_ref().map(|c| c.parts.as_slice()).unwrap_or_default();
+            let parts = candidate
+                .content
+                .as_ref()
+                .map(|c| c.parts.as_slice())
+                .unwrap_or_default();
             for part in parts.iter().filter(|p| p.thought != Some(true)) {
                 if let Some(blob) = &part.inline_data {
-                    let declared = blob.mime_type.as_deref().filter(|m| m.starts_with("image/")).unwrap_or("image/png");
-                    answer.images.push(Image::from_base64(&blob.data, declared)?);
-                } else if let Some(text) = part.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+                    let declared = blob
+                        .mime_type
+                        .as_deref()
+                        .filter(|m| m.starts_with("image/"))
+                        .unwrap_or("image/png");
+                    answer
+                        .images
+                        .push(Image::from_base64(&blob.data, declared)?);
+                } else if let Some(text) = part
+                    .text
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                {
                     texts.push(text.to_owned());
                 }
             }
@@ -187,16 +223,30 @@ impl GenerateContentResponse {
             return Err(no_image(model, first, said));
         }
         answer.text = said;
-        if let Some(reason) = answer.finish_reason.as_deref().filter(|r| REFUSALS.contains(r)) {
-            answer.warnings.push(format!("Google stopped part of the answer ({reason}); some images may be missing."));
+        if let Some(reason) = answer
+            .finish_reason
+            .as_deref()
+            .filter(|r| REFUSALS.contains(r))
+        {
+            answer.warnings.push(format!(
+                "Google stopped part of the answer ({reason}); some images may be missing."
+            ));
         }
         if let Some(version) = &self.model_version {
-            answer.metadata.push(("model_version".into(), version.clone()));
+            answer
+                .metadata
+                .push(("model_version".into(), version.clone()));
         }
         if let Some(Value::Object(usage)) = &self.usage_metadata {
-            for key in ["promptTokenCount", "candidatesTokenCount", "totalTokenCount"] {
+            for key in [
+                "promptTokenCount",
+                "candidatesTokenCount",
+                "totalTokenCount",
+            ] {
                 if let Some(n) = usage.get(key).and_then(Value::as_u64) {
-                    answer.metadata.push((format!("usage.{key}"), n.to_string()));
+                    answer
+                        .metadata
+                        .push((format!("usage.{key}"), n.to_string()));
                 }
             }
         }
@@ -208,13 +258,21 @@ impl GenerateContentResponse {
 fn no_image(model: &str, candidate: &Candidate, said: Option<String>) -> ProviderError {
     let reason = candidate.finish_reason.as_deref().unwrap_or("unspecified");
     let mut details = Vec::new();
-    if let Some(message) = candidate.finish_message.as_deref().filter(|m| !m.trim().is_empty()) {
+    if let Some(message) = candidate
+        .finish_message
+        .as_deref()
+        .filter(|m| !m.trim().is_empty())
+    {
         details.push(message.trim().to_owned());
     }
     if let Some(text) = &said {
         details.push(format!("the model said: \"{}\"", clip(text, 400)));
     }
-    let detail = if details.is_empty() { String::new() } else { format!(" ({})", details.join("; ")) };
+    let detail = if details.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", details.join("; "))
+    };
     if REFUSALS.contains(&reason) {
         return ProviderError::content_policy(format!(
             "Google's safety filters stopped the image ({reason}){detail}. Rephrase the prompt or use other reference images."
@@ -271,11 +329,18 @@ impl PredictResponse {
     /// Read the answer. Imagen drops images its filters catch (HTTP 200 with fewer or no
     /// predictions, with `raiFilteredReason` when asked for): none at all is a content-policy
     /// error with the reason; some missing is a warning.
-    pub fn into_answer(self, asked: u32, fallback_mime: &str) -> Result<ImagenAnswer, ProviderError> {
+    pub fn into_answer(
+        self,
+        asked: u32,
+        fallback_mime: &str,
+    ) -> Result<ImagenAnswer, ProviderError> {
         let mut answer = ImagenAnswer::default();
         let mut reasons = Vec::new();
         for prediction in self.predictions {
-            match (prediction.bytes_base64_encoded, prediction.rai_filtered_reason) {
+            match (
+                prediction.bytes_base64_encoded,
+                prediction.rai_filtered_reason,
+            ) {
                 (Some(data), _) => {
                     let declared = prediction.mime_type.as_deref().unwrap_or(fallback_mime);
                     answer.images.push(Image::from_base64(&data, declared)?);
@@ -287,7 +352,11 @@ impl PredictResponse {
                 (None, None) => {}
             }
         }
-        let why = if reasons.is_empty() { String::new() } else { format!(": {}", reasons.join(" ")) };
+        let why = if reasons.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", reasons.join(" "))
+        };
         if answer.images.is_empty() {
             return Err(ProviderError::content_policy(format!(
                 "Imagen's safety filters removed every image{why}. Rephrase the prompt (or allow people with `--set person_generation=allow_adult`) and try again."
@@ -295,7 +364,9 @@ impl PredictResponse {
         }
         let missing = asked.saturating_sub(u32::try_from(answer.images.len()).unwrap_or(u32::MAX));
         if missing > 0 {
-            answer.warnings.push(format!("Imagen's safety filters removed {missing} of {asked} images{why}"));
+            answer.warnings.push(format!(
+                "Imagen's safety filters removed {missing} of {asked} images{why}"
+            ));
         }
         Ok(answer)
     }
@@ -309,7 +380,10 @@ pub fn error(response: &Response) -> ProviderError {
 
 fn map_error(details: ErrorDetails) -> ProviderError {
     let status = details.status;
-    let message = details.message.clone().unwrap_or_else(|| "no message".to_owned());
+    let message = details
+        .message
+        .clone()
+        .unwrap_or_else(|| "no message".to_owned());
     let message = message.trim_end_matches('.');
     if details.is(&["API_KEY_INVALID", "API_KEY_EXPIRED"]) {
         return ProviderError::auth(format!(
@@ -331,8 +405,12 @@ fn map_error(details: ErrorDetails) -> ProviderError {
         404 => ProviderError::invalid_request(format!(
             "Google does not offer this model to this key ({message}). Run `imageai providers` for the models this plugin knows."
         )),
-        400 | 413 | 422 => ProviderError::invalid_request(format!("Google rejected the request ({status}): {message}")),
-        408 | 504 => ProviderError::timeout(format!("Google timed out ({status}): {message}. Try again.")),
+        400 | 413 | 422 => ProviderError::invalid_request(format!(
+            "Google rejected the request ({status}): {message}"
+        )),
+        408 | 504 => ProviderError::timeout(format!(
+            "Google timed out ({status}): {message}. Try again."
+        )),
         500..=599 => ProviderError::server(format!(
             "Google failed ({status}): {message}. Try again in a moment; https://aistudio.google.com/status shows outages."
         )),
@@ -354,7 +432,11 @@ mod tests {
     #[test]
     fn gemini_bodies() -> Result<(), ProviderError> {
         let model = find("gemini-3-pro-image")?;
-        let mut request = GenerateRequest { aspect_ratio: Some("16:9".into()), seed: Some(7), ..GenerateRequest::new("gemini-3-pro-image", "a fox") };
+        let mut request = GenerateRequest {
+            aspect_ratio: Some("16:9".into()),
+            seed: Some(7),
+            ..GenerateRequest::new("gemini-3-pro-image", "a fox")
+        };
         request.extra.insert("image_size".into(), "2K".into());
         let body = gemini_body(model, &request, &[Image::png(PNG.to_vec())]);
         assert_eq!(
@@ -368,16 +450,31 @@ mod tests {
                                      "imageConfig": {"aspectRatio": "16:9", "imageSize": "2K"}, "seed": 7}
             })
         );
-        let plain = gemini_body(find("gemini-2.5-flash-image")?, &GenerateRequest::new("x", "a fox"), &[]);
-        assert_eq!(plain["generationConfig"], json!({"responseModalities": ["TEXT", "IMAGE"]}), "no empty imageConfig");
+        let plain = gemini_body(
+            find("gemini-2.5-flash-image")?,
+            &GenerateRequest::new("x", "a fox"),
+            &[],
+        );
+        assert_eq!(
+            plain["generationConfig"],
+            json!({"responseModalities": ["TEXT", "IMAGE"]}),
+            "no empty imageConfig"
+        );
         Ok(())
     }
 
     #[test]
     fn imagen_bodies() -> Result<(), ProviderError> {
         let model = find("imagen-4.0-ultra-generate-001")?;
-        let mut request = GenerateRequest { n: 2, aspect_ratio: Some("9:16".into()), output_format: Some("jpeg".into()), ..GenerateRequest::new("x", "a fox") };
-        request.extra.insert("person_generation".into(), "allow_adult".into());
+        let mut request = GenerateRequest {
+            n: 2,
+            aspect_ratio: Some("9:16".into()),
+            output_format: Some("jpeg".into()),
+            ..GenerateRequest::new("x", "a fox")
+        };
+        request
+            .extra
+            .insert("person_generation".into(), "allow_adult".into());
         request.extra.insert("image_size".into(), "2K".into());
         assert_eq!(
             imagen_body(model, &request),
@@ -385,7 +482,10 @@ mod tests {
                    "parameters": {"sampleCount": 2, "aspectRatio": "9:16", "personGeneration": "ALLOW_ADULT",
                                   "sampleImageSize": "2K", "outputOptions": {"mimeType": "image/jpeg"}, "includeRaiReason": true}})
         );
-        assert_eq!(imagen_body(model, &GenerateRequest::new("x", "a fox"))["parameters"], json!({"sampleCount": 1, "includeRaiReason": true}));
+        assert_eq!(
+            imagen_body(model, &GenerateRequest::new("x", "a fox"))["parameters"],
+            json!({"sampleCount": 1, "includeRaiReason": true})
+        );
         Ok(())
     }
 
@@ -405,55 +505,110 @@ mod tests {
         assert_eq!(answer.images, vec![Image::png(PNG.to_vec())]);
         assert_eq!(answer.text.as_deref(), Some("Here is your fox."));
         assert_eq!(answer.response_id.as_deref(), Some("resp-1"));
-        assert!(answer.metadata.contains(&("usage.totalTokenCount".into(), "1297".into())));
+        assert!(
+            answer
+                .metadata
+                .contains(&("usage.totalTokenCount".into(), "1297".into()))
+        );
         Ok(())
     }
 
     #[test]
     fn safety_outcomes_are_content_policy_errors() -> Result<(), ProviderError> {
-        let blocked: GenerateContentResponse = parse(json!({"promptFeedback": {"blockReason": "PROHIBITED_CONTENT"}}))?;
+        let blocked: GenerateContentResponse =
+            parse(json!({"promptFeedback": {"blockReason": "PROHIBITED_CONTENT"}}))?;
         let err = blocked.into_answer("m").err();
-        assert!(matches!(&err, Some(ProviderError::ContentPolicy(m)) if m.contains("blocked the prompt (PROHIBITED_CONTENT)")), "{err:?}");
+        assert!(
+            matches!(&err, Some(ProviderError::ContentPolicy(m)) if m.contains("blocked the prompt (PROHIBITED_CONTENT)")),
+            "{err:?}"
+        );
         for reason in ["IMAGE_SAFETY", "NO_IMAGE", "PROHIBITED_CONTENT"] {
-            let refused: GenerateContentResponse = parse(json!({"candidates": [{"finishReason": reason, "finishMessage": "Unable to show the generated image."}]}))?;
+            let refused: GenerateContentResponse = parse(
+                json!({"candidates": [{"finishReason": reason, "finishMessage": "Unable to show the generated image."}]}),
+            )?;
             let err = refused.into_answer("m").err();
-            assert!(matches!(&err, Some(ProviderError::ContentPolicy(m)) if m.contains(reason) && m.contains("Unable to show")), "{err:?}");
+            assert!(
+                matches!(&err, Some(ProviderError::ContentPolicy(m)) if m.contains(reason) && m.contains("Unable to show")),
+                "{err:?}"
+            );
         }
-        let text_only: GenerateContentResponse = parse(json!({"candidates": [{"content": {"parts": [{"text": "What would you like?"}]}, "finishReason": "STOP"}]}))?;
-        assert!(matches!(text_only.into_answer("m"), Err(ProviderError::InvalidRequest(m)) if m.contains("What would you like?")));
+        let text_only: GenerateContentResponse = parse(
+            json!({"candidates": [{"content": {"parts": [{"text": "What would you like?"}]}, "finishReason": "STOP"}]}),
+        )?;
+        assert!(
+            matches!(text_only.into_answer("m"), Err(ProviderError::InvalidRequest(m)) if m.contains("What would you like?"))
+        );
         let empty: GenerateContentResponse = parse(json!({}))?;
-        assert_eq!(empty.into_answer("m").err().map(|e| e.class()), Some("server"));
+        assert_eq!(
+            empty.into_answer("m").err().map(|e| e.class()),
+            Some("server")
+        );
         Ok(())
     }
 
     #[test]
     fn imagen_filtering() -> Result<(), ProviderError> {
         let b64 = imageai_sdk::base64::encode(PNG);
-        let some: PredictResponse = parse(json!({"predictions": [{"bytesBase64Encoded": b64, "mimeType": "image/png"}, {"raiFilteredReason": "filtered: people"}]}))?;
+        let some: PredictResponse = parse(
+            json!({"predictions": [{"bytesBase64Encoded": b64, "mimeType": "image/png"}, {"raiFilteredReason": "filtered: people"}]}),
+        )?;
         let answer = some.into_answer(2, "image/png")?;
         assert_eq!(answer.images.len(), 1);
-        assert_eq!(answer.warnings, ["Imagen's safety filters removed 1 of 2 images: filtered: people"]);
+        assert_eq!(
+            answer.warnings,
+            ["Imagen's safety filters removed 1 of 2 images: filtered: people"]
+        );
         let none: PredictResponse = parse(json!({}))?;
-        assert!(matches!(none.into_answer(1, "image/png"), Err(ProviderError::ContentPolicy(m)) if m.contains("removed every image")));
+        assert!(
+            matches!(none.into_answer(1, "image/png"), Err(ProviderError::ContentPolicy(m)) if m.contains("removed every image"))
+        );
         Ok(())
     }
 
     fn google_error(status: u16, body: Value) -> ProviderError {
-        error(&Response::new(status, vec![], body.to_string().into_bytes()))
+        error(&Response::new(
+            status,
+            vec![],
+            body.to_string().into_bytes(),
+        ))
     }
 
     #[test]
     fn maps_errors() {
-        let invalid_key = google_error(400, json!({"error": {"code": 400, "message": "API key not valid. Please pass a valid API key.", "status": "INVALID_ARGUMENT",
-            "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID", "domain": "googleapis.com"}]}}));
-        assert!(matches!(&invalid_key, ProviderError::Auth(m) if m.contains("API_KEY_INVALID") && m.contains("imageai keys set google")), "{invalid_key:?}");
-        let exhausted = google_error(429, json!({"error": {"code": 429, "message": "Resource has been exhausted (e.g. check quota).", "status": "RESOURCE_EXHAUSTED",
-            "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "47s"}]}}));
-        assert!(matches!(exhausted, ProviderError::RateLimited { retry_after_ms: Some(47_000), .. }));
-        let free = google_error(429, json!({"error": {"code": 429, "message": "Quota exceeded for metric: generate_content_free_tier_requests, limit: 0, model: gemini-2.5-flash-image", "status": "RESOURCE_EXHAUSTED"}}));
+        let invalid_key = google_error(
+            400,
+            json!({"error": {"code": 400, "message": "API key not valid. Please pass a valid API key.", "status": "INVALID_ARGUMENT",
+            "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID", "domain": "googleapis.com"}]}}),
+        );
+        assert!(
+            matches!(&invalid_key, ProviderError::Auth(m) if m.contains("API_KEY_INVALID") && m.contains("imageai keys set google")),
+            "{invalid_key:?}"
+        );
+        let exhausted = google_error(
+            429,
+            json!({"error": {"code": 429, "message": "Resource has been exhausted (e.g. check quota).", "status": "RESOURCE_EXHAUSTED",
+            "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "47s"}]}}),
+        );
+        assert!(matches!(
+            exhausted,
+            ProviderError::RateLimited {
+                retry_after_ms: Some(47_000),
+                ..
+            }
+        ));
+        let free = google_error(
+            429,
+            json!({"error": {"code": 429, "message": "Quota exceeded for metric: generate_content_free_tier_requests, limit: 0, model: gemini-2.5-flash-image", "status": "RESOURCE_EXHAUSTED"}}),
+        );
         assert_eq!(free.class(), "quota");
-        let bad = google_error(400, json!({"error": {"code": 400, "message": "Invalid JSON payload received. Unknown name \"foo\".", "status": "INVALID_ARGUMENT"}}));
-        assert!(matches!(&bad, ProviderError::InvalidRequest(m) if m.starts_with("Google rejected the request (400): Invalid JSON payload")), "{bad:?}");
+        let bad = google_error(
+            400,
+            json!({"error": {"code": 400, "message": "Invalid JSON payload received. Unknown name \"foo\".", "status": "INVALID_ARGUMENT"}}),
+        );
+        assert!(
+            matches!(&bad, ProviderError::InvalidRequest(m) if m.starts_with("Google rejected the request (400): Invalid JSON payload")),
+            "{bad:?}"
+        );
         assert_eq!(google_error(503, json!({"error": {"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"}})).class(), "server");
         assert_eq!(google_error(403, json!({"error": {"code": 403, "message": "Method doesn't allow unregistered callers", "status": "PERMISSION_DENIED"}})).class(), "auth");
         assert_eq!(google_error(404, json!({"error": {"code": 404, "message": "models/x is not found", "status": "NOT_FOUND"}})).class(), "invalid-request");

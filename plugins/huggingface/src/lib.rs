@@ -11,7 +11,10 @@ mod wire;
 use std::time::Duration;
 
 use imageai_sdk::http::{self, Response};
-use imageai_sdk::{GenerateRequest, Generation, Image, Provider, ProviderError, ProviderInfo, api_key, progress, setting_or, sleep};
+use imageai_sdk::{
+    GenerateRequest, Generation, Image, Provider, ProviderError, ProviderInfo, api_key, progress,
+    setting_or, sleep,
+};
 use serde_json::Value;
 
 use crate::models::{Checked, MODELS, Model, Resolved};
@@ -23,7 +26,8 @@ pub const DEFAULT_HUB_URL: &str = "https://huggingface.co";
 /// Bounds on waiting for a model to load: tries, total time, and one wait.
 const MAX_LOADING_WAITS: u32 = 10;
 const MAX_LOADING_TOTAL: Duration = Duration::from_secs(600);
-const LOADING_WAIT_RANGE: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(60));
+const LOADING_WAIT_RANGE: (Duration, Duration) =
+    (Duration::from_millis(100), Duration::from_secs(60));
 
 #[derive(Debug, Default)]
 pub struct HuggingFace;
@@ -39,8 +43,16 @@ impl Provider for HuggingFace {
         let model = models::resolve(&request.model)?;
         let checked = models::check(&model, &request)?;
         let key = api_key()?;
-        let url = format!("{}/models/{}", setting_or("base_url", DEFAULT_BASE_URL).trim_end_matches('/'), model.id);
-        let extra: Vec<(String, String)> = request.extra.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let url = format!(
+            "{}/models/{}",
+            setting_or("base_url", DEFAULT_BASE_URL).trim_end_matches('/'),
+            model.id
+        );
+        let extra: Vec<(String, String)> = request
+            .extra
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
 
         let mut images = Vec::with_capacity(checked.n as usize);
         let mut last = None;
@@ -56,7 +68,9 @@ impl Provider for HuggingFace {
 
     fn check_key(&self) -> Result<(), ProviderError> {
         let hub = setting_or("hub_url", DEFAULT_HUB_URL);
-        let response = http::get(format!("{}/api/whoami-v2", hub.trim_end_matches('/'))).bearer(&api_key()?).send()?;
+        let response = http::get(format!("{}/api/whoami-v2", hub.trim_end_matches('/')))
+            .bearer(&api_key()?)
+            .send()?;
         if !response.is_success() {
             return Err(match response.status {
                 401 | 403 => ProviderError::auth(
@@ -89,8 +103,15 @@ fn one_image(
 ) -> Result<(Image, Response), ProviderError> {
     let n = checked.n;
     let start = index as f32 / n as f32;
-    let what = if n > 1 { format!("image {} of {n} from {}", index + 1, model.id) } else { format!("an image from {}", model.id) };
-    progress(0.02 + 0.9 * start, &format!("asking HF Inference for {what}"));
+    let what = if n > 1 {
+        format!("image {} of {n} from {}", index + 1, model.id)
+    } else {
+        format!("an image from {}", model.id)
+    };
+    progress(
+        0.02 + 0.9 * start,
+        &format!("asking HF Inference for {what}"),
+    );
     let mut waits = 0;
     let mut waited = Duration::ZERO;
     loop {
@@ -105,7 +126,11 @@ fn one_image(
             return Ok((wire::image(&response, &model.id)?, response));
         }
         let Some(estimate) = wire::loading(&response) else {
-            return Err(wire::error(&response, &model.id, model.curated.is_some_and(|m| m.gated)));
+            return Err(wire::error(
+                &response,
+                &model.id,
+                model.curated.is_some_and(|m| m.gated),
+            ));
         };
         if waits >= MAX_LOADING_WAITS || waited >= MAX_LOADING_TOTAL {
             return Err(ProviderError::timeout(format!(
@@ -114,10 +139,16 @@ fn one_image(
                 waited.as_secs()
             )));
         }
-        let pause = estimate.clamp(LOADING_WAIT_RANGE.0, LOADING_WAIT_RANGE.1).min(MAX_LOADING_TOTAL - waited);
+        let pause = estimate
+            .clamp(LOADING_WAIT_RANGE.0, LOADING_WAIT_RANGE.1)
+            .min(MAX_LOADING_TOTAL - waited);
         progress(
             0.02 + 0.9 * start,
-            &format!("{} is loading on HF Inference; waiting about {} s", model.id, pause.as_secs_f32().ceil()),
+            &format!(
+                "{} is loading on HF Inference; waiting about {} s",
+                model.id,
+                pause.as_secs_f32().ceil()
+            ),
         );
         sleep(pause)?;
         waits += 1;
@@ -126,18 +157,30 @@ fn one_image(
 }
 
 /// The images plus what HF said about the last call.
-fn generation(images: Vec<Image>, model: &Resolved, checked: &Checked, last: Option<&Response>) -> Generation {
-    let mut generation = Generation::new(images).seed(checked.seed).metadata("model", model.id.clone());
+fn generation(
+    images: Vec<Image>,
+    model: &Resolved,
+    checked: &Checked,
+    last: Option<&Response>,
+) -> Generation {
+    let mut generation = Generation::new(images)
+        .seed(checked.seed)
+        .metadata("model", model.id.clone());
     if let Some(response) = last {
         generation = generation.request_id(response.header("x-request-id").map(str::to_owned));
-        for (header, key) in [("x-compute-type", "compute_type"), ("x-compute-time", "compute_time")] {
+        for (header, key) in [
+            ("x-compute-type", "compute_type"),
+            ("x-compute-time", "compute_time"),
+        ] {
             if let Some(value) = response.header(header) {
                 generation = generation.metadata(key, value);
             }
         }
     }
     if let Some(seed) = checked.seed.filter(|_| checked.n > 1) {
-        let seeds: Vec<String> = (0..checked.n).map(|i| seed.wrapping_add(u64::from(i)).to_string()).collect();
+        let seeds: Vec<String> = (0..checked.n)
+            .map(|i| seed.wrapping_add(u64::from(i)).to_string())
+            .collect();
         generation = generation.metadata("seeds", seeds.join(","));
     }
     generation
@@ -172,16 +215,36 @@ mod tests {
         assert!(manifest.contains(&format!("default = \"{DEFAULT_BASE_URL}\"")));
         assert!(manifest.contains(&format!("default = \"{DEFAULT_HUB_URL}\"")));
         assert!(manifest.contains(&format!("version = \"{}\"", env!("CARGO_PKG_VERSION"))));
-        assert!(manifest.contains(r#"allowed-hosts = ["router.huggingface.co", "huggingface.co"]"#));
+        assert!(
+            manifest.contains(r#"allowed-hosts = ["router.huggingface.co", "huggingface.co"]"#)
+        );
         assert!(manifest.contains("env = \"HF_TOKEN\""));
     }
 
     #[test]
     fn invalid_requests_fail_before_any_host_call() {
         // Off wasm, any host call would panic: these must be refused by validation alone.
-        let bad = GenerateRequest { negative_prompt: Some("x".into()), ..GenerateRequest::new("black-forest-labs/FLUX.1-schnell", "x") };
-        assert_eq!(HuggingFace.generate(bad).err().map(|e| e.class()), Some("invalid-request"));
-        assert_eq!(HuggingFace.generate(GenerateRequest::new("*", "x")).err().map(|e| e.class()), Some("invalid-request"));
-        assert_eq!(HuggingFace.generate(GenerateRequest::new("a/b/c", "x")).err().map(|e| e.class()), Some("invalid-request"));
+        let bad = GenerateRequest {
+            negative_prompt: Some("x".into()),
+            ..GenerateRequest::new("black-forest-labs/FLUX.1-schnell", "x")
+        };
+        assert_eq!(
+            HuggingFace.generate(bad).err().map(|e| e.class()),
+            Some("invalid-request")
+        );
+        assert_eq!(
+            HuggingFace
+                .generate(GenerateRequest::new("*", "x"))
+                .err()
+                .map(|e| e.class()),
+            Some("invalid-request")
+        );
+        assert_eq!(
+            HuggingFace
+                .generate(GenerateRequest::new("a/b/c", "x"))
+                .err()
+                .map(|e| e.class()),
+            Some("invalid-request")
+        );
     }
 }

@@ -25,7 +25,14 @@ pub struct Model {
     pub gated: bool,
 }
 
-const ALL_PARAMS: &[Param] = &[Param::N, Param::Seed, Param::Steps, Param::Guidance, Param::NegativePrompt, Param::Size];
+const ALL_PARAMS: &[Param] = &[
+    Param::N,
+    Param::Seed,
+    Param::Steps,
+    Param::Guidance,
+    Param::NegativePrompt,
+    Param::Size,
+];
 
 /// The curated list: text-to-image models HF Inference serves, most used first.
 pub const MODELS: &[Model] = &[
@@ -40,7 +47,13 @@ pub const MODELS: &[Model] = &[
         id: "black-forest-labs/FLUX.1-dev",
         name: "FLUX.1 [dev]",
         description: "FLUX for detail and prompt following. Gated: accept its license on the Hub first.",
-        params: &[Param::N, Param::Seed, Param::Steps, Param::Guidance, Param::Size],
+        params: &[
+            Param::N,
+            Param::Seed,
+            Param::Steps,
+            Param::Guidance,
+            Param::Size,
+        ],
         gated: true,
     },
     Model {
@@ -110,7 +123,10 @@ pub fn resolve(id: &str) -> Result<Resolved, ProviderError> {
         )));
     }
     let curated = MODELS.iter().find(|m| m.id.eq_ignore_ascii_case(id));
-    Ok(Resolved { id: curated.map_or(id, |m| m.id).to_owned(), curated })
+    Ok(Resolved {
+        id: curated.map_or(id, |m| m.id).to_owned(),
+        curated,
+    })
 }
 
 /// Hub names: letters, digits, `-`, `_`, `.`, at most 96 characters, no `..`, not starting or
@@ -121,7 +137,9 @@ fn is_name(part: &str) -> bool {
         && !part.contains("..")
         && !part.starts_with(['-', '.'])
         && !part.ends_with(['-', '.'])
-        && part.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && part
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// What one request asks for, checked: the parameters HF Inference's text-to-image task takes.
@@ -140,7 +158,9 @@ pub struct Checked {
 pub fn check(model: &Resolved, request: &GenerateRequest) -> Result<Checked, ProviderError> {
     let who = model.id.as_str();
     if request.prompt.trim().is_empty() {
-        return Err(ProviderError::invalid_request("the prompt is empty; describe the image to make"));
+        return Err(ProviderError::invalid_request(
+            "the prompt is empty; describe the image to make",
+        ));
     }
     for (name, value) in [
         ("quality", &request.quality),
@@ -164,7 +184,10 @@ pub fn check(model: &Resolved, request: &GenerateRequest) -> Result<Checked, Pro
             "HF Inference makes 1 to {MAX_N} image(s) per request (one call each), not {n}"
         )));
     }
-    let negative_prompt = request.negative_prompt.clone().filter(|p| !p.trim().is_empty());
+    let negative_prompt = request
+        .negative_prompt
+        .clone()
+        .filter(|p| !p.trim().is_empty());
     if negative_prompt.is_some() && !takes(Param::NegativePrompt) {
         return Err(refuse("a negative prompt"));
     }
@@ -174,14 +197,24 @@ pub fn check(model: &Resolved, request: &GenerateRequest) -> Result<Checked, Pro
     if let Some(guidance) = request.guidance
         && !(guidance.is_finite() && (0.0..=100.0).contains(&guidance))
     {
-        return Err(ProviderError::invalid_request(format!("guidance must be from 0 to 100, not {guidance}")));
+        return Err(ProviderError::invalid_request(format!(
+            "guidance must be from 0 to 100, not {guidance}"
+        )));
     }
     if let Some(steps) = request.steps
         && !(1..=500).contains(&steps)
     {
-        return Err(ProviderError::invalid_request(format!("steps must be from 1 to 500, not {steps}")));
+        return Err(ProviderError::invalid_request(format!(
+            "steps must be from 1 to 500, not {steps}"
+        )));
     }
-    let size = match (request.size.as_deref().filter(|s| !s.trim().is_empty() && *s != "auto"), request.aspect_ratio.as_deref()) {
+    let size = match (
+        request
+            .size
+            .as_deref()
+            .filter(|s| !s.trim().is_empty() && *s != "auto"),
+        request.aspect_ratio.as_deref(),
+    ) {
         (Some(size), _) => Some(parse_size(size)?),
         (None, Some(ratio)) if !ratio.trim().is_empty() => Some(size_for_ratio(ratio)?),
         _ => None,
@@ -195,7 +228,14 @@ pub fn check(model: &Resolved, request: &GenerateRequest) -> Result<Checked, Pro
             }
         }
     }
-    Ok(Checked { negative_prompt, size, steps: request.steps, guidance: request.guidance, seed: request.seed, n })
+    Ok(Checked {
+        negative_prompt,
+        size,
+        steps: request.steps,
+        guidance: request.guidance,
+        seed: request.seed,
+        n,
+    })
 }
 
 /// `WIDTHxHEIGHT`.
@@ -204,7 +244,11 @@ fn parse_size(size: &str) -> Result<(u32, u32), ProviderError> {
         .split_once(['x', 'X'])
         .and_then(|(w, h)| Some((w.trim().parse::<u32>().ok()?, h.trim().parse::<u32>().ok()?)))
         .filter(|(w, h)| *w > 0 && *h > 0)
-        .ok_or_else(|| ProviderError::invalid_request(format!("`{size}` is not a size; write WIDTHxHEIGHT, e.g. 1024x768")))
+        .ok_or_else(|| {
+            ProviderError::invalid_request(format!(
+                "`{size}` is not a size; write WIDTHxHEIGHT, e.g. 1024x768"
+            ))
+        })
 }
 
 /// `W:H` as a size of about one megapixel, both sides multiples of 64 (what SD and FLUX pipelines
@@ -214,9 +258,13 @@ fn size_for_ratio(ratio: &str) -> Result<(u32, u32), ProviderError> {
         .trim()
         .split_once(':')
         .and_then(|(w, h)| Some((w.trim().parse::<f64>().ok()?, h.trim().parse::<f64>().ok()?)))
-        .filter(|(w, h)| *w > 0.0 && *h > 0.0 && (w / h).is_finite() && (0.25..=4.0).contains(&(w / h)));
+        .filter(|(w, h)| {
+            *w > 0.0 && *h > 0.0 && (w / h).is_finite() && (0.25..=4.0).contains(&(w / h))
+        });
     let (w, h) = parsed.ok_or_else(|| {
-        ProviderError::invalid_request(format!("`{ratio}` is not an aspect ratio from 1:4 to 4:1; write W:H, e.g. 16:9"))
+        ProviderError::invalid_request(format!(
+            "`{ratio}` is not an aspect ratio from 1:4 to 4:1; write W:H, e.g. 16:9"
+        ))
     })?;
     let width = (RATIO_AREA * w / h).sqrt();
     let height = width * h / w;
@@ -230,14 +278,35 @@ mod tests {
 
     #[test]
     fn resolves_model_ids() -> Result<(), ProviderError> {
-        assert_eq!(resolve("black-forest-labs/flux.1-schnell")?.id, "black-forest-labs/FLUX.1-schnell");
-        assert!(resolve("black-forest-labs/FLUX.1-dev")?.curated.is_some_and(|m| m.gated));
+        assert_eq!(
+            resolve("black-forest-labs/flux.1-schnell")?.id,
+            "black-forest-labs/FLUX.1-schnell"
+        );
+        assert!(
+            resolve("black-forest-labs/FLUX.1-dev")?
+                .curated
+                .is_some_and(|m| m.gated)
+        );
         let any = resolve("https://huggingface.co/acme/pixel-diffusion/")?;
         assert_eq!(any.id, "acme/pixel-diffusion");
         assert!(any.curated.is_none());
         assert_eq!(resolve("gpt2")?.id, "gpt2");
-        for bad in ["", "*", "a/b/c", "../x", "a/..", "a b/c", "org/model?x=1", "org/-x", "org/x#y"] {
-            assert_eq!(resolve(bad).err().map(|e| e.class()), Some("invalid-request"), "{bad}");
+        for bad in [
+            "",
+            "*",
+            "a/b/c",
+            "../x",
+            "a/..",
+            "a b/c",
+            "org/model?x=1",
+            "org/-x",
+            "org/x#y",
+        ] {
+            assert_eq!(
+                resolve(bad).err().map(|e| e.class()),
+                Some("invalid-request"),
+                "{bad}"
+            );
         }
         Ok(())
     }
@@ -256,25 +325,79 @@ mod tests {
         };
         assert_eq!(
             check(&sdxl, &request)?,
-            Checked { negative_prompt: Some("blurry".into()), size: Some((1152, 896)), steps: Some(30), guidance: Some(7.0), seed: Some(9), n: 2 }
+            Checked {
+                negative_prompt: Some("blurry".into()),
+                size: Some((1152, 896)),
+                steps: Some(30),
+                guidance: Some(7.0),
+                seed: Some(9),
+                n: 2
+            }
         );
-        let wide = GenerateRequest { aspect_ratio: Some("16:9".into()), ..GenerateRequest::new("x/y", "a fox") };
+        let wide = GenerateRequest {
+            aspect_ratio: Some("16:9".into()),
+            ..GenerateRequest::new("x/y", "a fox")
+        };
         assert_eq!(check(&resolve("x/y")?, &wide)?.size, Some((1344, 768)));
 
         let schnell = resolve("black-forest-labs/FLUX.1-schnell")?;
         let cases = [
-            (GenerateRequest { negative_prompt: Some("x".into()), ..GenerateRequest::new("m", "p") }, "does not take a negative prompt"),
-            (GenerateRequest { guidance: Some(3.0), ..GenerateRequest::new("m", "p") }, "does not take a guidance scale"),
-            (GenerateRequest { n: 5, ..GenerateRequest::new("m", "p") }, "1 to 4 image(s)"),
-            (GenerateRequest { size: Some("1000x7".into()), ..GenerateRequest::new("m", "p") }, "from 64 to 2048"),
-            (GenerateRequest { size: Some("big".into()), ..GenerateRequest::new("m", "p") }, "not a size"),
-            (GenerateRequest { aspect_ratio: Some("9:1".into()), ..GenerateRequest::new("m", "p") }, "not an aspect ratio"),
-            (GenerateRequest { output_format: Some("png".into()), ..GenerateRequest::new("m", "p") }, "no output format"),
+            (
+                GenerateRequest {
+                    negative_prompt: Some("x".into()),
+                    ..GenerateRequest::new("m", "p")
+                },
+                "does not take a negative prompt",
+            ),
+            (
+                GenerateRequest {
+                    guidance: Some(3.0),
+                    ..GenerateRequest::new("m", "p")
+                },
+                "does not take a guidance scale",
+            ),
+            (
+                GenerateRequest {
+                    n: 5,
+                    ..GenerateRequest::new("m", "p")
+                },
+                "1 to 4 image(s)",
+            ),
+            (
+                GenerateRequest {
+                    size: Some("1000x7".into()),
+                    ..GenerateRequest::new("m", "p")
+                },
+                "from 64 to 2048",
+            ),
+            (
+                GenerateRequest {
+                    size: Some("big".into()),
+                    ..GenerateRequest::new("m", "p")
+                },
+                "not a size",
+            ),
+            (
+                GenerateRequest {
+                    aspect_ratio: Some("9:1".into()),
+                    ..GenerateRequest::new("m", "p")
+                },
+                "not an aspect ratio",
+            ),
+            (
+                GenerateRequest {
+                    output_format: Some("png".into()),
+                    ..GenerateRequest::new("m", "p")
+                },
+                "no output format",
+            ),
             (GenerateRequest::new("m", " "), "the prompt is empty"),
         ];
         for (request, expected) in cases {
             match check(&schnell, &request) {
-                Err(ProviderError::InvalidRequest(message)) => assert!(message.contains(expected), "{message}"),
+                Err(ProviderError::InvalidRequest(message)) => {
+                    assert!(message.contains(expected), "{message}")
+                }
                 other => panic!("expected invalid-request containing {expected:?}, got {other:?}"),
             }
         }

@@ -49,7 +49,12 @@ pub fn extra_value(text: &str) -> Value {
 
 /// A guidance scale as the user wrote it: `3.5`, `7.1`, not the digits an `f32` widens to.
 fn guidance_value(guidance: f32) -> Value {
-    guidance.to_string().parse::<f64>().ok().and_then(serde_json::Number::from_f64).map_or(Value::Null, Value::Number)
+    guidance
+        .to_string()
+        .parse::<f64>()
+        .ok()
+        .and_then(serde_json::Number::from_f64)
+        .map_or(Value::Null, Value::Number)
 }
 
 /// The image of a successful answer: raw PNG or JPEG bytes (diffusers pipelines make nothing
@@ -59,11 +64,18 @@ pub fn image(response: &Response, model: &str) -> Result<Image, ProviderError> {
     if let Some(mime) = imageai_sdk::sniff_mime(&response.bytes) {
         return Ok(Image::new(mime, response.bytes.clone()));
     }
-    let declared = response.header("content-type").map(|t| t.split(';').next().unwrap_or(t).trim().to_ascii_lowercase()).unwrap_or_default();
+    let declared = response
+        .header("content-type")
+        .map(|t| t.split(';').next().unwrap_or(t).trim().to_ascii_lowercase())
+        .unwrap_or_default();
     let said = if declared.starts_with("image/") {
         String::new()
     } else {
-        response.error_details().message.map(|m| format!(": {m}")).unwrap_or_default()
+        response
+            .error_details()
+            .message
+            .map(|m| format!(": {m}"))
+            .unwrap_or_default()
     };
     Err(ProviderError::server(format!(
         "{model} answered {} bytes of `{declared}` instead of an image{said}. Is it a text-to-image model? If it is, try again.",
@@ -81,9 +93,14 @@ pub fn loading(response: &Response) -> Option<Duration> {
     }
     let body: Value = serde_json::from_slice(&response.bytes).ok()?;
     let estimate = body.get("estimated_time").and_then(Value::as_f64);
-    let says_loading = body.get("error").and_then(Value::as_str).is_some_and(|e| e.to_ascii_lowercase().contains("loading"));
+    let says_loading = body
+        .get("error")
+        .and_then(Value::as_str)
+        .is_some_and(|e| e.to_ascii_lowercase().contains("loading"));
     match estimate {
-        Some(seconds) if seconds.is_finite() && seconds >= 0.0 => Some(Duration::from_secs_f64(seconds.min(3600.0))),
+        Some(seconds) if seconds.is_finite() && seconds >= 0.0 => {
+            Some(Duration::from_secs_f64(seconds.min(3600.0)))
+        }
         _ if says_loading => Some(UNKNOWN),
         _ => None,
     }
@@ -92,9 +109,17 @@ pub fn loading(response: &Response) -> Option<Duration> {
 /// Whether a message is a safety refusal; HF reports those as text ("NSFW content detected").
 pub fn is_content_policy(message: &str) -> bool {
     let lower = message.to_ascii_lowercase();
-    ["nsfw", "safety checker", "safety filter", "unsafe content", "content policy", "inappropriate content", "content moderation"]
-        .iter()
-        .any(|needle| lower.contains(needle))
+    [
+        "nsfw",
+        "safety checker",
+        "safety filter",
+        "unsafe content",
+        "content policy",
+        "inappropriate content",
+        "content moderation",
+    ]
+    .iter()
+    .any(|needle| lower.contains(needle))
 }
 
 /// HF's error responses (`{"error": "..."}` and the `x-error-message` / `x-error-code` headers),
@@ -106,14 +131,21 @@ pub fn error(response: &Response, model: &str, gated: bool) -> ProviderError {
     let message = details
         .message
         .clone()
-        .or_else(|| response.header("x-error-message").map(imageai_sdk::errors::redact))
+        .or_else(|| {
+            response
+                .header("x-error-message")
+                .map(imageai_sdk::errors::redact)
+        })
         .unwrap_or_else(|| "no message".to_owned());
     let message = message.trim_end_matches('.').to_owned();
     let lower = message.to_ascii_lowercase();
     if is_content_policy(&message) {
         return ProviderError::content_policy(message);
     }
-    let gated = (gated && status == 403) || lower.contains("gated") || lower.contains("restricted") || lower.contains("authorized list");
+    let gated = (gated && status == 403)
+        || lower.contains("gated")
+        || lower.contains("restricted")
+        || lower.contains("authorized list");
     match status {
         401 | 403 if gated => ProviderError::auth(format!(
             "{model} is gated: accept its terms at https://huggingface.co/{model} with the account that owns the token, and let the token read gated repositories. Hugging Face said: {message}"
@@ -134,10 +166,12 @@ pub fn error(response: &Response, model: &str, gated: bool) -> ProviderError {
             message: format!("Hugging Face is rate limiting requests: {message}"),
             retry_after_ms: details.retry_after_ms,
         },
-        408 | 504 => ProviderError::timeout(format!("HF Inference timed out on {model} ({status}): {message}. Try again.")),
-        400 | 409 | 413 | 415 | 422 => {
-            ProviderError::invalid_request(format!("HF Inference rejected the request for {model} ({status}): {message}"))
-        }
+        408 | 504 => ProviderError::timeout(format!(
+            "HF Inference timed out on {model} ({status}): {message}. Try again."
+        )),
+        400 | 409 | 413 | 415 | 422 => ProviderError::invalid_request(format!(
+            "HF Inference rejected the request for {model} ({status}): {message}"
+        )),
         500..=599 => ProviderError::server(format!(
             "HF Inference failed on {model} ({status}): {message}. Try again in a moment; https://status.huggingface.co shows outages."
         )),
@@ -157,9 +191,15 @@ pub fn token_can_infer(whoami: &Value) -> bool {
     }
     let fine = &token["fineGrained"];
     let listed = |permissions: &Value| {
-        permissions.as_array().is_some_and(|list| list.iter().any(|p| p.as_str() == Some(INFERENCE_PERMISSION)))
+        permissions.as_array().is_some_and(|list| {
+            list.iter()
+                .any(|p| p.as_str() == Some(INFERENCE_PERMISSION))
+        })
     };
-    listed(&fine["global"]) || fine["scoped"].as_array().is_some_and(|scopes| scopes.iter().any(|s| listed(&s["permissions"])))
+    listed(&fine["global"])
+        || fine["scoped"]
+            .as_array()
+            .is_some_and(|scopes| scopes.iter().any(|s| listed(&s["permissions"])))
 }
 
 #[cfg(test)]
@@ -167,68 +207,191 @@ mod tests {
     use super::*;
 
     fn response(status: u16, body: &str) -> Response {
-        Response::new(status, vec![("content-type".into(), "application/json".into())], body.as_bytes().to_vec())
+        Response::new(
+            status,
+            vec![("content-type".into(), "application/json".into())],
+            body.as_bytes().to_vec(),
+        )
     }
 
     #[test]
     fn builds_the_documented_body() {
-        let checked = Checked { negative_prompt: Some("blur".into()), size: Some((768, 512)), steps: Some(20), guidance: Some(7.1), seed: Some(41), n: 2 };
-        let extra = vec![("scheduler".to_owned(), "EulerAncestralDiscreteScheduler".to_owned()), ("clip_skip".to_owned(), "2".to_owned())];
+        let checked = Checked {
+            negative_prompt: Some("blur".into()),
+            size: Some((768, 512)),
+            steps: Some(20),
+            guidance: Some(7.1),
+            seed: Some(41),
+            n: 2,
+        };
+        let extra = vec![
+            (
+                "scheduler".to_owned(),
+                "EulerAncestralDiscreteScheduler".to_owned(),
+            ),
+            ("clip_skip".to_owned(), "2".to_owned()),
+        ];
         assert_eq!(
             body("a fox", &checked, 1, &extra),
             json!({"inputs": "a fox", "parameters": {"negative_prompt": "blur", "width": 768, "height": 512,
                    "num_inference_steps": 20, "guidance_scale": 7.1, "seed": 42,
                    "scheduler": "EulerAncestralDiscreteScheduler", "clip_skip": 2}})
         );
-        let bare = Checked { negative_prompt: None, size: None, steps: None, guidance: None, seed: None, n: 1 };
+        let bare = Checked {
+            negative_prompt: None,
+            size: None,
+            steps: None,
+            guidance: None,
+            seed: None,
+            n: 1,
+        };
         assert_eq!(body("a fox", &bare, 0, &[]), json!({"inputs": "a fox"}));
     }
 
     #[test]
     fn reads_images_and_refuses_other_answers() {
         let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
-        let ok = Response::new(200, vec![("content-type".into(), "image/jpeg".into())], png.clone());
+        let ok = Response::new(
+            200,
+            vec![("content-type".into(), "image/jpeg".into())],
+            png.clone(),
+        );
         assert_eq!(image(&ok, "m"), Ok(Image::png(png)));
-        let garbage = Response::new(200, vec![("content-type".into(), "image/png".into())], b"\0\x01 nope".to_vec());
-        assert!(matches!(image(&garbage, "m"), Err(ProviderError::Server(m)) if m.contains("of `image/png` instead of an image")));
+        let garbage = Response::new(
+            200,
+            vec![("content-type".into(), "image/png".into())],
+            b"\0\x01 nope".to_vec(),
+        );
+        assert!(
+            matches!(image(&garbage, "m"), Err(ProviderError::Server(m)) if m.contains("of `image/png` instead of an image"))
+        );
         let json = response(200, r#"{"error": "oops"}"#);
-        assert!(matches!(image(&json, "m"), Err(ProviderError::Server(m)) if m.contains("instead of an image") && m.contains("oops")));
+        assert!(
+            matches!(image(&json, "m"), Err(ProviderError::Server(m)) if m.contains("instead of an image") && m.contains("oops"))
+        );
     }
 
     #[test]
     fn recognises_a_loading_model() {
-        assert_eq!(loading(&response(503, r#"{"error": "Model x is currently loading", "estimated_time": 20.5}"#)), Some(Duration::from_millis(20_500)));
-        assert_eq!(loading(&response(503, r#"{"error": "Model x is currently loading"}"#)), Some(Duration::from_secs(10)));
-        assert_eq!(loading(&response(503, r#"{"error": "Service Unavailable"}"#)), None);
+        assert_eq!(
+            loading(&response(
+                503,
+                r#"{"error": "Model x is currently loading", "estimated_time": 20.5}"#
+            )),
+            Some(Duration::from_millis(20_500))
+        );
+        assert_eq!(
+            loading(&response(
+                503,
+                r#"{"error": "Model x is currently loading"}"#
+            )),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            loading(&response(503, r#"{"error": "Service Unavailable"}"#)),
+            None
+        );
         assert_eq!(loading(&response(500, r#"{"estimated_time": 3}"#)), None);
     }
 
     #[test]
     fn maps_errors() {
         let model = "black-forest-labs/FLUX.1-dev";
-        assert_eq!(error(&response(401, r#"{"error": "Invalid credentials in Authorization header"}"#), model, true).class(), "auth");
-        let gated = error(&response(403, r#"{"error": "Access to model black-forest-labs/FLUX.1-dev is restricted and you are not in the authorized list. Visit https://huggingface.co/black-forest-labs/FLUX.1-dev to ask for access."}"#), model, false);
-        assert!(matches!(&gated, ProviderError::Auth(m) if m.starts_with("black-forest-labs/FLUX.1-dev is gated: accept its terms")), "{gated:?}");
-        let permission = error(&response(403, r#"{"error": "This authentication method does not have sufficient permissions to call Inference Providers on behalf of user x"}"#), model, false);
-        assert!(matches!(&permission, ProviderError::Auth(m) if m.contains("Make calls to Inference Providers")), "{permission:?}");
+        assert_eq!(
+            error(
+                &response(
+                    401,
+                    r#"{"error": "Invalid credentials in Authorization header"}"#
+                ),
+                model,
+                true
+            )
+            .class(),
+            "auth"
+        );
+        let gated = error(
+            &response(
+                403,
+                r#"{"error": "Access to model black-forest-labs/FLUX.1-dev is restricted and you are not in the authorized list. Visit https://huggingface.co/black-forest-labs/FLUX.1-dev to ask for access."}"#,
+            ),
+            model,
+            false,
+        );
+        assert!(
+            matches!(&gated, ProviderError::Auth(m) if m.starts_with("black-forest-labs/FLUX.1-dev is gated: accept its terms")),
+            "{gated:?}"
+        );
+        let permission = error(
+            &response(
+                403,
+                r#"{"error": "This authentication method does not have sufficient permissions to call Inference Providers on behalf of user x"}"#,
+            ),
+            model,
+            false,
+        );
+        assert!(
+            matches!(&permission, ProviderError::Auth(m) if m.contains("Make calls to Inference Providers")),
+            "{permission:?}"
+        );
         let known_gated = error(&response(403, r#"{"error": "Forbidden"}"#), model, true);
-        assert!(matches!(&known_gated, ProviderError::Auth(m) if m.contains("is gated")), "{known_gated:?}");
-        let missing = error(&response(404, r#"{"error": "Model acme/nope does not exist"}"#), "acme/nope", false);
-        assert!(matches!(&missing, ProviderError::InvalidRequest(m) if m.contains("does not serve `acme/nope`") && m.contains("does not exist")), "{missing:?}");
+        assert!(
+            matches!(&known_gated, ProviderError::Auth(m) if m.contains("is gated")),
+            "{known_gated:?}"
+        );
+        let missing = error(
+            &response(404, r#"{"error": "Model acme/nope does not exist"}"#),
+            "acme/nope",
+            false,
+        );
+        assert!(
+            matches!(&missing, ProviderError::InvalidRequest(m) if m.contains("does not serve `acme/nope`") && m.contains("does not exist")),
+            "{missing:?}"
+        );
         assert_eq!(error(&response(402, r#"{"error": "You have exceeded your monthly included credits for Inference Providers."}"#), model, false).class(), "quota");
-        let nsfw = error(&response(400, r#"{"error": "Potential NSFW content was detected in one or more images."}"#), model, false);
+        let nsfw = error(
+            &response(
+                400,
+                r#"{"error": "Potential NSFW content was detected in one or more images."}"#,
+            ),
+            model,
+            false,
+        );
         assert_eq!(nsfw.class(), "content-policy");
-        let limited = Response::new(429, vec![("retry-after".into(), "2".into())], br#"{"error": "Rate limit reached"}"#.to_vec());
-        assert!(matches!(error(&limited, model, false), ProviderError::RateLimited { retry_after_ms: Some(2000), .. }));
-        let header_only = Response::new(500, vec![("x-error-message".into(), "CUDA out of memory".into())], b"".to_vec());
-        assert!(matches!(error(&header_only, model, false), ProviderError::Server(m) if m.contains("CUDA out of memory")));
+        let limited = Response::new(
+            429,
+            vec![("retry-after".into(), "2".into())],
+            br#"{"error": "Rate limit reached"}"#.to_vec(),
+        );
+        assert!(matches!(
+            error(&limited, model, false),
+            ProviderError::RateLimited {
+                retry_after_ms: Some(2000),
+                ..
+            }
+        ));
+        let header_only = Response::new(
+            500,
+            vec![("x-error-message".into(), "CUDA out of memory".into())],
+            b"".to_vec(),
+        );
+        assert!(
+            matches!(error(&header_only, model, false), ProviderError::Server(m) if m.contains("CUDA out of memory"))
+        );
     }
 
     #[test]
     fn reads_token_permissions() {
-        assert!(token_can_infer(&json!({"auth": {"accessToken": {"role": "read"}}})));
-        assert!(token_can_infer(&json!({"auth": {"accessToken": {"role": "fineGrained", "fineGrained": {"global": [INFERENCE_PERMISSION]}}}})));
-        assert!(token_can_infer(&json!({"auth": {"accessToken": {"role": "fineGrained", "fineGrained": {"global": [], "scoped": [{"permissions": ["repo.content.read", INFERENCE_PERMISSION]}]}}}})));
-        assert!(!token_can_infer(&json!({"auth": {"accessToken": {"role": "fineGrained", "fineGrained": {"global": ["discussion.write"], "scoped": []}}}})));
+        assert!(token_can_infer(
+            &json!({"auth": {"accessToken": {"role": "read"}}})
+        ));
+        assert!(token_can_infer(
+            &json!({"auth": {"accessToken": {"role": "fineGrained", "fineGrained": {"global": [INFERENCE_PERMISSION]}}}})
+        ));
+        assert!(token_can_infer(
+            &json!({"auth": {"accessToken": {"role": "fineGrained", "fineGrained": {"global": [], "scoped": [{"permissions": ["repo.content.read", INFERENCE_PERMISSION]}]}}}})
+        ));
+        assert!(!token_can_infer(
+            &json!({"auth": {"accessToken": {"role": "fineGrained", "fineGrained": {"global": ["discussion.write"], "scoped": []}}}})
+        ));
     }
 }

@@ -29,25 +29,55 @@ const VAE: &str = r#"{"act_fn":"silu","block_out_channels":[128,256,512,512],"do
 "up_block_types":["UpDecoderBlock2D","UpDecoderBlock2D","UpDecoderBlock2D","UpDecoderBlock2D"]}"#;
 
 fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let choice: DeviceChoice = arg(&args, "--device").unwrap_or_else(|| "cpu".into()).parse().unwrap();
-    let precision: Precision = arg(&args, "--precision").unwrap_or_else(|| "fp32".into()).parse().unwrap();
+    let choice: DeviceChoice = arg(&args, "--device")
+        .unwrap_or_else(|| "cpu".into())
+        .parse()
+        .unwrap();
+    let precision: Precision = arg(&args, "--precision")
+        .unwrap_or_else(|| "fp32".into())
+        .parse()
+        .unwrap();
     let iters: usize = arg(&args, "--iters").map_or(3, |s| s.parse().unwrap());
     let (device, name) = device::select(&choice).unwrap();
     let dtype = precision.dtype();
     println!("device: {name}, precision: {precision:?}, iterations: {iters}");
 
     let vb = VarBuilder::new(Weights::random(), device.clone(), dtype);
-    let unet = UNet2DConditionModel::load(&vb, &serde_json::from_str::<UNet2DConditionConfig>(UNET).unwrap()).unwrap();
-    let vae = AutoencoderKL::load(&vb.with_dtype(DType::F32), &serde_json::from_str::<AutoencoderKLConfig>(VAE).unwrap(), false).unwrap();
+    let unet = UNet2DConditionModel::load(
+        &vb,
+        &serde_json::from_str::<UNet2DConditionConfig>(UNET).unwrap(),
+    )
+    .unwrap();
+    let vae = AutoencoderKL::load(
+        &vb.with_dtype(DType::F32),
+        &serde_json::from_str::<AutoencoderKLConfig>(VAE).unwrap(),
+        false,
+    )
+    .unwrap();
 
-    let sample = Tensor::<4>::random([2, 4, 64, 64], Distribution::Normal(0.0, 1.0), (&device, dtype));
-    let context = Tensor::<3>::random([2, 77, 768], Distribution::Normal(0.0, 1.0), (&device, dtype));
-    let latents = Tensor::<4>::random([1, 4, 64, 64], Distribution::Normal(0.0, 1.0), (&device, DType::F32));
+    let sample = Tensor::<4>::random(
+        [2, 4, 64, 64],
+        Distribution::Normal(0.0, 1.0),
+        (&device, dtype),
+    );
+    let context = Tensor::<3>::random(
+        [2, 77, 768],
+        Distribution::Normal(0.0, 1.0),
+        (&device, dtype),
+    );
+    let latents = Tensor::<4>::random(
+        [1, 4, 64, 64],
+        Distribution::Normal(0.0, 1.0),
+        (&device, DType::F32),
+    );
 
     let time = |label: &str, f: &dyn Fn() -> Tensor<4>| {
         // One warm-up run (kernel compilation, autotuning, allocations).
@@ -60,8 +90,14 @@ fn main() {
         }
         times.sort_by(f64::total_cmp);
         let median = times[times.len() / 2];
-        println!("{label}: median {median:.3} s over {iters} runs (min {:.3} s, {:.2} it/s)", times[0], 1.0 / median);
+        println!(
+            "{label}: median {median:.3} s over {iters} runs (min {:.3} s, {:.2} it/s)",
+            times[0],
+            1.0 / median
+        );
     };
-    time("unet 512x512 batch 2", &|| unet.forward(sample.clone(), 500.0, &context, None).unwrap());
+    time("unet 512x512 batch 2", &|| {
+        unet.forward(sample.clone(), 500.0, &context, None).unwrap()
+    });
     time("vae decode 512x512", &|| vae.decode(latents.clone()));
 }

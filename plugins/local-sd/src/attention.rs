@@ -12,7 +12,13 @@ use crate::weights::VarBuilder;
 /// Scaled dot-product attention over `[batch, tokens, heads * head_dim]` inputs, with Burn's
 /// fused attention kernel. `upcast` computes it in f32 (diffusers' `upcast_attention`, needed by
 /// SD 2.x in fp16).
-pub fn multi_head_attention(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, heads: usize, upcast: bool) -> Tensor<3> {
+pub fn multi_head_attention(
+    q: Tensor<3>,
+    k: Tensor<3>,
+    v: Tensor<3>,
+    heads: usize,
+    upcast: bool,
+) -> Tensor<3> {
     let dtype = q.dtype();
     let [b, nq, inner] = q.dims();
     let [_, nk, _] = k.dims();
@@ -24,8 +30,19 @@ pub fn multi_head_attention(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, heads: usi
     } else {
         (q, k, v)
     };
-    let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: false };
-    let out = attention(split(q, nq), split(k, nk), split(v, nk), None, None, options);
+    let options = AttentionModuleOptions {
+        scale: None,
+        softcap: None,
+        is_causal: false,
+    };
+    let out = attention(
+        split(q, nq),
+        split(k, nk),
+        split(v, nk),
+        None,
+        None,
+        options,
+    );
     to_dtype(out.swap_dims(1, 2).reshape([b, nq, inner]), dtype)
 }
 
@@ -66,7 +83,8 @@ impl CrossAttention {
         let q = self.to_q.forward(x);
         let k = self.to_k.forward(ctx.clone());
         let v = self.to_v.forward(ctx);
-        self.to_out.forward(multi_head_attention(q, k, v, self.heads, self.upcast))
+        self.to_out
+            .forward(multi_head_attention(q, k, v, self.heads, self.upcast))
     }
 }
 
@@ -111,12 +129,26 @@ pub struct BasicTransformerBlock {
 }
 
 impl BasicTransformerBlock {
-    pub fn load(vb: &VarBuilder, dim: usize, heads: usize, head_dim: usize, context_dim: usize, upcast: bool) -> Result<Self> {
+    pub fn load(
+        vb: &VarBuilder,
+        dim: usize,
+        heads: usize,
+        head_dim: usize,
+        context_dim: usize,
+        upcast: bool,
+    ) -> Result<Self> {
         Ok(Self {
             norm1: LayerNorm::load(&vb.pp("norm1"), dim, 1e-5)?,
             attn1: CrossAttention::load(&vb.pp("attn1"), dim, dim, heads, head_dim, upcast)?,
             norm2: LayerNorm::load(&vb.pp("norm2"), dim, 1e-5)?,
-            attn2: CrossAttention::load(&vb.pp("attn2"), dim, context_dim, heads, head_dim, upcast)?,
+            attn2: CrossAttention::load(
+                &vb.pp("attn2"),
+                dim,
+                context_dim,
+                heads,
+                head_dim,
+                upcast,
+            )?,
             norm3: LayerNorm::load(&vb.pp("norm3"), dim, 1e-5)?,
             ff: FeedForward::load(&vb.pp("ff"), dim, 4)?,
         })
@@ -124,7 +156,10 @@ impl BasicTransformerBlock {
 
     pub fn forward(&self, x: Tensor<3>, context: &Tensor<3>) -> Tensor<3> {
         let x = self.attn1.forward(self.norm1.forward(x.clone()), None) + x;
-        let x = self.attn2.forward(self.norm2.forward(x.clone()), Some(context)) + x;
+        let x = self
+            .attn2
+            .forward(self.norm2.forward(x.clone()), Some(context))
+            + x;
         self.ff.forward(self.norm3.forward(x.clone())) + x
     }
 }
@@ -174,7 +209,14 @@ impl Transformer2DModel {
         };
         let blocks = (0..c.layers)
             .map(|i| {
-                BasicTransformerBlock::load(&vb.pp("transformer_blocks").pp(i), inner, c.heads, c.head_dim, c.context_dim, c.upcast_attention)
+                BasicTransformerBlock::load(
+                    &vb.pp("transformer_blocks").pp(i),
+                    inner,
+                    c.heads,
+                    c.head_dim,
+                    c.context_dim,
+                    c.upcast_attention,
+                )
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {

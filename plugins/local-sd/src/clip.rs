@@ -91,9 +91,14 @@ impl ClipAttention {
         let q = split(self.q_proj.forward(x.clone()));
         let k = split(self.k_proj.forward(x.clone()));
         let v = split(self.v_proj.forward(x));
-        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: true };
+        let options = AttentionModuleOptions {
+            scale: None,
+            softcap: None,
+            is_causal: true,
+        };
         let out = attention(q, k, v, None, None, options);
-        self.out_proj.forward(out.swap_dims(1, 2).reshape([b, n, h]))
+        self.out_proj
+            .forward(out.swap_dims(1, 2).reshape([b, n, h]))
     }
 }
 
@@ -122,7 +127,10 @@ impl ClipEncoderLayer {
 
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let x = x.clone() + self.self_attn.forward(self.layer_norm1.forward(x));
-        let y = self.fc2.forward(self.act.forward(self.fc1.forward(self.layer_norm2.forward(x.clone()))));
+        let y = self.fc2.forward(
+            self.act
+                .forward(self.fc1.forward(self.layer_norm2.forward(x.clone()))),
+        );
         x + y
     }
 }
@@ -142,7 +150,11 @@ pub struct ClipTextModel {
 impl ClipTextModel {
     pub fn load(vb: &VarBuilder, config: &ClipTextConfig) -> Result<Self> {
         // transformers 4 writes `text_model.…`; transformers 5 drops that prefix.
-        let tm = if vb.contains("text_model.embeddings.token_embedding.weight") { vb.pp("text_model") } else { vb.clone() };
+        let tm = if vb.contains("text_model.embeddings.token_embedding.weight") {
+            vb.pp("text_model")
+        } else {
+            vb.clone()
+        };
         let emb = tm.pp("embeddings");
         let h = config.hidden_size;
         let layers = (0..config.num_hidden_layers)
@@ -156,9 +168,17 @@ impl ClipTextModel {
         };
         Ok(Self {
             token_embedding: Embedding::load(&emb.pp("token_embedding"), config.vocab_size, h)?,
-            position_embedding: Embedding::load(&emb.pp("position_embedding"), config.max_position_embeddings, h)?,
+            position_embedding: Embedding::load(
+                &emb.pp("position_embedding"),
+                config.max_position_embeddings,
+                h,
+            )?,
             layers,
-            final_layer_norm: LayerNorm::load(&tm.pp("final_layer_norm"), h, config.layer_norm_eps)?,
+            final_layer_norm: LayerNorm::load(
+                &tm.pp("final_layer_norm"),
+                h,
+                config.layer_norm_eps,
+            )?,
             text_projection,
             config: config.clone(),
             device: vb.device().clone(),
@@ -176,8 +196,10 @@ impl ClipTextModel {
         let flat: Vec<i64> = ids.iter().flatten().copied().collect();
         let tokens = Tensor::<2, Int>::from_data(TensorData::new(flat, [b, n]), &self.device);
         let positions: Vec<i64> = (0..n as i64).collect();
-        let positions = Tensor::<2, Int>::from_data(TensorData::new(positions, [1, n]), &self.device);
-        let mut x = self.token_embedding.forward(tokens) + self.position_embedding.forward(positions);
+        let positions =
+            Tensor::<2, Int>::from_data(TensorData::new(positions, [1, n]), &self.device);
+        let mut x =
+            self.token_embedding.forward(tokens) + self.position_embedding.forward(positions);
         let mut penultimate = x.clone();
         let last = self.layers.len().saturating_sub(1);
         for (i, layer) in self.layers.iter().enumerate() {
@@ -193,12 +215,23 @@ impl ClipTextModel {
             .enumerate()
             .map(|(i, seq)| {
                 let at = self.end_position(seq);
-                last_hidden_state.clone().slice([i..i + 1, at..at + 1, 0..h]).reshape([1, h])
+                last_hidden_state
+                    .clone()
+                    .slice([i..i + 1, at..at + 1, 0..h])
+                    .reshape([1, h])
             })
             .collect();
         let pooled = Tensor::cat(rows, 0);
-        let text_embeds = self.text_projection.as_ref().map(|p| p.forward(pooled.clone()));
-        ClipOutput { last_hidden_state, penultimate_hidden_state: penultimate, pooled, text_embeds }
+        let text_embeds = self
+            .text_projection
+            .as_ref()
+            .map(|p| p.forward(pooled.clone()));
+        ClipOutput {
+            last_hidden_state,
+            penultimate_hidden_state: penultimate,
+            pooled,
+            text_embeds,
+        }
     }
 
     /// Where transformers pools: the highest id for legacy configs (`eos_token_id == 2`),
@@ -213,7 +246,9 @@ impl ClipTextModel {
             }
             best
         } else {
-            seq.iter().position(|&t| t == self.config.eos_token_id).unwrap_or(0)
+            seq.iter()
+                .position(|&t| t == self.config.eos_token_id)
+                .unwrap_or(0)
         }
     }
 }

@@ -8,7 +8,11 @@ use crate::error::{Error, Result};
 
 pub(crate) fn read_json<T: DeserializeOwned>(path: &Path, what: &'static str) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(what, path, e))?;
-    serde_json::from_str(&text).map_err(|source| Error::Json { what, path: path.to_path_buf(), source })
+    serde_json::from_str(&text).map_err(|source| Error::Json {
+        what,
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// A config value that is either one value for every block or one per block (diffusers

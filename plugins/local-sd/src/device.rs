@@ -71,7 +71,7 @@ fn kind_name(t: wgpu::DeviceType) -> &'static str {
 /// Every GPU adapter wgpu finds, in the order Burn indexes them.
 pub fn list_adapters() -> Vec<AdapterInfo> {
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
-    let adapters = block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    let adapters = block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY));
     adapters
         .iter()
         .enumerate()
@@ -90,7 +90,10 @@ pub fn list_adapters() -> Vec<AdapterInfo> {
 
 /// Burn's device for adapter `info`: wgpu picks adapters by kind and index within that kind.
 fn burn_device(adapters: &[AdapterInfo], info: &AdapterInfo) -> Device {
-    let nth = adapters.iter().filter(|a| a.kind == info.kind && a.index < info.index).count();
+    let nth = adapters
+        .iter()
+        .filter(|a| a.kind == info.kind && a.index < info.index)
+        .count();
     let kind = match info.kind.as_str() {
         "discrete" => DeviceKind::DiscreteGpu(nth),
         "integrated" => DeviceKind::IntegratedGpu(nth),
@@ -109,7 +112,10 @@ pub fn select(choice: &DeviceChoice) -> Result<(Device, String)> {
             let adapters = list_adapters();
             for kind in ["discrete", "integrated", "virtual"] {
                 if let Some(a) = adapters.iter().find(|a| a.kind == kind) {
-                    return Ok((burn_device(&adapters, a), format!("{} ({}, {})", a.name, a.kind, a.backend)));
+                    return Ok((
+                        burn_device(&adapters, a),
+                        format!("{} ({}, {})", a.name, a.kind, a.backend),
+                    ));
                 }
             }
             Ok((Device::flex(), "CPU (no GPU adapter found)".to_string()))
@@ -124,7 +130,10 @@ pub fn select(choice: &DeviceChoice) -> Result<(Device, String)> {
                 }
             };
             let a = found.ok_or_else(|| Error::NoSuchDevice(wanted.clone()))?;
-            Ok((burn_device(&adapters, a), format!("{} ({}, {})", a.name, a.kind, a.backend)))
+            Ok((
+                burn_device(&adapters, a),
+                format!("{} ({}, {})", a.name, a.kind, a.backend),
+            ))
         }
     }
 }

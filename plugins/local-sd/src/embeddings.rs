@@ -22,15 +22,22 @@ pub fn timestep_embedding(
         // torch: exponent = -log(10000) * arange(half) / (half - shift), all float32.
         let freqs: Vec<f32> = (0..half)
             .map(|i| {
-                let exponent = (-(10000f64.ln()) as f32 * i as f32) / (half as f64 - downscale_freq_shift) as f32;
+                let exponent = (-(10000f64.ln()) as f32 * i as f32)
+                    / (half as f64 - downscale_freq_shift) as f32;
                 exponent.exp()
             })
             .collect();
         let args: Vec<f32> = freqs.iter().map(|f| t as f32 * f).collect();
         let (first, second): (Vec<f32>, Vec<f32>) = if flip_sin_to_cos {
-            (args.iter().map(|a| a.cos()).collect(), args.iter().map(|a| a.sin()).collect())
+            (
+                args.iter().map(|a| a.cos()).collect(),
+                args.iter().map(|a| a.sin()).collect(),
+            )
         } else {
-            (args.iter().map(|a| a.sin()).collect(), args.iter().map(|a| a.cos()).collect())
+            (
+                args.iter().map(|a| a.sin()).collect(),
+                args.iter().map(|a| a.cos()).collect(),
+            )
         };
         out.extend(first);
         out.extend(second);
@@ -38,7 +45,10 @@ pub fn timestep_embedding(
             out.push(0.0);
         }
     }
-    let t: Tensor<2> = Tensor::from_data(TensorData::new(out, [timesteps.len(), dim]), (device, DType::F32));
+    let t: Tensor<2> = Tensor::from_data(
+        TensorData::new(out, [timesteps.len(), dim]),
+        (device, DType::F32),
+    );
     crate::nn::to_dtype(t, dtype)
 }
 
@@ -60,6 +70,7 @@ impl TimestepEmbedding {
     }
 
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        self.linear_2.forward(self.act.forward(self.linear_1.forward(x)))
+        self.linear_2
+            .forward(self.act.forward(self.linear_1.forward(x)))
     }
 }

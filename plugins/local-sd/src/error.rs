@@ -25,12 +25,23 @@ pub enum Error {
     #[error("the weights have no tensor `{name}`. The checkpoint does not match its config.json (wrong or truncated download?): {}", path.display())]
     MissingTensor { name: String, path: PathBuf },
     #[error("tensor `{name}` has shape {found:?} but the model's config expects {expected:?}. The checkpoint does not match its config.json: {}", path.display())]
-    ShapeMismatch { name: String, expected: Vec<usize>, found: Vec<usize>, path: PathBuf },
+    ShapeMismatch {
+        name: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+        path: PathBuf,
+    },
     #[error("tensor `{name}` is stored as {dtype}, which the engine cannot load (it reads F32, F16 and BF16): {}", path.display())]
-    UnsupportedDtype { name: String, dtype: String, path: PathBuf },
+    UnsupportedDtype {
+        name: String,
+        dtype: String,
+        path: PathBuf,
+    },
     #[error("{path} is not a valid safetensors file ({reason}). Re-download the model.")]
     BadSafetensors { path: PathBuf, reason: String },
-    #[error("no model found for `{0}`. Pass a local diffusers folder (with unet/, vae/, text_encoder/, tokenizer/, scheduler/) or a Hugging Face repo id already in the cache ($HF_HOME/hub).")]
+    #[error(
+        "no model found for `{0}`. Pass a local diffusers folder (with unet/, vae/, text_encoder/, tokenizer/, scheduler/) or a Hugging Face repo id already in the cache ($HF_HOME/hub)."
+    )]
     ModelNotFound(String),
     #[error("the prompt is {tokens} tokens long but the text encoder reads at most {max} (including start and end). Shorten the prompt by {over} tokens.", over = tokens - max)]
     PromptTooLong { tokens: usize, max: usize },
@@ -40,7 +51,9 @@ pub enum Error {
     InvalidRequest(String),
     #[error("unsupported model: {0}")]
     Unsupported(String),
-    #[error("no GPU adapter matches `{0}`. Run `imageai-sd-worker --list-devices` to see the adapters, or use `--device cpu`.")]
+    #[error(
+        "no GPU adapter matches `{0}`. Run `imageai-sd-worker --list-devices` to see the adapters, or use `--device cpu`."
+    )]
     NoSuchDevice(String),
     #[error("the device failed: {0}")]
     Device(String),
@@ -52,6 +65,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub(crate) fn io(what: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io { what, path: path.into(), source }
+        Self::Io {
+            what,
+            path: path.into(),
+            source,
+        }
     }
 }

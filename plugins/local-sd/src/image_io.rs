@@ -15,8 +15,12 @@ pub fn encode_png(image: &GeneratedImage) -> Result<Vec<u8>> {
         let mut enc = png::Encoder::new(&mut out, image.width as u32, image.height as u32);
         enc.set_color(png::ColorType::Rgb);
         enc.set_depth(png::BitDepth::Eight);
-        let mut writer = enc.write_header().map_err(|e| Error::Device(format!("PNG encoding failed: {e}")))?;
-        writer.write_image_data(&image.to_rgb8()).map_err(|e| Error::Device(format!("PNG encoding failed: {e}")))?;
+        let mut writer = enc
+            .write_header()
+            .map_err(|e| Error::Device(format!("PNG encoding failed: {e}")))?;
+        writer
+            .write_image_data(&image.to_rgb8())
+            .map_err(|e| Error::Device(format!("PNG encoding failed: {e}")))?;
     }
     Ok(out)
 }
@@ -27,13 +31,18 @@ pub fn encode_png_base64(image: &GeneratedImage) -> Result<String> {
 
 /// Decodes a PNG (any 8-bit colour type) to RGB in [0, 1], and a per-pixel luminance channel.
 pub fn decode_png(bytes: &[u8]) -> Result<(InputImage, Vec<f32>)> {
-    let bad = |e: String| Error::InvalidRequest(format!("the input image is not a readable PNG: {e}"));
+    let bad =
+        |e: String| Error::InvalidRequest(format!("the input image is not a readable PNG: {e}"));
     let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
     decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
     let mut reader = decoder.read_info().map_err(|e| bad(e.to_string()))?;
-    let size = reader.output_buffer_size().ok_or_else(|| bad("image too large".into()))?;
+    let size = reader
+        .output_buffer_size()
+        .ok_or_else(|| bad("image too large".into()))?;
     let mut buf = vec![0u8; size];
-    let info = reader.next_frame(&mut buf).map_err(|e| bad(e.to_string()))?;
+    let info = reader
+        .next_frame(&mut buf)
+        .map_err(|e| bad(e.to_string()))?;
     let (w, h) = (info.width as usize, info.height as usize);
     let channels = info.color_type.samples();
     let mut rgb = Vec::with_capacity(w * h * 3);
@@ -46,11 +55,20 @@ pub fn decode_png(bytes: &[u8]) -> Result<(InputImage, Vec<f32>)> {
         rgb.extend([r, g, b].map(|v| f32::from(v) / 255.0));
         luma.push((0.299 * f32::from(r) + 0.587 * f32::from(g) + 0.114 * f32::from(b)) / 255.0);
     }
-    Ok((InputImage { width: w, height: h, rgb }, luma))
+    Ok((
+        InputImage {
+            width: w,
+            height: h,
+            rgb,
+        },
+        luma,
+    ))
 }
 
 pub fn decode_base64(text: &str) -> Result<Vec<u8>> {
-    STANDARD.decode(text.trim()).map_err(|e| Error::InvalidRequest(format!("invalid base64 image data: {e}")))
+    STANDARD
+        .decode(text.trim())
+        .map_err(|e| Error::InvalidRequest(format!("invalid base64 image data: {e}")))
 }
 
 /// Reads initial latents from a safetensors file: the tensor named `noise`, else the only

@@ -6,9 +6,9 @@ pub mod clip;
 pub mod config;
 pub mod device;
 pub mod embeddings;
-pub mod model_files;
 pub mod error;
 pub mod image_io;
+pub mod model_files;
 pub mod nn;
 pub mod pipeline;
 pub mod resnet;
@@ -23,6 +23,9 @@ pub mod worker;
 
 pub use error::{Error, Result};
 
-pub use pipeline::{Control, GenerateParams, GeneratedImage, LoadOptions, Mode, Precision, Progress, StableDiffusion};
+pub use pipeline::{
+    Control, GenerateParams, GeneratedImage, LoadOptions, Mode, Precision, Progress,
+    StableDiffusion,
+};
 pub use schedulers::SchedulerKind;
 pub use worker::client::{ClientError, WorkerClient};

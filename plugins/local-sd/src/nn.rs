@@ -10,7 +10,11 @@ use crate::weights::VarBuilder;
 
 /// Casts to f32 for numerically sensitive statistics, and back.
 pub(crate) fn to_f32<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    if x.dtype() == DType::F32 { x } else { x.cast(DType::F32) }
+    if x.dtype() == DType::F32 {
+        x
+    } else {
+        x.cast(DType::F32)
+    }
 }
 
 pub(crate) fn to_dtype<const D: usize>(x: Tensor<D>, dtype: DType) -> Tensor<D> {
@@ -28,7 +32,11 @@ pub struct Linear {
 impl Linear {
     pub fn load(vb: &VarBuilder, in_dim: usize, out_dim: usize, bias: bool) -> Result<Self> {
         let weight = vb.get("weight", [out_dim, in_dim])?.transpose();
-        let bias = if bias { Some(vb.get("bias", [out_dim])?) } else { None };
+        let bias = if bias {
+            Some(vb.get("bias", [out_dim])?)
+        } else {
+            None
+        };
         Ok(Self { weight, bias })
     }
 
@@ -57,7 +65,12 @@ impl Conv2d {
     ) -> Result<Self> {
         let weight = vb.get("weight", [out_ch, in_ch, kernel, kernel])?;
         let bias = Some(vb.get("bias", [out_ch])?);
-        Ok(Self { weight, bias, stride, padding })
+        Ok(Self {
+            weight,
+            bias,
+            stride,
+            padding,
+        })
     }
 
     pub fn weight(&self) -> Tensor<4> {
@@ -86,14 +99,19 @@ pub struct GroupNorm {
 
 impl GroupNorm {
     pub fn load(vb: &VarBuilder, groups: usize, channels: usize, eps: f64) -> Result<Self> {
-        if groups == 0 || channels % groups != 0 {
+        if groups == 0 || !channels.is_multiple_of(groups) {
             return Err(crate::Error::Config(format!(
                 "GroupNorm at `{}`: {channels} channels do not split into {groups} groups; the config.json is inconsistent",
                 vb.pp("weight").prefix_name()
             )));
         }
         let vb32 = vb.with_dtype(DType::F32);
-        Ok(Self { weight: vb32.get("weight", [channels])?, bias: vb32.get("bias", [channels])?, groups, eps })
+        Ok(Self {
+            weight: vb32.get("weight", [channels])?,
+            bias: vb32.get("bias", [channels])?,
+            groups,
+            eps,
+        })
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
@@ -103,7 +121,8 @@ impl GroupNorm {
         let (var, mean) = x.clone().var_mean_bias(2);
         let x = (x - mean).div((var + self.eps).sqrt());
         let x = x.reshape([n, c, h, w]);
-        let x = x * self.weight.clone().reshape([1, c, 1, 1]) + self.bias.clone().reshape([1, c, 1, 1]);
+        let x =
+            x * self.weight.clone().reshape([1, c, 1, 1]) + self.bias.clone().reshape([1, c, 1, 1]);
         to_dtype(x, dtype)
     }
 }
@@ -119,12 +138,21 @@ pub struct LayerNorm {
 impl LayerNorm {
     pub fn load(vb: &VarBuilder, dim: usize, eps: f64) -> Result<Self> {
         let vb32 = vb.with_dtype(DType::F32);
-        Ok(Self { weight: vb32.get("weight", [dim])?, bias: vb32.get("bias", [dim])?, eps })
+        Ok(Self {
+            weight: vb32.get("weight", [dim])?,
+            bias: vb32.get("bias", [dim])?,
+            eps,
+        })
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let dtype = x.dtype();
-        let y = layer_norm(to_f32(x), self.weight.clone(), Some(self.bias.clone()), self.eps);
+        let y = layer_norm(
+            to_f32(x),
+            self.weight.clone(),
+            Some(self.bias.clone()),
+            self.eps,
+        );
         to_dtype(y, dtype)
     }
 }
@@ -137,7 +165,9 @@ pub struct Embedding {
 
 impl Embedding {
     pub fn load(vb: &VarBuilder, count: usize, dim: usize) -> Result<Self> {
-        Ok(Self { weight: vb.get("weight", [count, dim])? })
+        Ok(Self {
+            weight: vb.get("weight", [count, dim])?,
+        })
     }
 
     pub fn forward(&self, ids: Tensor<2, Int>) -> Tensor<3> {
@@ -167,7 +197,11 @@ impl Activation {
             "gelu_pytorch_tanh" | "gelu_new" | "gelu-approximate" => Self::GeluTanh,
             "quick_gelu" => Self::QuickGelu,
             "relu" => Self::Relu,
-            other => return Err(crate::Error::Unsupported(format!("activation function `{other}`"))),
+            other => {
+                return Err(crate::Error::Unsupported(format!(
+                    "activation function `{other}`"
+                )));
+            }
         })
     }
 

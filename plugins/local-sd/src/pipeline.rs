@@ -42,7 +42,9 @@ impl std::str::FromStr for Precision {
         match s.to_ascii_lowercase().as_str() {
             "fp32" | "f32" | "float32" => Ok(Self::Fp32),
             "fp16" | "f16" | "float16" | "half" => Ok(Self::Fp16),
-            _ => Err(Error::InvalidRequest(format!("unknown precision `{s}`; use fp32 or fp16"))),
+            _ => Err(Error::InvalidRequest(format!(
+                "unknown precision `{s}`; use fp32 or fp16"
+            ))),
         }
     }
 }
@@ -84,9 +86,16 @@ pub struct InputImage {
 pub enum Mode {
     Txt2Img,
     /// Start from `image` noised to `strength` (0: unchanged, 1: ignore the image).
-    Img2Img { image: InputImage, strength: f64 },
+    Img2Img {
+        image: InputImage,
+        strength: f64,
+    },
     /// Repaint where `mask` is 1 (values in [0, 1], one per pixel), keep the rest.
-    Inpaint { image: InputImage, mask: Vec<f32>, strength: f64 },
+    Inpaint {
+        image: InputImage,
+        mask: Vec<f32>,
+        strength: f64,
+    },
 }
 
 /// One generation request.
@@ -103,6 +112,9 @@ pub struct GenerateParams {
     pub num_images: usize,
     pub scheduler: SchedulerKind,
     pub mode: Mode,
+    /// Another timestep spacing than the model's scheduler config gives (`trailing` for
+    /// single-step Turbo sampling).
+    pub timestep_spacing: Option<crate::schedulers::Spacing>,
     /// Caller-supplied initial latents (`[n, 4, h/8, w/8]`, unscaled standard normal), instead
     /// of drawing them from the seed.
     pub init_noise: Option<Vec<f32>>,
@@ -119,7 +131,10 @@ pub struct GeneratedImage {
 impl GeneratedImage {
     /// 8-bit RGB as diffusers' `numpy_to_pil` rounds it.
     pub fn to_rgb8(&self) -> Vec<u8> {
-        self.rgb.iter().map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8).collect()
+        self.rgb
+            .iter()
+            .map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8)
+            .collect()
     }
 }
 
@@ -158,7 +173,10 @@ pub struct StableDiffusion {
 
 impl std::fmt::Debug for StableDiffusion {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StableDiffusion").field("root", &self.root).field("family", &self.family).finish_non_exhaustive()
+        f.debug_struct("StableDiffusion")
+            .field("root", &self.root)
+            .field("family", &self.family)
+            .finish_non_exhaustive()
     }
 }
 
@@ -179,10 +197,15 @@ impl StableDiffusion {
     pub fn load(root: &Path, device: &Device, options: LoadOptions) -> Result<Self> {
         let dtype = options.precision.dtype();
         let prefer_fp16 = options.precision == Precision::Fp16;
-        let family = if root.join("text_encoder_2").is_dir() { ModelFamily::Sdxl } else { ModelFamily::Sd };
+        let family = if root.join("text_encoder_2").is_dir() {
+            ModelFamily::Sdxl
+        } else {
+            ModelFamily::Sd
+        };
         if family == ModelFamily::Sdxl {
             return Err(Error::Unsupported(
-                "SDXL models (two text encoders) are not supported yet by this engine version".into(),
+                "SDXL models (two text encoders) are not supported yet by this engine version"
+                    .into(),
             ));
         }
 
@@ -193,20 +216,32 @@ impl StableDiffusion {
         let text_encoder = if options.low_memory {
             None
         } else {
-            Some(ClipTextModel::load(&VarBuilder::new(text_encoder_weights.clone(), device.clone(), dtype), &text_encoder_config)?)
+            Some(ClipTextModel::load(
+                &VarBuilder::new(text_encoder_weights.clone(), device.clone(), dtype),
+                &text_encoder_config,
+            )?)
         };
 
         let unet_dir = component(root, "unet")?;
         let unet_config = UNet2DConditionConfig::from_file(&unet_dir.join("config.json"))?;
         let unet_weights = Weights::open(&Weights::find_in_dir(&unet_dir, prefer_fp16)?)?;
-        let unet = UNet2DConditionModel::load(&VarBuilder::new(unet_weights, device.clone(), dtype), &unet_config)?;
+        let unet = UNet2DConditionModel::load(
+            &VarBuilder::new(unet_weights, device.clone(), dtype),
+            &unet_config,
+        )?;
 
         let vae_dir = component(root, "vae")?;
         let vae_config = AutoencoderKLConfig::from_file(&vae_dir.join("config.json"))?;
         let vae_weights = Weights::open(&Weights::find_in_dir(&vae_dir, prefer_fp16)?)?;
-        let vae_f32 = options.vae_f32.unwrap_or(vae_config.force_upcast.unwrap_or(true));
+        let vae_f32 = options
+            .vae_f32
+            .unwrap_or(vae_config.force_upcast.unwrap_or(true));
         let vae_dtype = if vae_f32 { DType::F32 } else { dtype };
-        let vae = AutoencoderKL::load(&VarBuilder::new(vae_weights, device.clone(), vae_dtype), &vae_config, true)?;
+        let vae = AutoencoderKL::load(
+            &VarBuilder::new(vae_weights, device.clone(), vae_dtype),
+            &vae_config,
+            true,
+        )?;
 
         let sched_path = component(root, "scheduler")?.join("scheduler_config.json");
         let scheduler_config = SchedulerConfigFile::from_file(&sched_path)?;
@@ -256,13 +291,20 @@ impl StableDiffusion {
     }
 
     fn encode_prompts(&self, prompts: &[&str]) -> Result<Tensor<3>> {
-        let ids = prompts.iter().map(|p| self.tokenizer.encode_window(p)).collect::<Result<Vec<_>>>()?;
+        let ids = prompts
+            .iter()
+            .map(|p| self.tokenizer.encode_window(p))
+            .collect::<Result<Vec<_>>>()?;
         let owned;
         let encoder = match &self.text_encoder {
             Some(e) => e,
             None => {
                 owned = ClipTextModel::load(
-                    &VarBuilder::new(self.text_encoder_weights.clone(), self.device.clone(), self.dtype()),
+                    &VarBuilder::new(
+                        self.text_encoder_weights.clone(),
+                        self.device.clone(),
+                        self.dtype(),
+                    ),
                     &self.text_encoder_config,
                 )?;
                 &owned
@@ -291,7 +333,10 @@ impl StableDiffusion {
             )));
         }
         // HWC [0, 1] -> NCHW [-1, 1].
-        let t = Tensor::<3>::from_data(TensorData::new(image.rgb.clone(), [height, width, 3]), (&self.device, DType::F32));
+        let t = Tensor::<3>::from_data(
+            TensorData::new(image.rgb.clone(), [height, width, 3]),
+            (&self.device, DType::F32),
+        );
         Ok((t.permute([2, 0, 1]).reshape([1, 3, height, width]) * 2.0) - 1.0)
     }
 
@@ -301,9 +346,25 @@ impl StableDiffusion {
         params: &GenerateParams,
         progress: &mut dyn FnMut(Progress) -> Control,
     ) -> Result<Vec<GeneratedImage>> {
+        let latents = self.denoise(params, progress)?;
+        self.decode(latents)
+    }
+
+    /// The sampling loop alone: the final (scaled) latents, before the VAE.
+    pub fn denoise(
+        &self,
+        params: &GenerateParams,
+        progress: &mut dyn FnMut(Progress) -> Control,
+    ) -> Result<Tensor<4>> {
         let s = self.vae_scale_factor();
-        if params.width == 0 || params.height == 0 || params.width % s != 0 || params.height % s != 0 {
-            return Err(Error::InvalidRequest(format!("width and height must be positive multiples of {s}")));
+        if params.width == 0
+            || params.height == 0
+            || !params.width.is_multiple_of(s)
+            || !params.height.is_multiple_of(s)
+        {
+            return Err(Error::InvalidRequest(format!(
+                "width and height must be positive multiples of {s}"
+            )));
         }
         let n = params.num_images.max(1);
         let (lh, lw) = (params.height / s, params.width / s);
@@ -322,64 +383,119 @@ impl StableDiffusion {
             self.encode_prompts(&[&params.prompt])?.repeat_dim(0, n)
         };
 
-        let mut scheduler = schedulers::build(params.scheduler, &self.scheduler_config, params.steps)?;
+        let mut scheduler = schedulers::build(
+            params.scheduler,
+            &self.scheduler_config,
+            params.steps,
+            params.timestep_spacing,
+        )?;
         let mut generator = TorchGenerator::new(params.seed);
         let shape = [n, latent_ch, lh, lw];
         let all_steps = scheduler.timesteps().len();
 
-        let (mut latents, first_step, inpaint) = match &params.mode {
-            Mode::Txt2Img => {
-                let noise = match &params.init_noise {
-                    Some(v) => self.caller_noise(v, shape)?,
-                    None => self.randn(&mut generator, shape),
-                };
-                (noise * scheduler.init_noise_sigma(), 0, None)
-            }
-            Mode::Img2Img { image, strength } | Mode::Inpaint { image, strength, .. } => {
+        // The strength-limited start of img2img/inpainting (diffusers' `get_timesteps`).
+        let (strength, source) = match &params.mode {
+            Mode::Txt2Img => (1.0, None),
+            Mode::Img2Img { image, strength }
+            | Mode::Inpaint {
+                image, strength, ..
+            } => {
                 if !(0.0..=1.0).contains(strength) {
-                    return Err(Error::InvalidRequest("strength must be between 0 and 1".into()));
+                    return Err(Error::InvalidRequest(
+                        "strength must be between 0 and 1".into(),
+                    ));
                 }
-                // diffusers' get_timesteps: run the last `steps * strength` steps.
-                let init_steps = ((params.steps as f64 * strength) as usize).min(params.steps);
-                let t_start = params.steps - init_steps;
-                if t_start >= all_steps {
-                    return Err(Error::InvalidRequest(format!(
-                        "strength {strength} with {} steps leaves no step to run; raise strength or steps",
-                        params.steps
-                    )));
-                }
-                let dist = self.vae.encode(self.image_tensor(image, params.width, params.height)?)?;
-                let sample_noise = self.randn(&mut generator, dist.mean.dims());
-                let init = (dist.mean.clone() + dist.std() * crate::nn::to_dtype(sample_noise, self.vae.dtype()))
-                    * self.vae.config().scaling_factor;
-                let init = crate::nn::to_dtype(init, dtype).repeat_dim(0, n);
-                let noise = match &params.init_noise {
-                    Some(v) => self.caller_noise(v, shape)?,
-                    None => self.randn(&mut generator, shape),
-                };
-                // diffusers' inpainting starts from pure noise at full strength.
-                let full = matches!(params.mode, Mode::Inpaint { .. }) && *strength >= 1.0;
-                let latents = if full {
-                    noise.clone() * scheduler.init_noise_sigma()
-                } else {
-                    scheduler.add_noise(init.clone(), noise.clone(), t_start)
-                };
-                let inpaint = match &params.mode {
-                    Mode::Inpaint { mask, .. } => Some((self.latent_mask(mask, params.width, params.height, lh, lw)?, init, noise)),
-                    _ => None,
-                };
-                (latents, t_start, inpaint)
+                (
+                    *strength,
+                    Some(self.image_tensor(image, params.width, params.height)?),
+                )
             }
         };
+        let init_steps = ((params.steps as f64 * strength) as usize).min(params.steps);
+        let first_step = params.steps - init_steps;
+        if first_step >= all_steps {
+            return Err(Error::InvalidRequest(format!(
+                "strength {strength} with {} steps leaves no step to run; raise strength or steps",
+                params.steps
+            )));
+        }
+        let unet_in = self.unet.config().in_channels;
+        let inpaint_unet = unet_in == 2 * latent_ch + 1;
+        let is_inpaint = matches!(params.mode, Mode::Inpaint { .. });
+        if is_inpaint && !inpaint_unet && unet_in != latent_ch {
+            return Err(Error::Unsupported(format!(
+                "a UNet with {unet_in} input channels"
+            )));
+        }
+        if !is_inpaint && unet_in != latent_ch {
+            return Err(Error::InvalidRequest(
+                "this is an inpainting model: give it an image and a mask".into(),
+            ));
+        }
+
+        // Random draws happen in diffusers' order: source latents, initial noise, masked-image
+        // latents, then whatever the scheduler draws while sampling.
+        let full_strength_inpaint = is_inpaint && strength >= 1.0;
+        let image_latents = match &source {
+            Some(img) if !(full_strength_inpaint && inpaint_unet) => Some(
+                self.encode_sample(img.clone(), &mut generator)?
+                    .repeat_dim(0, n),
+            ),
+            _ => None,
+        };
+        let noise = match &params.init_noise {
+            Some(v) => self.caller_noise(v, shape)?,
+            None => self.randn(&mut generator, shape),
+        };
+        let mut latents = match &image_latents {
+            Some(init) if !full_strength_inpaint => {
+                scheduler.add_noise(init.clone(), noise.clone(), first_step)
+            }
+            _ => noise.clone() * scheduler.init_noise_sigma(),
+        };
+        let mut mask_latent = None;
+        let mut masked_image_latents = None;
+        if let (Mode::Inpaint { mask, .. }, Some(img)) = (&params.mode, &source) {
+            let (pixel_mask, small) = self.masks(mask, params.width, params.height, lh, lw)?;
+            if inpaint_unet {
+                let keep = pixel_mask.neg() + 1.0;
+                let masked = img.clone() * keep;
+                masked_image_latents =
+                    Some(self.encode_sample(masked, &mut generator)?.repeat_dim(0, n));
+            } else {
+                // diffusers encodes the masked image even for a 4-channel UNet and discards it;
+                // only its random draw matters here.
+                let _ = self.randn(&mut generator, [1, latent_ch, lh, lw]);
+            }
+            mask_latent = Some(small.repeat_dim(0, n));
+        }
 
         let mut noise_fn = |shape: [usize; 4]| self.randn(&mut generator, shape);
         let timesteps: Vec<f64> = scheduler.timesteps().to_vec();
         let total = all_steps - first_step;
+        let double = |t: Tensor<4>| {
+            if cfg {
+                Tensor::cat(vec![t.clone(), t], 0)
+            } else {
+                t
+            }
+        };
+        let extra = match (&mask_latent, &masked_image_latents) {
+            (Some(m), Some(l)) if inpaint_unet => {
+                Some(Tensor::cat(vec![double(m.clone()), double(l.clone())], 1))
+            }
+            _ => None,
+        };
         for (k, i) in (first_step..all_steps).enumerate() {
             let t = timesteps[i];
-            let input = if cfg { Tensor::cat(vec![latents.clone(), latents.clone()], 0) } else { latents.clone() };
-            let input = scheduler.scale_model_input(input, i);
-            let out = self.unet.forward(crate::nn::to_dtype(input, dtype), t, &context, None)?;
+            let input = scheduler.scale_model_input(double(latents.clone()), i);
+            let input = match &extra {
+                Some(e) => Tensor::cat(vec![input, e.clone()], 1),
+                None => input,
+            };
+            let out = self
+                .unet
+                .forward(crate::nn::to_dtype(input, dtype), t, &context, None)?;
             let noise_pred = if cfg {
                 let [b2, c, h, w] = out.dims();
                 let half = b2 / 2;
@@ -390,18 +506,26 @@ impl StableDiffusion {
                 out
             };
             latents = scheduler.step(noise_pred, i, latents, &mut noise_fn);
-            if let Some((mask, init, noise)) = &inpaint {
+            if let (Some(mask), Some(init), false) = (&mask_latent, &image_latents, inpaint_unet) {
                 // Keep the unmasked region at the source image's noise level for the next step.
-                let known = if i + 1 < all_steps { scheduler.add_noise(init.clone(), noise.clone(), i + 1) } else { init.clone() };
+                let known = if i + 1 < all_steps {
+                    scheduler.add_noise(init.clone(), noise.clone(), i + 1)
+                } else {
+                    init.clone()
+                };
                 latents = known * (mask.clone().neg() + 1.0) + latents * mask.clone();
             }
             let preview = self.preview(&latents);
-            if progress(Progress { step: k + 1, total, preview }) == Control::Cancel {
+            if progress(Progress {
+                step: k + 1,
+                total,
+                preview,
+            }) == Control::Cancel
+            {
                 return Err(Error::Cancelled);
             }
         }
-
-        self.decode(latents)
+        Ok(latents)
     }
 
     fn caller_noise(&self, values: &[f32], shape: [usize; 4]) -> Result<Tensor<4>> {
@@ -412,25 +536,56 @@ impl StableDiffusion {
                 values.len()
             )));
         }
-        let t: Tensor<4> = Tensor::from_data(TensorData::new(values.to_vec(), shape), (&self.device, DType::F32));
+        let t: Tensor<4> = Tensor::from_data(
+            TensorData::new(values.to_vec(), shape),
+            (&self.device, DType::F32),
+        );
         Ok(crate::nn::to_dtype(t, self.dtype()))
     }
 
-    /// The inpainting mask at latent resolution (nearest pixel per latent), `[1, 1, h, w]`.
-    fn latent_mask(&self, mask: &[f32], width: usize, height: usize, lh: usize, lw: usize) -> Result<Tensor<4>> {
+    /// The binarized mask at pixel resolution (`[1, 1, H, W]`, 1 = repaint) and at latent
+    /// resolution by nearest-neighbour sampling (`[1, 1, h, w]`), as diffusers' mask processor
+    /// and `prepare_mask_latents` make them.
+    fn masks(
+        &self,
+        mask: &[f32],
+        width: usize,
+        height: usize,
+        lh: usize,
+        lw: usize,
+    ) -> Result<(Tensor<4>, Tensor<4>)> {
         if mask.len() != width * height {
             return Err(Error::InvalidRequest(format!(
                 "the mask has {} values but the image has {width}x{height} pixels",
                 mask.len()
             )));
         }
+        let binary: Vec<f32> = mask
+            .iter()
+            .map(|&m| if m >= 0.5 { 1.0 } else { 0.0 })
+            .collect();
         let s = self.vae_scale_factor();
         let small: Vec<f32> = (0..lh)
             .flat_map(|y| (0..lw).map(move |x| (y, x)))
-            .map(|(y, x)| if mask[(y * s) * width + x * s] >= 0.5 { 1.0 } else { 0.0 })
+            .map(|(y, x)| binary[(y * s) * width + x * s])
             .collect();
-        let t: Tensor<4> = Tensor::from_data(TensorData::new(small, [1, 1, lh, lw]), (&self.device, DType::F32));
-        Ok(crate::nn::to_dtype(t, self.dtype()))
+        let pixel: Tensor<4> = Tensor::from_data(
+            TensorData::new(binary, [1, 1, height, width]),
+            (&self.device, DType::F32),
+        );
+        let small: Tensor<4> = Tensor::from_data(
+            TensorData::new(small, [1, 1, lh, lw]),
+            (&self.device, DType::F32),
+        );
+        Ok((pixel, crate::nn::to_dtype(small, self.dtype())))
+    }
+
+    /// `vae.encode(image).latent_dist.sample(generator) * scaling_factor`.
+    fn encode_sample(&self, image: Tensor<4>, generator: &mut TorchGenerator) -> Result<Tensor<4>> {
+        let dist = self.vae.encode(image)?;
+        let eps = crate::nn::to_dtype(self.randn(generator, dist.mean.dims()), self.vae.dtype());
+        let latents = (dist.mean.clone() + dist.std() * eps) * self.vae.config().scaling_factor;
+        Ok(crate::nn::to_dtype(latents, self.dtype()))
     }
 
     /// Latents to images: unscale, VAE decode (tiled when low on memory), map to [0, 1].
@@ -438,7 +593,11 @@ impl StableDiffusion {
         let z = crate::nn::to_f32(latents) / self.vae.config().scaling_factor;
         let [n, _, lh, lw] = z.dims();
         let big = lh * lw > 96 * 96;
-        let images = if self.options.low_memory && big { self.vae.decode_tiled(z, 64, 16) } else { self.vae.decode(z) };
+        let images = if self.options.low_memory && big {
+            self.vae.decode_tiled(z, 64, 16)
+        } else {
+            self.vae.decode(z)
+        };
         let images = ((crate::nn::to_f32(images) / 2.0) + 0.5).clamp(0.0, 1.0);
         let [_, _, h, w] = images.dims();
         let hwc = images.permute([0, 2, 3, 1]);
@@ -446,16 +605,30 @@ impl StableDiffusion {
             .into_data()
             .convert_dtype(DType::F32)
             .try_to_vec::<f32>()
-            .map_err(|e| Error::Device(format!("could not read the image back from the device: {e:?}")))?;
+            .map_err(|e| {
+                Error::Device(format!(
+                    "could not read the image back from the device: {e:?}"
+                ))
+            })?;
         let per = h * w * 3;
-        Ok((0..n).map(|i| GeneratedImage { width: w, height: h, rgb: values[i * per..(i + 1) * per].to_vec() }).collect())
+        Ok((0..n)
+            .map(|i| GeneratedImage {
+                width: w,
+                height: h,
+                rgb: values[i * per..(i + 1) * per].to_vec(),
+            })
+            .collect())
     }
 
     /// A cheap RGB preview of the first latent image: a fixed linear map from SD's four latent
     /// channels to RGB (the widely used "latent2rgb" factors for SD 1.x/2.x VAEs).
     fn preview(&self, latents: &Tensor<4>) -> Option<GeneratedImage> {
-        const FACTORS: [[f32; 3]; 4] =
-            [[0.298, 0.207, 0.208], [0.187, 0.286, 0.173], [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]];
+        const FACTORS: [[f32; 3]; 4] = [
+            [0.298, 0.207, 0.208],
+            [0.187, 0.286, 0.173],
+            [-0.158, 0.189, 0.264],
+            [-0.184, -0.271, -0.473],
+        ];
         let [_, c, h, w] = latents.dims();
         if c != 4 {
             return None;
@@ -476,6 +649,10 @@ impl StableDiffusion {
         for v in &mut rgb {
             *v = (*v * 0.5 + 0.5).clamp(0.0, 1.0);
         }
-        Some(GeneratedImage { width: w, height: h, rgb })
+        Some(GeneratedImage {
+            width: w,
+            height: h,
+            rgb,
+        })
     }
 }

@@ -36,12 +36,24 @@ pub struct ResnetConfig {
 impl ResnetBlock2D {
     pub fn load(vb: &VarBuilder, c: ResnetConfig) -> Result<Self> {
         let conv_shortcut = if c.in_channels != c.out_channels {
-            Some(Conv2d::load(&vb.pp("conv_shortcut"), c.in_channels, c.out_channels, 1, 1, 0)?)
+            Some(Conv2d::load(
+                &vb.pp("conv_shortcut"),
+                c.in_channels,
+                c.out_channels,
+                1,
+                1,
+                0,
+            )?)
         } else {
             None
         };
         let time_emb_proj = match c.temb_channels {
-            Some(t) => Some(Linear::load(&vb.pp("time_emb_proj"), t, c.out_channels, true)?),
+            Some(t) => Some(Linear::load(
+                &vb.pp("time_emb_proj"),
+                t,
+                c.out_channels,
+                true,
+            )?),
             None => None,
         };
         Ok(Self {
@@ -57,7 +69,9 @@ impl ResnetBlock2D {
     }
 
     pub fn forward(&self, x: Tensor<4>, temb: Option<&Tensor<2>>) -> Tensor<4> {
-        let h = self.conv1.forward(self.act.forward(self.norm1.forward(x.clone())));
+        let h = self
+            .conv1
+            .forward(self.act.forward(self.norm1.forward(x.clone())));
         let h = match (&self.time_emb_proj, temb) {
             (Some(proj), Some(t)) => {
                 let t = proj.forward(self.act.forward(t.clone()));
@@ -72,7 +86,11 @@ impl ResnetBlock2D {
             None => x,
         };
         let out = shortcut + h;
-        if self.output_scale_factor == 1.0 { out } else { out / self.output_scale_factor }
+        if self.output_scale_factor == 1.0 {
+            out
+        } else {
+            out / self.output_scale_factor
+        }
     }
 }
 
@@ -85,8 +103,16 @@ pub struct Downsample2D {
 }
 
 impl Downsample2D {
-    pub fn load(vb: &VarBuilder, channels: usize, out_channels: usize, padding: usize) -> Result<Self> {
-        Ok(Self { conv: Conv2d::load(&vb.pp("conv"), channels, out_channels, 3, 2, padding)?, asymmetric: padding == 0 })
+    pub fn load(
+        vb: &VarBuilder,
+        channels: usize,
+        out_channels: usize,
+        padding: usize,
+    ) -> Result<Self> {
+        Ok(Self {
+            conv: Conv2d::load(&vb.pp("conv"), channels, out_channels, 3, 2, padding)?,
+            asymmetric: padding == 0,
+        })
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
@@ -107,7 +133,9 @@ pub struct Upsample2D {
 
 impl Upsample2D {
     pub fn load(vb: &VarBuilder, channels: usize, out_channels: usize) -> Result<Self> {
-        Ok(Self { conv: Conv2d::load(&vb.pp("conv"), channels, out_channels, 3, 1, 1)? })
+        Ok(Self {
+            conv: Conv2d::load(&vb.pp("conv"), channels, out_channels, 3, 1, 1)?,
+        })
     }
 
     pub fn forward(&self, x: Tensor<4>, size: Option<[usize; 2]>) -> Tensor<4> {

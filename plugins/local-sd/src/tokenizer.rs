@@ -9,7 +9,9 @@ use tokenizers::normalizers::{Lowercase, NFC, Replace, Sequence as NormSequence}
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::sequence::Sequence as PreSequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
-use tokenizers::{AddedToken, NormalizerWrapper, PreTokenizerWrapper, SplitDelimiterBehavior, Tokenizer};
+use tokenizers::{
+    AddedToken, NormalizerWrapper, PreTokenizerWrapper, SplitDelimiterBehavior, Tokenizer,
+};
 
 use crate::error::{Error, Result};
 
@@ -58,7 +60,9 @@ pub struct ClipTokenizer {
 
 impl std::fmt::Debug for ClipTokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClipTokenizer").field("max_len", &self.max_len).finish_non_exhaustive()
+        f.debug_struct("ClipTokenizer")
+            .field("max_len", &self.max_len)
+            .finish_non_exhaustive()
     }
 }
 
@@ -79,7 +83,11 @@ impl ClipTokenizer {
         }
         let mut config: TokenizerConfig = {
             let p = dir.join("tokenizer_config.json");
-            if p.is_file() { crate::config::read_json(&p, "tokenizer config")? } else { TokenizerConfig::default() }
+            if p.is_file() {
+                crate::config::read_json(&p, "tokenizer config")?
+            } else {
+                TokenizerConfig::default()
+            }
         };
         let special = dir.join("special_tokens_map.json");
         if special.is_file() {
@@ -98,15 +106,22 @@ impl ClipTokenizer {
             .build()
             .map_err(tok_err)?;
         let mut inner = Tokenizer::new(bpe);
-        let whitespace = Replace::new(tokenizers::normalizers::replace::ReplacePattern::Regex(r"\s+".into()), " ")
-            .map_err(tok_err)?;
+        let whitespace = Replace::new(
+            tokenizers::normalizers::replace::ReplacePattern::Regex(r"\s+".into()),
+            " ",
+        )
+        .map_err(tok_err)?;
         inner.with_normalizer(Some(NormalizerWrapper::Sequence(NormSequence::new(vec![
             NormalizerWrapper::NFC(NFC),
             NormalizerWrapper::Replace(whitespace),
             NormalizerWrapper::Lowercase(Lowercase),
         ]))));
-        let split = Split::new(SplitPattern::Regex(CLIP_PATTERN.into()), SplitDelimiterBehavior::Removed, true)
-            .map_err(tok_err)?;
+        let split = Split::new(
+            SplitPattern::Regex(CLIP_PATTERN.into()),
+            SplitDelimiterBehavior::Removed,
+            true,
+        )
+        .map_err(tok_err)?;
         inner.with_pre_tokenizer(Some(PreTokenizerWrapper::Sequence(PreSequence::new(vec![
             PreTokenizerWrapper::Split(split),
             PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, true)),
@@ -115,25 +130,43 @@ impl ClipTokenizer {
         // transformers registers the special tokens as added tokens, so e.g. SD 2's `!` padding
         // token also wins over the byte-level `!</w>` inside a prompt.
         let mut specials: Vec<String> = vec!["<|startoftext|>".into(), "<|endoftext|>".into()];
-        for spec in [&config.bos_token, &config.eos_token, &config.pad_token].into_iter().flatten() {
+        for spec in [&config.bos_token, &config.eos_token, &config.pad_token]
+            .into_iter()
+            .flatten()
+        {
             if !specials.iter().any(|s| s == spec.text()) {
                 specials.push(spec.text().to_string());
             }
         }
-        let added: Vec<AddedToken> = specials.iter().map(|s| AddedToken::from(s.clone(), true)).collect();
+        let added: Vec<AddedToken> = specials
+            .iter()
+            .map(|s| AddedToken::from(s.clone(), true))
+            .collect();
         inner.add_special_tokens(&added);
 
         let id = |spec: &Option<TokenSpec>, default: &str| -> Result<u32> {
             let text = spec.as_ref().map_or(default, TokenSpec::text);
             inner.token_to_id(text).ok_or_else(|| {
-                Error::Tokenizer(format!("the vocabulary has no `{text}` token: {}", vocab.display()))
+                Error::Tokenizer(format!(
+                    "the vocabulary has no `{text}` token: {}",
+                    vocab.display()
+                ))
             })
         };
         let bos = id(&config.bos_token, "<|startoftext|>")?;
         let eos = id(&config.eos_token, "<|endoftext|>")?;
         let pad = id(&config.pad_token, "<|endoftext|>")?;
-        let max_len = config.model_max_length.filter(|m| *m >= 2.0 && *m < 1e6).map_or(77, |m| m as usize);
-        Ok(Self { inner, bos, eos, pad, max_len })
+        let max_len = config
+            .model_max_length
+            .filter(|m| *m >= 2.0 && *m < 1e6)
+            .map_or(77, |m| m as usize);
+        Ok(Self {
+            inner,
+            bos,
+            eos,
+            pad,
+            max_len,
+        })
     }
 
     pub fn max_len(&self) -> usize {
@@ -142,7 +175,10 @@ impl ClipTokenizer {
 
     /// The prompt's tokens without start/end tokens.
     pub fn tokens(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self.inner.encode(text, false).map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let enc = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
         Ok(enc.get_ids().to_vec())
     }
 
@@ -151,7 +187,10 @@ impl ClipTokenizer {
         let tokens = self.tokens(text)?;
         let needed = tokens.len() + 2;
         if needed > self.max_len {
-            return Err(Error::PromptTooLong { tokens: needed, max: self.max_len });
+            return Err(Error::PromptTooLong {
+                tokens: needed,
+                max: self.max_len,
+            });
         }
         let mut ids = Vec::with_capacity(self.max_len);
         ids.push(i64::from(self.bos));

@@ -135,9 +135,9 @@ impl UNet2DConditionConfig {
 
     /// The text conditioning width (`cross_attention_dim`).
     pub fn context_dim(&self) -> Result<usize> {
-        self.cross_attention_dim
-            .get(0)
-            .ok_or_else(|| Error::Config("unet/config.json has an empty cross_attention_dim".into()))
+        self.cross_attention_dim.get(0).ok_or_else(|| {
+            Error::Config("unet/config.json has an empty cross_attention_dim".into())
+        })
     }
 
     /// Whether the model takes SDXL's pooled text embedding and size/crop ids.
@@ -146,7 +146,8 @@ impl UNet2DConditionConfig {
     }
 
     fn check_supported(&self) -> Result<()> {
-        let unsupported = |what: String| Err(Error::Unsupported(format!("{what} in unet/config.json")));
+        let unsupported =
+            |what: String| Err(Error::Unsupported(format!("{what} in unet/config.json")));
         if let Some(t) = &self.class_embed_type {
             return unsupported(format!("class_embed_type `{t}`"));
         }
@@ -166,7 +167,10 @@ impl UNet2DConditionConfig {
             return unsupported("only_cross_attention".into());
         }
         if self.resnet_time_scale_shift != "default" {
-            return unsupported(format!("resnet_time_scale_shift `{}`", self.resnet_time_scale_shift));
+            return unsupported(format!(
+                "resnet_time_scale_shift `{}`",
+                self.resnet_time_scale_shift
+            ));
         }
         if let Some(t) = &self.addition_embed_type
             && t != "text_time"
@@ -228,7 +232,9 @@ impl UNet2DConditionModel {
             .unwrap_or(PerBlock::One(8))
             .expand(blocks, "attention_head_dim")?;
         let layers = c.layers_per_block.expand(blocks, "layers_per_block")?;
-        let tlayers = c.transformer_layers_per_block.expand(blocks, "transformer_layers_per_block")?;
+        let tlayers = c
+            .transformer_layers_per_block
+            .expand(blocks, "transformer_layers_per_block")?;
         let bc = BlockConfig {
             temb_channels: time_dim,
             groups: c.norm_num_groups,
@@ -239,29 +245,38 @@ impl UNet2DConditionModel {
         };
 
         let add_embedding = if c.is_text_time() {
-            let (Some(add_dim), Some(input_dim)) = (c.addition_time_embed_dim, c.projection_class_embeddings_input_dim)
-            else {
+            let (Some(add_dim), Some(input_dim)) = (
+                c.addition_time_embed_dim,
+                c.projection_class_embeddings_input_dim,
+            ) else {
                 return Err(Error::Config(
                     "unet/config.json: addition_embed_type text_time needs addition_time_embed_dim and projection_class_embeddings_input_dim".into(),
                 ));
             };
             Some(AddEmbedding {
                 time_dim: add_dim,
-                embedding: TimestepEmbedding::load(&vb.pp("add_embedding"), input_dim, time_dim, act)?,
+                embedding: TimestepEmbedding::load(
+                    &vb.pp("add_embedding"),
+                    input_dim,
+                    time_dim,
+                    act,
+                )?,
             })
         } else {
             None
         };
 
-        let cross_of = |ty: &str, i: usize, transformer_layers: usize| -> Result<Option<CrossAttn>> {
-            match ty {
-                "CrossAttnDownBlock2D" | "CrossAttnUpBlock2D" => {
-                    Ok(Some(CrossAttn { heads: heads[i], transformer_layers }))
+        let cross_of =
+            |ty: &str, i: usize, transformer_layers: usize| -> Result<Option<CrossAttn>> {
+                match ty {
+                    "CrossAttnDownBlock2D" | "CrossAttnUpBlock2D" => Ok(Some(CrossAttn {
+                        heads: heads[i],
+                        transformer_layers,
+                    })),
+                    "DownBlock2D" | "UpBlock2D" => Ok(None),
+                    other => Err(Error::Unsupported(format!("UNet block type `{other}`"))),
                 }
-                "DownBlock2D" | "UpBlock2D" => Ok(None),
-                other => Err(Error::Unsupported(format!("UNet block type `{other}`"))),
-            }
-        };
+            };
 
         let mut down_blocks = Vec::with_capacity(blocks);
         let mut out_ch = ch0;
@@ -286,21 +301,28 @@ impl UNet2DConditionModel {
                 &vb.pp("mid_block"),
                 &BlockConfig { ..bc },
                 last,
-                CrossAttn { heads: heads[blocks - 1], transformer_layers: tlayers[blocks - 1] },
+                CrossAttn {
+                    heads: heads[blocks - 1],
+                    transformer_layers: tlayers[blocks - 1],
+                },
                 1,
             )?),
             None => None,
             Some(other) => return Err(Error::Unsupported(format!("mid_block_type `{other}`"))),
         };
         if c.mid_block_scale_factor != 1.0 {
-            return Err(Error::Unsupported("mid_block_scale_factor other than 1".into()));
+            return Err(Error::Unsupported(
+                "mid_block_scale_factor other than 1".into(),
+            ));
         }
 
         let rev_ch: Vec<usize> = c.block_out_channels.iter().rev().copied().collect();
         let rev_heads: Vec<usize> = heads.iter().rev().copied().collect();
         let rev_layers: Vec<usize> = layers.iter().rev().copied().collect();
-        let rev_tlayers: Vec<usize> =
-            c.reverse_transformer_layers_per_block.clone().unwrap_or_else(|| tlayers.iter().rev().copied().collect());
+        let rev_tlayers: Vec<usize> = c
+            .reverse_transformer_layers_per_block
+            .clone()
+            .unwrap_or_else(|| tlayers.iter().rev().copied().collect());
         let mut up_blocks = Vec::with_capacity(blocks);
         let mut out_ch = rev_ch[0];
         for (i, ty) in c.up_block_types.iter().enumerate() {
@@ -308,7 +330,10 @@ impl UNet2DConditionModel {
             out_ch = rev_ch[i];
             let in_ch = rev_ch[(i + 1).min(blocks - 1)];
             let cross = match ty.as_str() {
-                "CrossAttnUpBlock2D" => Some(CrossAttn { heads: rev_heads[i], transformer_layers: rev_tlayers[i] }),
+                "CrossAttnUpBlock2D" => Some(CrossAttn {
+                    heads: rev_heads[i],
+                    transformer_layers: rev_tlayers[i],
+                }),
                 "UpBlock2D" => None,
                 other => return Err(Error::Unsupported(format!("UNet block type `{other}`"))),
             };
@@ -325,14 +350,33 @@ impl UNet2DConditionModel {
         }
 
         Ok(Self {
-            conv_in: Conv2d::load(&vb.pp("conv_in"), c.in_channels, ch0, c.conv_in_kernel, 1, (c.conv_in_kernel - 1) / 2)?,
+            conv_in: Conv2d::load(
+                &vb.pp("conv_in"),
+                c.in_channels,
+                ch0,
+                c.conv_in_kernel,
+                1,
+                (c.conv_in_kernel - 1) / 2,
+            )?,
             time_embedding: TimestepEmbedding::load(&vb.pp("time_embedding"), ch0, time_dim, act)?,
             add_embedding,
             down_blocks,
             mid_block,
             up_blocks,
-            conv_norm_out: GroupNorm::load(&vb.pp("conv_norm_out"), c.norm_num_groups, ch0, c.norm_eps)?,
-            conv_out: Conv2d::load(&vb.pp("conv_out"), ch0, c.out_channels, c.conv_out_kernel, 1, (c.conv_out_kernel - 1) / 2)?,
+            conv_norm_out: GroupNorm::load(
+                &vb.pp("conv_norm_out"),
+                c.norm_num_groups,
+                ch0,
+                c.norm_eps,
+            )?,
+            conv_out: Conv2d::load(
+                &vb.pp("conv_out"),
+                ch0,
+                c.out_channels,
+                c.conv_out_kernel,
+                1,
+                (c.conv_out_kernel - 1) / 2,
+            )?,
             config: config.clone(),
             dtype: vb.dtype(),
         })
@@ -364,7 +408,9 @@ impl UNet2DConditionModel {
         let mut emb = self.time_embedding.forward(t_emb);
         if let Some(add) = &self.add_embedding {
             let added = added.ok_or_else(|| {
-                Error::InvalidRequest("this UNet (SDXL) needs the pooled text embedding and time ids".into())
+                Error::InvalidRequest(
+                    "this UNet (SDXL) needs the pooled text embedding and time ids".into(),
+                )
             })?;
             let ids: Vec<f64> = added.time_ids.iter().flatten().copied().collect();
             let per_row = added.time_ids.first().map_or(0, |r| r.len());

@@ -76,7 +76,10 @@ impl DownBlock {
         let mut attentions = Vec::new();
         for i in 0..layers {
             let inc = if i == 0 { in_channels } else { out_channels };
-            resnets.push(ResnetBlock2D::load(&vb.pp("resnets").pp(i), c.resnet(inc, out_channels))?);
+            resnets.push(ResnetBlock2D::load(
+                &vb.pp("resnets").pp(i),
+                c.resnet(inc, out_channels),
+            )?);
             if let Some(x) = cross {
                 attentions.push(Transformer2DModel::load(
                     &vb.pp("attentions").pp(i),
@@ -85,15 +88,29 @@ impl DownBlock {
             }
         }
         let downsampler = if add_downsample {
-            Some(Downsample2D::load(&vb.pp("downsamplers").pp(0), out_channels, out_channels, downsample_padding)?)
+            Some(Downsample2D::load(
+                &vb.pp("downsamplers").pp(0),
+                out_channels,
+                out_channels,
+                downsample_padding,
+            )?)
         } else {
             None
         };
-        Ok(Self { resnets, attentions, downsampler })
+        Ok(Self {
+            resnets,
+            attentions,
+            downsampler,
+        })
     }
 
     /// The block's output and the skip connections it hands to the up path.
-    pub fn forward(&self, mut x: Tensor<4>, temb: &Tensor<2>, context: &Tensor<3>) -> (Tensor<4>, Vec<Tensor<4>>) {
+    pub fn forward(
+        &self,
+        mut x: Tensor<4>,
+        temb: &Tensor<2>,
+        context: &Tensor<3>,
+    ) -> (Tensor<4>, Vec<Tensor<4>>) {
         let mut skips = Vec::new();
         for (i, resnet) in self.resnets.iter().enumerate() {
             x = resnet.forward(x, Some(temb));
@@ -118,17 +135,32 @@ pub struct MidBlock {
 }
 
 impl MidBlock {
-    pub fn load(vb: &VarBuilder, c: &BlockConfig, channels: usize, cross: CrossAttn, layers: usize) -> Result<Self> {
-        let mut resnets = vec![ResnetBlock2D::load(&vb.pp("resnets").pp(0), c.resnet(channels, channels))?];
+    pub fn load(
+        vb: &VarBuilder,
+        c: &BlockConfig,
+        channels: usize,
+        cross: CrossAttn,
+        layers: usize,
+    ) -> Result<Self> {
+        let mut resnets = vec![ResnetBlock2D::load(
+            &vb.pp("resnets").pp(0),
+            c.resnet(channels, channels),
+        )?];
         let mut attentions = Vec::new();
         for i in 0..layers {
             attentions.push(Transformer2DModel::load(
                 &vb.pp("attentions").pp(i),
                 c.transformer(channels, cross.heads, cross.transformer_layers),
             )?);
-            resnets.push(ResnetBlock2D::load(&vb.pp("resnets").pp(i + 1), c.resnet(channels, channels))?);
+            resnets.push(ResnetBlock2D::load(
+                &vb.pp("resnets").pp(i + 1),
+                c.resnet(channels, channels),
+            )?);
         }
-        Ok(Self { resnets, attentions })
+        Ok(Self {
+            resnets,
+            attentions,
+        })
     }
 
     pub fn forward(&self, x: Tensor<4>, temb: &Tensor<2>, context: &Tensor<3>) -> Tensor<4> {
@@ -164,9 +196,20 @@ impl UpBlock {
         let mut resnets = Vec::new();
         let mut attentions = Vec::new();
         for i in 0..layers {
-            let skip = if i == layers - 1 { in_channels } else { out_channels };
-            let inc = if i == 0 { prev_output_channels } else { out_channels };
-            resnets.push(ResnetBlock2D::load(&vb.pp("resnets").pp(i), c.resnet(inc + skip, out_channels))?);
+            let skip = if i == layers - 1 {
+                in_channels
+            } else {
+                out_channels
+            };
+            let inc = if i == 0 {
+                prev_output_channels
+            } else {
+                out_channels
+            };
+            resnets.push(ResnetBlock2D::load(
+                &vb.pp("resnets").pp(i),
+                c.resnet(inc + skip, out_channels),
+            )?);
             if let Some(x) = cross {
                 attentions.push(Transformer2DModel::load(
                     &vb.pp("attentions").pp(i),
@@ -175,11 +218,19 @@ impl UpBlock {
             }
         }
         let upsampler = if add_upsample {
-            Some(Upsample2D::load(&vb.pp("upsamplers").pp(0), out_channels, out_channels)?)
+            Some(Upsample2D::load(
+                &vb.pp("upsamplers").pp(0),
+                out_channels,
+                out_channels,
+            )?)
         } else {
             None
         };
-        Ok(Self { resnets, attentions, upsampler })
+        Ok(Self {
+            resnets,
+            attentions,
+            upsampler,
+        })
     }
 
     pub fn layers(&self) -> usize {

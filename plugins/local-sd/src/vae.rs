@@ -95,7 +95,11 @@ impl VaeAttention {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [b, c, h, w] = x.dims();
         let residual = x.clone();
-        let t = self.group_norm.forward(x).reshape([b, c, h * w]).swap_dims(1, 2);
+        let t = self
+            .group_norm
+            .forward(x)
+            .reshape([b, c, h * w])
+            .swap_dims(1, 2);
         let q = self.to_q.forward(t.clone());
         let k = self.to_k.forward(t.clone());
         let v = self.to_v.forward(t);
@@ -117,7 +121,15 @@ impl VaeMidBlock {
         let rc = resnet_config(channels, channels, groups);
         Ok(Self {
             resnet0: ResnetBlock2D::load(&vb.pp("resnets").pp(0), rc)?,
-            attention: if attention { Some(VaeAttention::load(&vb.pp("attentions").pp(0), channels, groups)?) } else { None },
+            attention: if attention {
+                Some(VaeAttention::load(
+                    &vb.pp("attentions").pp(0),
+                    channels,
+                    groups,
+                )?)
+            } else {
+                None
+            },
             resnet1: ResnetBlock2D::load(&vb.pp("resnets").pp(1), rc)?,
         })
     }
@@ -132,7 +144,14 @@ impl VaeMidBlock {
 }
 
 fn resnet_config(in_channels: usize, out_channels: usize, groups: usize) -> ResnetConfig {
-    ResnetConfig { in_channels, out_channels, temb_channels: None, groups, eps: 1e-6, output_scale_factor: 1.0 }
+    ResnetConfig {
+        in_channels,
+        out_channels,
+        temb_channels: None,
+        groups,
+        eps: 1e-6,
+        output_scale_factor: 1.0,
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -173,11 +192,19 @@ impl Encoder {
                 })
                 .collect::<Result<Vec<_>>>()?;
             let downsampler = if i + 1 < ch.len() {
-                Some(Downsample2D::load(&bvb.pp("downsamplers").pp(0), out_ch, out_ch, 0)?)
+                Some(Downsample2D::load(
+                    &bvb.pp("downsamplers").pp(0),
+                    out_ch,
+                    out_ch,
+                    0,
+                )?)
             } else {
                 None
             };
-            down_blocks.push(EncoderBlock { resnets, downsampler });
+            down_blocks.push(EncoderBlock {
+                resnets,
+                downsampler,
+            });
         }
         let last = ch[ch.len() - 1];
         Ok(Self {
@@ -200,7 +227,8 @@ impl Encoder {
             }
         }
         x = self.mid_block.forward(x);
-        self.conv_out.forward(Activation::Silu.forward(self.conv_norm_out.forward(x)))
+        self.conv_out
+            .forward(Activation::Silu.forward(self.conv_norm_out.forward(x)))
     }
 }
 
@@ -230,7 +258,11 @@ impl Decoder {
                 })
                 .collect::<Result<Vec<_>>>()?;
             let upsampler = if i + 1 < rev.len() {
-                Some(Upsample2D::load(&bvb.pp("upsamplers").pp(0), out_ch, out_ch)?)
+                Some(Upsample2D::load(
+                    &bvb.pp("upsamplers").pp(0),
+                    out_ch,
+                    out_ch,
+                )?)
             } else {
                 None
             };
@@ -239,7 +271,12 @@ impl Decoder {
         let first = c.block_out_channels[0];
         Ok(Self {
             conv_in: Conv2d::load(&vb.pp("conv_in"), c.latent_channels, rev[0], 3, 1, 1)?,
-            mid_block: VaeMidBlock::load(&vb.pp("mid_block"), rev[0], g, c.mid_block_add_attention)?,
+            mid_block: VaeMidBlock::load(
+                &vb.pp("mid_block"),
+                rev[0],
+                g,
+                c.mid_block_add_attention,
+            )?,
             up_blocks,
             conv_norm_out: GroupNorm::load(&vb.pp("conv_norm_out"), g, first, 1e-6)?,
             conv_out: Conv2d::load(&vb.pp("conv_out"), first, c.out_channels, 3, 1, 1)?,
@@ -256,7 +293,8 @@ impl Decoder {
                 x = u.forward(x, None);
             }
         }
-        self.conv_out.forward(Activation::Silu.forward(self.conv_norm_out.forward(x)))
+        self.conv_out
+            .forward(Activation::Silu.forward(self.conv_norm_out.forward(x)))
     }
 }
 
@@ -288,11 +326,17 @@ impl AutoencoderKL {
     /// Loads the decoder, and the encoder when `with_encoder` (img2img and inpainting need it).
     pub fn load(vb: &VarBuilder, config: &AutoencoderKLConfig, with_encoder: bool) -> Result<Self> {
         if config.block_out_channels.is_empty() {
-            return Err(Error::Config("vae/config.json has no block_out_channels".into()));
+            return Err(Error::Config(
+                "vae/config.json has no block_out_channels".into(),
+            ));
         }
         let l = config.latent_channels;
         Ok(Self {
-            encoder: if with_encoder { Some(Encoder::load(&vb.pp("encoder"), config)?) } else { None },
+            encoder: if with_encoder {
+                Some(Encoder::load(&vb.pp("encoder"), config)?)
+            } else {
+                None
+            },
             decoder: Decoder::load(&vb.pp("decoder"), config)?,
             quant_conv: if with_encoder && config.use_quant_conv {
                 Some(Conv2d::load(&vb.pp("quant_conv"), 2 * l, 2 * l, 1, 1, 0)?)
@@ -320,7 +364,10 @@ impl AutoencoderKL {
     /// Image in [-1, 1], `[b, 3, h, w]`, to the latent distribution (unscaled).
     pub fn encode(&self, image: Tensor<4>) -> Result<LatentDist> {
         let encoder = self.encoder.as_ref().ok_or_else(|| {
-            Error::InvalidRequest("the VAE was loaded without its encoder; load it with the encoder for img2img".into())
+            Error::InvalidRequest(
+                "the VAE was loaded without its encoder; load it with the encoder for img2img"
+                    .into(),
+            )
         })?;
         let mut moments = encoder.forward(crate::nn::to_dtype(image, self.dtype));
         if let Some(q) = &self.quant_conv {
@@ -360,12 +407,20 @@ impl AutoencoderKL {
             v
         };
         let device = z.device();
-        let mut acc = Tensor::<4>::zeros([b, self.config.out_channels, h * s, w * s], (&device, DType::F32));
+        let mut acc = Tensor::<4>::zeros(
+            [b, self.config.out_channels, h * s, w * s],
+            (&device, DType::F32),
+        );
         let mut weight = Tensor::<4>::zeros([1, 1, h * s, w * s], (&device, DType::F32));
         for &y in &starts(h) {
             for &x in &starts(w) {
                 let (th, tw) = (tile.min(h - y), tile.min(w - x));
-                let part = crate::nn::to_f32(self.decode(z.clone().slice([0..b, 0..c, y..y + th, x..x + tw])));
+                let part = crate::nn::to_f32(self.decode(z.clone().slice([
+                    0..b,
+                    0..c,
+                    y..y + th,
+                    x..x + tw,
+                ])));
                 // Linear ramps over the overlap on the sides that touch another tile.
                 let ramp = |len: usize, at_start: bool, at_end: bool| -> Vec<f32> {
                     (0..len)
@@ -383,12 +438,20 @@ impl AutoencoderKL {
                 };
                 let wy = ramp(th * s, y > 0, y + th < h);
                 let wx = ramp(tw * s, x > 0, x + tw < w);
-                let mask: Vec<f32> = wy.iter().flat_map(|a| wx.iter().map(move |b| a * b)).collect();
+                let mask: Vec<f32> = wy
+                    .iter()
+                    .flat_map(|a| wx.iter().map(move |b| a * b))
+                    .collect();
                 let mask = Tensor::<4>::from_data(
                     burn::tensor::TensorData::new(mask, [1, 1, th * s, tw * s]),
                     (&device, DType::F32),
                 );
-                let ranges = [0..b, 0..self.config.out_channels, y * s..(y + th) * s, x * s..(x + tw) * s];
+                let ranges = [
+                    0..b,
+                    0..self.config.out_channels,
+                    y * s..(y + th) * s,
+                    x * s..(x + tw) * s,
+                ];
                 let cur = acc.clone().slice(ranges.clone());
                 acc = acc.slice_assign(ranges, cur + part * mask.clone());
                 let wr = [0..1, 0..1, y * s..(y + th) * s, x * s..(x + tw) * s];

@@ -39,7 +39,10 @@ impl MappedFile {
         let file = File::open(path).map_err(|e| Error::io("weights", path, e))?;
         // SAFETY: see the module comment; the mapping is read-only.
         let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io("weights", path, e))?;
-        let bad = |reason: String| Error::BadSafetensors { path: path.to_path_buf(), reason };
+        let bad = |reason: String| Error::BadSafetensors {
+            path: path.to_path_buf(),
+            reason,
+        };
         let (header_len, metadata) =
             safetensors::SafeTensors::read_metadata(&mmap[..]).map_err(|e| bad(e.to_string()))?;
         let data_start = 8 + header_len;
@@ -47,14 +50,26 @@ impl MappedFile {
         for (name, info) in metadata.tensors() {
             let (start, end) = info.data_offsets;
             if data_start + end > mmap.len() || start > end {
-                return Err(bad(format!("tensor `{name}` lies past the end of the file")));
+                return Err(bad(format!(
+                    "tensor `{name}` lies past the end of the file"
+                )));
             }
             tensors.insert(
                 name.clone(),
-                TensorEntry { dtype: info.dtype, shape: info.shape.clone(), start, end },
+                TensorEntry {
+                    dtype: info.dtype,
+                    shape: info.shape.clone(),
+                    start,
+                    end,
+                },
             );
         }
-        Ok(Self { path: path.to_path_buf(), mmap, data_start, tensors })
+        Ok(Self {
+            path: path.to_path_buf(),
+            mmap,
+            data_start,
+            tensors,
+        })
     }
 
     fn bytes(&self, entry: &TensorEntry) -> &[u8] {
@@ -73,7 +88,11 @@ pub struct Weights {
 
 impl std::fmt::Debug for Weights {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let paths: Vec<_> = self.files.iter().map(|f| f.path.display().to_string()).collect();
+        let paths: Vec<_> = self
+            .files
+            .iter()
+            .map(|f| f.path.display().to_string())
+            .collect();
         f.debug_struct("Weights").field("files", &paths).finish()
     }
 }
@@ -89,20 +108,32 @@ impl Weights {
             }
             files.push(file);
         }
-        Ok(Self { files: Arc::new(files), index: Arc::new(index), random: false })
+        Ok(Self {
+            files: Arc::new(files),
+            index: Arc::new(index),
+            random: false,
+        })
     }
 
     /// Weights that hold no file: every requested tensor is drawn from N(0, 0.02²) (biases and
     /// norm scales alike). For benchmarks and shape tests of full-size architectures.
     pub fn random() -> Self {
-        Self { files: Arc::new(Vec::new()), index: Arc::new(HashMap::new()), random: true }
+        Self {
+            files: Arc::new(Vec::new()),
+            index: Arc::new(HashMap::new()),
+            random: true,
+        }
     }
 
     /// The safetensors files of a component folder: the `.fp16` variant when `prefer_fp16`
     /// and present, else the full-precision file; sharded checkpoints through their index.
     pub fn find_in_dir(dir: &Path, prefer_fp16: bool) -> Result<Vec<PathBuf>> {
         let stems = ["diffusion_pytorch_model", "model"];
-        let variants: &[&str] = if prefer_fp16 { &[".fp16", ""] } else { &["", ".fp16"] };
+        let variants: &[&str] = if prefer_fp16 {
+            &[".fp16", ""]
+        } else {
+            &["", ".fp16"]
+        };
         for variant in variants {
             for stem in stems {
                 let single = dir.join(format!("{stem}{variant}.safetensors"));
@@ -133,16 +164,26 @@ impl Weights {
         if self.contains(preferred) {
             return Some(preferred.to_string());
         }
-        if self.index.len() == 1 { self.index.keys().next().cloned() } else { None }
+        if self.index.len() == 1 {
+            self.index.keys().next().cloned()
+        } else {
+            None
+        }
     }
 
     fn entry(&self, name: &str) -> Result<(&MappedFile, &TensorEntry)> {
-        let file = self.index.get(name).map(|&i| &self.files[i]).ok_or_else(|| {
-            Error::MissingTensor {
+        let file = self
+            .index
+            .get(name)
+            .map(|&i| &self.files[i])
+            .ok_or_else(|| Error::MissingTensor {
                 name: name.to_string(),
-                path: self.files.first().map(|f| f.path.clone()).unwrap_or_default(),
-            }
-        })?;
+                path: self
+                    .files
+                    .first()
+                    .map(|f| f.path.clone())
+                    .unwrap_or_default(),
+            })?;
         let entry = file.tensors.get(name).ok_or_else(|| Error::MissingTensor {
             name: name.to_string(),
             path: file.path.clone(),
@@ -171,18 +212,26 @@ impl Weights {
         dtype: DType,
     ) -> Result<Tensor<D>> {
         if self.random {
-            let t = Tensor::<D>::random(shape, burn::tensor::Distribution::Normal(0.0, 0.02), device);
+            let t =
+                Tensor::<D>::random(shape, burn::tensor::Distribution::Normal(0.0, 0.02), device);
             return Ok(crate::nn::to_dtype(t, dtype));
         }
         let (file, entry) = self.entry(name)?;
         check_shape(name, &shape, &entry.shape, &file.path)?;
         let bytes = file.bytes(entry);
         let data = match (entry.dtype, dtype) {
-            (StDtype::F16, DType::F16) => {
-                TensorData::new(bytes.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]])).collect(), shape)
-            }
+            (StDtype::F16, DType::F16) => TensorData::new(
+                bytes
+                    .chunks_exact(2)
+                    .map(|c| f16::from_le_bytes([c[0], c[1]]))
+                    .collect(),
+                shape,
+            ),
             (_, DType::F16) => TensorData::new(
-                to_f32(name, entry.dtype, bytes, &file.path)?.into_iter().map(f16::from_f32).collect(),
+                to_f32(name, entry.dtype, bytes, &file.path)?
+                    .into_iter()
+                    .map(f16::from_f32)
+                    .collect(),
                 shape,
             ),
             _ => TensorData::new(to_f32(name, entry.dtype, bytes, &file.path)?, shape),
@@ -205,9 +254,18 @@ fn check_shape(name: &str, expected: &[usize], found: &[usize], path: &Path) -> 
 
 fn to_f32(name: &str, dtype: StDtype, bytes: &[u8], path: &Path) -> Result<Vec<f32>> {
     Ok(match dtype {
-        StDtype::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-        StDtype::F16 => bytes.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-        StDtype::BF16 => bytes.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        StDtype::F32 => bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        StDtype::F16 => bytes
+            .chunks_exact(2)
+            .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        StDtype::BF16 => bytes
+            .chunks_exact(2)
+            .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
         other => {
             return Err(Error::UnsupportedDtype {
                 name: name.to_string(),
@@ -224,8 +282,11 @@ fn shards_from_index(index: &Path) -> Result<Vec<PathBuf>> {
         weight_map: HashMap<String, String>,
     }
     let text = std::fs::read_to_string(index).map_err(|e| Error::io("weight index", index, e))?;
-    let parsed: Index = serde_json::from_str(&text)
-        .map_err(|source| Error::Json { what: "weight index", path: index.to_path_buf(), source })?;
+    let parsed: Index = serde_json::from_str(&text).map_err(|source| Error::Json {
+        what: "weight index",
+        path: index.to_path_buf(),
+        source,
+    })?;
     let dir = index.parent().unwrap_or(Path::new("."));
     let mut files: Vec<String> = parsed.weight_map.into_values().collect();
     files.sort();
@@ -245,18 +306,33 @@ pub struct VarBuilder {
 
 impl VarBuilder {
     pub fn new(weights: Weights, device: Device, dtype: DType) -> Self {
-        Self { weights, prefix: String::new(), device, dtype }
+        Self {
+            weights,
+            prefix: String::new(),
+            device,
+            dtype,
+        }
     }
 
     /// The same weights under `prefix.name`.
     pub fn pp(&self, name: impl std::fmt::Display) -> Self {
-        let prefix = if self.prefix.is_empty() { name.to_string() } else { format!("{}.{name}", self.prefix) };
-        Self { prefix, ..self.clone() }
+        let prefix = if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.prefix)
+        };
+        Self {
+            prefix,
+            ..self.clone()
+        }
     }
 
     /// The same weights loaded in another precision (for parts kept in f32).
     pub fn with_dtype(&self, dtype: DType) -> Self {
-        Self { dtype, ..self.clone() }
+        Self {
+            dtype,
+            ..self.clone()
+        }
     }
 
     pub fn device(&self) -> &Device {
@@ -268,7 +344,11 @@ impl VarBuilder {
     }
 
     fn full_name(&self, name: &str) -> String {
-        if self.prefix.is_empty() { name.to_string() } else { format!("{}.{name}", self.prefix) }
+        if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.prefix)
+        }
     }
 
     /// The full name this builder reads for its own prefix (for error messages).
@@ -281,7 +361,8 @@ impl VarBuilder {
     }
 
     pub fn get<const D: usize>(&self, name: &str, shape: [usize; D]) -> Result<Tensor<D>> {
-        self.weights.tensor(&self.full_name(name), shape, &self.device, self.dtype)
+        self.weights
+            .tensor(&self.full_name(name), shape, &self.device, self.dtype)
     }
 
     /// The stored shape of `name` (for layers whose size the config does not give).

@@ -16,36 +16,67 @@ const COMPONENT_TOL: f32 = 1e-4;
 
 #[test]
 fn unet_matches_diffusers() {
-    for name in ["sd1", "sd2"] {
+    for name in ["sd1", "sd2", "sd1-inpaint"] {
         let dir = fixture(name).join("unet");
         let refs = load_refs(fixture(name).join("reference.safetensors"));
         let config = UNet2DConditionConfig::from_file(&dir.join("config.json")).unwrap();
         let weights = Weights::open(&Weights::find_in_dir(&dir, false).unwrap()).unwrap();
         for (dev_name, device) in devices() {
-            let unet = UNet2DConditionModel::load(&VarBuilder::new(weights.clone(), device.clone(), DType::F32), &config).unwrap();
+            let unet = UNet2DConditionModel::load(
+                &VarBuilder::new(weights.clone(), device.clone(), DType::F32),
+                &config,
+            )
+            .unwrap();
             let sample = tensor::<4>(&refs["unet.sample"], &device);
             let ehs = tensor::<3>(&refs["unet.encoder_hidden_states"], &device);
             let t = f64::from(refs["unet.timestep"].values[0]);
             let out = unet.forward(sample, t, &ehs, None).unwrap();
-            assert_close(&format!("{name}/{dev_name} unet"), &to_vec(out), &refs["unet.out"], COMPONENT_TOL);
+            assert_close(
+                &format!("{name}/{dev_name} unet"),
+                &to_vec(out),
+                &refs["unet.out"],
+                COMPONENT_TOL,
+            );
         }
     }
 }
 
 #[test]
 fn vae_matches_diffusers() {
-    for name in ["sd1", "sd2"] {
+    for name in ["sd1", "sd2", "sd1-inpaint"] {
         let dir = fixture(name).join("vae");
         let refs = load_refs(fixture(name).join("reference.safetensors"));
         let config = AutoencoderKLConfig::from_file(&dir.join("config.json")).unwrap();
         let weights = Weights::open(&Weights::find_in_dir(&dir, false).unwrap()).unwrap();
         for (dev_name, device) in devices() {
-            let vae = AutoencoderKL::load(&VarBuilder::new(weights.clone(), device.clone(), DType::F32), &config, true).unwrap();
-            let dist = vae.encode(tensor::<4>(&refs["vae.image"], &device)).unwrap();
-            assert_close(&format!("{name}/{dev_name} vae encode mean"), &to_vec(dist.mean), &refs["vae.encode_mean"], COMPONENT_TOL);
-            assert_close(&format!("{name}/{dev_name} vae encode logvar"), &to_vec(dist.logvar), &refs["vae.encode_logvar"], COMPONENT_TOL);
+            let vae = AutoencoderKL::load(
+                &VarBuilder::new(weights.clone(), device.clone(), DType::F32),
+                &config,
+                true,
+            )
+            .unwrap();
+            let dist = vae
+                .encode(tensor::<4>(&refs["vae.image"], &device))
+                .unwrap();
+            assert_close(
+                &format!("{name}/{dev_name} vae encode mean"),
+                &to_vec(dist.mean),
+                &refs["vae.encode_mean"],
+                COMPONENT_TOL,
+            );
+            assert_close(
+                &format!("{name}/{dev_name} vae encode logvar"),
+                &to_vec(dist.logvar),
+                &refs["vae.encode_logvar"],
+                COMPONENT_TOL,
+            );
             let decoded = vae.decode(tensor::<4>(&refs["vae.decode_in"], &device));
-            assert_close(&format!("{name}/{dev_name} vae decode"), &to_vec(decoded), &refs["vae.decode_out"], COMPONENT_TOL);
+            assert_close(
+                &format!("{name}/{dev_name} vae decode"),
+                &to_vec(decoded),
+                &refs["vae.decode_out"],
+                COMPONENT_TOL,
+            );
         }
     }
 }
@@ -57,7 +88,11 @@ fn missing_tensor_is_named() {
     // A config with one more layer than the weights have.
     config.layers_per_block = imageai_local_sd::config::PerBlock::One(2);
     let weights = Weights::open(&Weights::find_in_dir(&dir, false).unwrap()).unwrap();
-    let err = UNet2DConditionModel::load(&VarBuilder::new(weights, burn::tensor::Device::flex(), DType::F32), &config).unwrap_err();
+    let err = UNet2DConditionModel::load(
+        &VarBuilder::new(weights, burn::tensor::Device::flex(), DType::F32),
+        &config,
+    )
+    .unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("down_blocks.0.resnets.1"), "{msg}");
 }

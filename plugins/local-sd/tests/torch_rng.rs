@@ -24,12 +24,25 @@ fn randn_matches_torch_bit_for_bit() {
                 v
             }
             ("f32", n) => g.randn_f32(n.parse().unwrap()),
-            ("f16", n) => g.randn_f16(n.parse().unwrap()).iter().map(|h| h.to_f32()).collect(),
+            ("f16", n) => g
+                .randn_f16(n.parse().unwrap())
+                .iter()
+                .map(|h| h.to_f32())
+                .collect(),
             _ => panic!("unexpected reference {name}"),
         };
         let want = &refs[name].values;
         // Bit-exact: the whole point is that a seed reproduces diffusers' latents.
-        let mismatches = got.iter().zip(want).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
-        assert_eq!(mismatches, 0, "{name}: {mismatches} of {} values differ", want.len());
+        let mismatches = got
+            .iter()
+            .zip(want)
+            .filter(|(a, b)| a.to_bits() != b.to_bits())
+            .count();
+        assert_eq!(
+            mismatches,
+            0,
+            "{name}: {mismatches} of {} values differ",
+            want.len()
+        );
     }
 }

@@ -48,9 +48,22 @@ fn generates_pngs_with_progress_and_previews() {
     let mut progress = Vec::new();
     let images = w.generate(request(3), |p| progress.push(p)).unwrap();
     assert_eq!(images.len(), 2);
-    assert!(images.iter().all(|i| i.png.starts_with(b"\x89PNG") && i.width == 32 && i.height == 32 && i.seed == 7));
-    assert_eq!(progress.iter().map(|p| p.step).collect::<Vec<_>>(), vec![1, 2, 3]);
-    assert!(progress.iter().all(|p| p.total == 3 && p.preview_png.as_ref().is_some_and(|b| b.starts_with(b"\x89PNG"))));
+    assert!(
+        images.iter().all(|i| i.png.starts_with(b"\x89PNG")
+            && i.width == 32
+            && i.height == 32
+            && i.seed == 7)
+    );
+    assert_eq!(
+        progress.iter().map(|p| p.step).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert!(progress.iter().all(|p| {
+        p.total == 3
+            && p.preview_png
+                .as_ref()
+                .is_some_and(|b| b.starts_with(b"\x89PNG"))
+    }));
     // Same request, same seed: same bytes.
     let again = w.generate(request(3), |_| {}).unwrap();
     assert_eq!(images, again);
@@ -84,15 +97,38 @@ fn cancel_stops_between_steps() {
 fn errors_are_classified_and_worker_survives() {
     let mut w = worker();
     let err = w
-        .load(LoadRequest { model: "/nonexistent/model".into(), device: Some("cpu".into()), ..Default::default() })
+        .load(LoadRequest {
+            model: "/nonexistent/model".into(),
+            device: Some("cpu".into()),
+            ..Default::default()
+        })
         .unwrap_err();
     assert_eq!(err.kind(), Some(ErrorKind::ModelNotFound), "{err}");
     load_sd1(&mut w);
-    let err = w.generate(GenerateRequest { width: Some(33), ..request(1) }, |_| {}).unwrap_err();
+    let err = w
+        .generate(
+            GenerateRequest {
+                width: Some(33),
+                ..request(1)
+            },
+            |_| {},
+        )
+        .unwrap_err();
     assert_eq!(err.kind(), Some(ErrorKind::InvalidRequest), "{err}");
-    let err = w.generate(GenerateRequest { prompt: "astronaut ".repeat(100), ..request(1) }, |_| {}).unwrap_err();
+    let err = w
+        .generate(
+            GenerateRequest {
+                prompt: "astronaut ".repeat(100),
+                ..request(1)
+            },
+            |_| {},
+        )
+        .unwrap_err();
     assert!(err.to_string().contains("Shorten the prompt"), "{err}");
-    assert_eq!(w.list_devices().unwrap().len(), imageai_local_sd::device::list_adapters().len());
+    assert_eq!(
+        w.list_devices().unwrap().len(),
+        imageai_local_sd::device::list_adapters().len()
+    );
 }
 
 #[test]
@@ -102,7 +138,12 @@ fn a_dying_worker_is_a_clear_error() {
     let mut cmd = Command::new("sh");
     cmd.arg("-c").arg(script);
     let mut w = WorkerClient::spawn_command(cmd, Path::new("sh")).unwrap();
-    let err = w.load(LoadRequest { model: "x".into(), ..Default::default() }).unwrap_err();
+    let err = w
+        .load(LoadRequest {
+            model: "x".into(),
+            ..Default::default()
+        })
+        .unwrap_err();
     match &err {
         ClientError::WorkerDied { status, stderr } => {
             assert!(status.contains("101"), "{status}");

@@ -110,6 +110,9 @@ fn finish(
     for (key, value) in answer.metadata() {
         generation = generation.metadata(key, value);
     }
+    for warning in models::ignored(request) {
+        generation = generation.warning(warning);
+    }
     progress(1.0, "done");
     Ok(generation)
 }

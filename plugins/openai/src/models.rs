@@ -356,6 +356,25 @@ impl Model {
     }
 }
 
+/// Parameters set on the request that OpenAI's image API has no use for: the call goes ahead
+/// without them, and the user is told.
+pub fn ignored(request: &GenerateRequest) -> Vec<String> {
+    let set = [
+        ("negative prompt", request.negative_prompt.is_some()),
+        ("seed", request.seed.is_some()),
+        ("steps", request.steps.is_some()),
+        ("guidance", request.guidance.is_some()),
+        (
+            "aspect ratio (choose a size instead)",
+            request.aspect_ratio.is_some(),
+        ),
+    ];
+    set.iter()
+        .filter(|(_, is_set)| *is_set)
+        .map(|(what, _)| format!("OpenAI's image API has no {what} parameter; it was ignored"))
+        .collect()
+}
+
 fn edit_models() -> Vec<&'static str> {
     MODELS
         .iter()
@@ -572,6 +591,23 @@ mod tests {
         transparent_jpeg.output_format = Some("jpeg".into());
         assert!(message(gpt.validate(&transparent_jpeg, true)).contains("png or webp"));
         Ok(())
+    }
+
+    #[test]
+    fn unused_parameters_become_warnings() {
+        assert!(ignored(&request("dall-e-3")).is_empty());
+        let with_extras = GenerateRequest {
+            negative_prompt: Some("blur".into()),
+            seed: Some(1),
+            ..request("dall-e-3")
+        };
+        assert_eq!(
+            ignored(&with_extras),
+            [
+                "OpenAI's image API has no negative prompt parameter; it was ignored",
+                "OpenAI's image API has no seed parameter; it was ignored"
+            ]
+        );
     }
 
     #[test]

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use imageai_sdk::http::{self, Response};
 use imageai_sdk::{
-    GenerateRequest, Generation, Image, Provider, ProviderError, ProviderInfo, api_key, log, progress, setting, setting_or,
-    sleep,
+    GenerateRequest, Generation, Image, Provider, ProviderError, ProviderInfo, api_key, log,
+    progress, setting, setting_or, sleep,
 };
 use serde_json::{Value, json};
 
@@ -46,14 +46,26 @@ impl Provider for Replicate {
         let key = api_key()?;
 
         let (url, body) = match &model.target {
-            Target::Official { owner, name } => (endpoint(&format!("/models/{owner}/{name}/predictions")), json!({"input": input})),
-            Target::Version { version } => (endpoint("/predictions"), json!({"version": version, "input": input})),
+            Target::Official { owner, name } => (
+                endpoint(&format!("/models/{owner}/{name}/predictions")),
+                json!({"input": input}),
+            ),
+            Target::Version { version } => (
+                endpoint("/predictions"),
+                json!({"version": version, "input": input}),
+            ),
         };
         progress(0.02, &format!("starting {} on Replicate", model.reference));
         let started = Instant::now();
         // `Prefer: wait` holds the request until the prediction ends or for up to 60 s, so fast
         // models answer in one round trip; the host's read timeout (minutes) covers the wait.
-        let response = send(http::post(url).bearer(&key).header("prefer", "wait").json(&body), Call::Create(&model))?;
+        let response = send(
+            http::post(url)
+                .bearer(&key)
+                .header("prefer", "wait")
+                .json(&body),
+            Call::Create(&model),
+        )?;
         let prediction: Prediction = response.json()?;
         let prediction = wait(prediction, &key, started, max_wait)?;
         if prediction.status() != Status::Succeeded {
@@ -63,7 +75,11 @@ impl Provider for Replicate {
     }
 
     fn check_key(&self) -> Result<(), ProviderError> {
-        send(http::get(endpoint("/account")).bearer(&api_key()?), Call::Account).map(|_| ())
+        send(
+            http::get(endpoint("/account")).bearer(&api_key()?),
+            Call::Account,
+        )
+        .map(|_| ())
     }
 }
 
@@ -94,12 +110,21 @@ fn max_wait() -> Result<Duration, ProviderError> {
 /// Send, and turn a failed status into Replicate's error.
 fn send(request: http::Request, call: Call<'_>) -> Result<Response, ProviderError> {
     let response = request.send()?;
-    if response.is_success() { Ok(response) } else { Err(wire::error(&response, call)) }
+    if response.is_success() {
+        Ok(response)
+    } else {
+        Err(wire::error(&response, call))
+    }
 }
 
 /// Poll until the prediction ends, reporting progress from its status and logs. Gives up (and
 /// cancels the prediction) after `max_wait`; stops at once when the user cancels.
-fn wait(mut prediction: Prediction, key: &str, started: Instant, max_wait: Duration) -> Result<Prediction, ProviderError> {
+fn wait(
+    mut prediction: Prediction,
+    key: &str,
+    started: Instant,
+    max_wait: Duration,
+) -> Result<Prediction, ProviderError> {
     let poll_url = endpoint(&format!("/predictions/{}", path_segment(&prediction.id)?));
     let mut pause = POLL_START;
     loop {
@@ -137,7 +162,10 @@ fn wait(mut prediction: Prediction, key: &str, started: Instant, max_wait: Durat
 fn report(prediction: &Prediction) {
     match (prediction.status.as_str(), prediction.progress()) {
         ("starting", _) => progress(0.05, "starting (Replicate may be booting the model)"),
-        ("processing", Some(fraction)) => progress(0.05 + 0.85 * fraction, &format!("generating ({:.0} %)", fraction * 100.0)),
+        ("processing", Some(fraction)) => progress(
+            0.05 + 0.85 * fraction,
+            &format!("generating ({:.0} %)", fraction * 100.0),
+        ),
         ("processing", None) => progress(0.1, "generating"),
         _ => {}
     }
@@ -145,10 +173,18 @@ fn report(prediction: &Prediction) {
 
 /// Ask Replicate to stop a prediction (best effort: the answer changes nothing for the user).
 fn cancel(id: &str, key: &str) {
-    let Ok(segment) = path_segment(id) else { return };
-    match http::post(endpoint(&format!("/predictions/{segment}/cancel"))).bearer(key).send() {
+    let Ok(segment) = path_segment(id) else {
+        return;
+    };
+    match http::post(endpoint(&format!("/predictions/{segment}/cancel")))
+        .bearer(key)
+        .send()
+    {
         Ok(response) if response.is_success() => log::info(&format!("cancelled prediction {id}")),
-        Ok(response) => log::warn(&format!("cancelling prediction {id} failed with HTTP {}", response.status)),
+        Ok(response) => log::warn(&format!(
+            "cancelling prediction {id} failed with HTTP {}",
+            response.status
+        )),
         Err(error) => log::warn(&format!("could not cancel prediction {id}: {error}")),
     }
 }
@@ -156,15 +192,26 @@ fn cancel(id: &str, key: &str) {
 /// A prediction id as a URL path segment; anything but letters, digits, `-` and `_` is refused
 /// rather than sent into a path.
 fn path_segment(id: &str) -> Result<&str, ProviderError> {
-    if !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+    if !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
         Ok(id)
     } else {
-        Err(ProviderError::server(format!("Replicate answered with an odd prediction id `{id}`")))
+        Err(ProviderError::server(format!(
+            "Replicate answered with an odd prediction id `{id}`"
+        )))
     }
 }
 
 /// Download the output files and keep what Replicate said about the run.
-fn finish(model: &Resolved, request: &GenerateRequest, prediction: &Prediction, key: &str) -> Result<Generation, ProviderError> {
+fn finish(
+    model: &Resolved,
+    request: &GenerateRequest,
+    prediction: &Prediction,
+    key: &str,
+) -> Result<Generation, ProviderError> {
     let files = prediction.files();
     if files.is_empty() {
         let output = match &prediction.output {
@@ -179,13 +226,22 @@ fn finish(model: &Resolved, request: &GenerateRequest, prediction: &Prediction, 
     let total = files.len();
     let mut images = Vec::with_capacity(total);
     for (i, file) in files.iter().enumerate() {
-        progress(0.9 + 0.1 * i as f32 / total as f32, &format!("downloading image {} of {total}", i + 1));
+        progress(
+            0.9 + 0.1 * i as f32 / total as f32,
+            &format!("downloading image {} of {total}", i + 1),
+        );
         images.push(download(file, key)?);
     }
     let mut generation = Generation::new(images)
         .request_id(prediction.id.clone())
         .seed(request.seed.or_else(|| prediction.logged_seed()))
-        .metadata("model", prediction.model.clone().unwrap_or_else(|| model.reference.clone()));
+        .metadata(
+            "model",
+            prediction
+                .model
+                .clone()
+                .unwrap_or_else(|| model.reference.clone()),
+        );
     if let Some(version) = prediction.version.as_deref().filter(|v| !v.is_empty()) {
         generation = generation.metadata("version", version);
     }
@@ -197,7 +253,10 @@ fn finish(model: &Resolved, request: &GenerateRequest, prediction: &Prediction, 
     }
     let asked = request.count() as usize;
     if total < asked {
-        generation = generation.warning(format!("asked for {asked} images; {} returned {total}", model.reference));
+        generation = generation.warning(format!(
+            "asked for {asked} images; {} returned {total}",
+            model.reference
+        ));
     }
     progress(1.0, "done");
     Ok(generation)
@@ -207,7 +266,10 @@ fn finish(model: &Resolved, request: &GenerateRequest, prediction: &Prediction, 
 /// it) when it is on Replicate's own hosts, without it anywhere else.
 fn download(file: &str, key: &str) -> Result<Image, ProviderError> {
     if file.starts_with("data:") {
-        let mime = file.strip_prefix("data:").and_then(|rest| rest.split([';', ',']).next()).unwrap_or("image/png");
+        let mime = file
+            .strip_prefix("data:")
+            .and_then(|rest| rest.split([';', ',']).next())
+            .unwrap_or("image/png");
         let image = Image::from_base64(file, mime)?;
         return checked_image(image.data, Some(image.mime), "an inline file");
     }
@@ -227,11 +289,17 @@ fn download(file: &str, key: &str) -> Result<Image, ProviderError> {
             response.status
         )));
     }
-    let declared = response.header("content-type").map(|t| t.split(';').next().unwrap_or(t).trim().to_ascii_lowercase());
+    let declared = response
+        .header("content-type")
+        .map(|t| t.split(';').next().unwrap_or(t).trim().to_ascii_lowercase());
     checked_image(response.bytes, declared, "the output link")
 }
 
-fn checked_image(data: Vec<u8>, declared: Option<String>, what: &str) -> Result<Image, ProviderError> {
+fn checked_image(
+    data: Vec<u8>,
+    declared: Option<String>,
+    what: &str,
+) -> Result<Image, ProviderError> {
     let declared = declared.unwrap_or_default();
     match imageai_sdk::sniff_mime(&data) {
         Some(mime) => Ok(Image::new(mime, data)),
@@ -245,15 +313,23 @@ fn checked_image(data: Vec<u8>, declared: Option<String>, what: &str) -> Result<
 
 /// Whether a URL is on replicate.delivery (or a subdomain) or on the configured API host.
 fn is_replicate_host(url: &str) -> bool {
-    let Some(host) = host_of(url) else { return false };
-    host == "replicate.delivery" || host.ends_with(".replicate.delivery") || host_of(&base_url()).is_some_and(|api| api == host)
+    let Some(host) = host_of(url) else {
+        return false;
+    };
+    host == "replicate.delivery"
+        || host.ends_with(".replicate.delivery")
+        || host_of(&base_url()).is_some_and(|api| api == host)
 }
 
 /// The host (with its port) of an http(s) URL, lower case.
 fn host_of(url: &str) -> Option<String> {
-    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"))?;
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))?;
     let authority = rest.split(['/', '?', '#']).next()?;
-    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
     (!host.is_empty()).then(|| host.to_ascii_lowercase())
 }
 
@@ -296,21 +372,35 @@ mod tests {
         assert!(manifest.contains(&format!("default = \"{DEFAULT_BASE_URL}\"")));
         assert!(manifest.contains(&format!("default = \"{}\"", DEFAULT_MAX_WAIT.as_secs())));
         assert!(manifest.contains(&format!("version = \"{}\"", env!("CARGO_PKG_VERSION"))));
-        assert!(manifest.contains(r#"allowed-hosts = ["api.replicate.com", "replicate.delivery", "*.replicate.delivery"]"#));
+        assert!(manifest.contains(
+            r#"allowed-hosts = ["api.replicate.com", "replicate.delivery", "*.replicate.delivery"]"#
+        ));
         assert!(manifest.contains("env = \"REPLICATE_API_TOKEN\""));
     }
 
     #[test]
     fn hosts_are_read_from_urls() {
-        assert_eq!(host_of("https://pbxt.replicate.delivery/a/out.png").as_deref(), Some("pbxt.replicate.delivery"));
-        assert_eq!(host_of("http://127.0.0.1:8080/v1").as_deref(), Some("127.0.0.1:8080"));
-        assert_eq!(host_of("https://user@Example.com?x").as_deref(), Some("example.com"));
+        assert_eq!(
+            host_of("https://pbxt.replicate.delivery/a/out.png").as_deref(),
+            Some("pbxt.replicate.delivery")
+        );
+        assert_eq!(
+            host_of("http://127.0.0.1:8080/v1").as_deref(),
+            Some("127.0.0.1:8080")
+        );
+        assert_eq!(
+            host_of("https://user@Example.com?x").as_deref(),
+            Some("example.com")
+        );
         assert_eq!(host_of("ftp://x"), None);
     }
 
     #[test]
     fn odd_prediction_ids_never_reach_a_path() {
-        assert_eq!(path_segment("rrr4z55ocneqzikepnug6xezpe"), Ok("rrr4z55ocneqzikepnug6xezpe"));
+        assert_eq!(
+            path_segment("rrr4z55ocneqzikepnug6xezpe"),
+            Ok("rrr4z55ocneqzikepnug6xezpe")
+        );
         assert!(path_segment("../account").is_err());
         assert!(path_segment("").is_err());
     }
@@ -318,9 +408,27 @@ mod tests {
     #[test]
     fn invalid_requests_fail_before_any_host_call() {
         // Off wasm, any host call would panic: these must be refused by validation alone.
-        let bad = GenerateRequest { steps: Some(9), ..GenerateRequest::new("black-forest-labs/flux-schnell", "x") };
-        assert_eq!(Replicate.generate(bad).err().map(|e| e.class()), Some("invalid-request"));
-        assert_eq!(Replicate.generate(GenerateRequest::new("*", "x")).err().map(|e| e.class()), Some("invalid-request"));
-        assert_eq!(Replicate.generate(GenerateRequest::new("not a model", "x")).err().map(|e| e.class()), Some("invalid-request"));
+        let bad = GenerateRequest {
+            steps: Some(9),
+            ..GenerateRequest::new("black-forest-labs/flux-schnell", "x")
+        };
+        assert_eq!(
+            Replicate.generate(bad).err().map(|e| e.class()),
+            Some("invalid-request")
+        );
+        assert_eq!(
+            Replicate
+                .generate(GenerateRequest::new("*", "x"))
+                .err()
+                .map(|e| e.class()),
+            Some("invalid-request")
+        );
+        assert_eq!(
+            Replicate
+                .generate(GenerateRequest::new("not a model", "x"))
+                .err()
+                .map(|e| e.class()),
+            Some("invalid-request")
+        );
     }
 }

@@ -18,7 +18,12 @@ pub enum Shape {
     /// `aspect_ratio` from a fixed list.
     AspectRatio(&'static [&'static str]),
     /// `aspect_ratio` from a list, or `aspect_ratio: "custom"` with `width` and `height`.
-    AspectRatioOrCustom { ratios: &'static [&'static str], min: u32, max: u32, step: u32 },
+    AspectRatioOrCustom {
+        ratios: &'static [&'static str],
+        min: u32,
+        max: u32,
+        step: u32,
+    },
     /// Unknown model: `width`/`height` for a size, `aspect_ratio` for a ratio, unchecked.
     Any,
 }
@@ -52,9 +57,15 @@ pub struct Model {
     pub inputs: Inputs,
 }
 
-const FLUX_RATIOS: &[&str] = &["1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21"];
-const FLUX_PRO_RATIOS: &[&str] = &["1:1", "16:9", "3:2", "2:3", "4:5", "5:4", "9:16", "3:4", "4:3"];
-const FLUX_ULTRA_RATIOS: &[&str] = &["21:9", "16:9", "3:2", "4:3", "5:4", "1:1", "4:5", "3:4", "2:3", "9:16", "9:21"];
+const FLUX_RATIOS: &[&str] = &[
+    "1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21",
+];
+const FLUX_PRO_RATIOS: &[&str] = &[
+    "1:1", "16:9", "3:2", "2:3", "4:5", "5:4", "9:16", "3:4", "4:3",
+];
+const FLUX_ULTRA_RATIOS: &[&str] = &[
+    "21:9", "16:9", "3:2", "4:3", "5:4", "1:1", "4:5", "3:4", "2:3", "9:16", "9:21",
+];
 const IMAGEN_RATIOS: &[&str] = &["1:1", "9:16", "16:9", "3:4", "4:3"];
 const WEBP_JPG_PNG: &[&str] = &["webp", "jpg", "png"];
 const JPG_PNG: &[&str] = &["jpg", "png"];
@@ -103,7 +114,12 @@ pub const MODELS: &[Model] = &[
             guidance: None,
             n: None,
             output_format: Some(("output_format", WEBP_JPG_PNG)),
-            shape: Shape::AspectRatioOrCustom { ratios: FLUX_PRO_RATIOS, min: 256, max: 1440, step: 32 },
+            shape: Shape::AspectRatioOrCustom {
+                ratios: FLUX_PRO_RATIOS,
+                min: 256,
+                max: 1440,
+                step: 32,
+            },
         },
     },
     Model {
@@ -163,7 +179,11 @@ pub const MODELS: &[Model] = &[
             guidance: Some(("guidance_scale", 1.0, 50.0)),
             n: Some(("num_outputs", 4)),
             output_format: None,
-            shape: Shape::WidthHeight { min: 128, max: 2048, step: 8 },
+            shape: Shape::WidthHeight {
+                min: 128,
+                max: 2048,
+                step: 8,
+            },
         },
     },
 ];
@@ -232,7 +252,9 @@ fn params(inputs: &Inputs) -> Vec<Param> {
     match inputs.shape {
         Shape::WidthHeight { .. } => params.push(Param::Size),
         Shape::AspectRatio(_) => params.push(Param::AspectRatio),
-        Shape::AspectRatioOrCustom { .. } | Shape::Any => params.extend([Param::Size, Param::AspectRatio]),
+        Shape::AspectRatioOrCustom { .. } | Shape::Any => {
+            params.extend([Param::Size, Param::AspectRatio])
+        }
     }
     params
 }
@@ -271,7 +293,14 @@ pub fn resolve(id: &str) -> Result<Resolved, ProviderError> {
         ));
     }
     if is_version_id(id) {
-        return Ok(Resolved { reference: id.to_owned(), target: Target::Version { version: id.to_owned() }, inputs: ANY_INPUTS, curated: None });
+        return Ok(Resolved {
+            reference: id.to_owned(),
+            target: Target::Version {
+                version: id.to_owned(),
+            },
+            inputs: ANY_INPUTS,
+            curated: None,
+        });
     }
     let (reference, version) = match id.split_once(':') {
         Some((reference, version)) => (reference, Some(version)),
@@ -282,7 +311,9 @@ pub fn resolve(id: &str) -> Result<Resolved, ProviderError> {
         return Err(bad_id(id));
     }
     if let Some(version) = version
-        && !(!version.is_empty() && version.len() <= 128 && version.chars().all(|c| c.is_ascii_alphanumeric()))
+        && !(!version.is_empty()
+            && version.len() <= 128
+            && version.chars().all(|c| c.is_ascii_alphanumeric()))
     {
         return Err(ProviderError::invalid_request(format!(
             "`{version}` is not a Replicate version id (letters and digits, e.g. 64 hex characters); copy it from https://replicate.com/{reference}/versions"
@@ -290,10 +321,20 @@ pub fn resolve(id: &str) -> Result<Resolved, ProviderError> {
     }
     let curated = MODELS.iter().find(|m| m.id == reference);
     let target = match version.or_else(|| curated.and_then(|m| m.version)) {
-        Some(version) => Target::Version { version: version.to_owned() },
-        None => Target::Official { owner: owner.to_owned(), name: name.to_owned() },
+        Some(version) => Target::Version {
+            version: version.to_owned(),
+        },
+        None => Target::Official {
+            owner: owner.to_owned(),
+            name: name.to_owned(),
+        },
     };
-    Ok(Resolved { reference: reference.to_owned(), target, inputs: curated.map_or(ANY_INPUTS, |m| m.inputs), curated })
+    Ok(Resolved {
+        reference: reference.to_owned(),
+        target,
+        inputs: curated.map_or(ANY_INPUTS, |m| m.inputs),
+        curated,
+    })
 }
 
 fn bad_id(id: &str) -> ProviderError {
@@ -307,7 +348,9 @@ fn is_name(text: &str) -> bool {
     !text.is_empty()
         && text.len() <= 128
         && !text.starts_with('.')
-        && text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 fn is_version_id(text: &str) -> bool {
@@ -316,14 +359,23 @@ fn is_version_id(text: &str) -> bool {
 
 /// The prediction's `input`: the common parameters under the model's own field names, then
 /// the `--set` extras (which win), with values that read as JSON sent as JSON.
-pub fn input(model: &Resolved, request: &GenerateRequest) -> Result<Map<String, Value>, ProviderError> {
+pub fn input(
+    model: &Resolved,
+    request: &GenerateRequest,
+) -> Result<Map<String, Value>, ProviderError> {
     let who = model.reference.as_str();
     let strict = model.curated.is_some();
     let inputs = &model.inputs;
     if request.prompt.trim().is_empty() {
-        return Err(ProviderError::invalid_request("the prompt is empty; describe the image to make"));
+        return Err(ProviderError::invalid_request(
+            "the prompt is empty; describe the image to make",
+        ));
     }
-    for (name, value) in [("quality", &request.quality), ("style", &request.style), ("background", &request.background)] {
+    for (name, value) in [
+        ("quality", &request.quality),
+        ("style", &request.style),
+        ("background", &request.background),
+    ] {
         if value.is_some() {
             return Err(ProviderError::invalid_request(format!(
                 "Replicate models take no `{name}` parameter; pass the model's own inputs with --set name=value"
@@ -333,8 +385,14 @@ pub fn input(model: &Resolved, request: &GenerateRequest) -> Result<Map<String, 
     let mut input = Map::new();
     input.insert("prompt".into(), json!(request.prompt));
 
-    if let Some(negative) = request.negative_prompt.as_deref().filter(|n| !n.trim().is_empty()) {
-        let field = inputs.negative_prompt.ok_or_else(|| unsupported(who, "a negative prompt"))?;
+    if let Some(negative) = request
+        .negative_prompt
+        .as_deref()
+        .filter(|n| !n.trim().is_empty())
+    {
+        let field = inputs
+            .negative_prompt
+            .ok_or_else(|| unsupported(who, "a negative prompt"))?;
         input.insert(field.into(), json!(negative));
     }
     if let Some(seed) = request.seed {
@@ -342,16 +400,24 @@ pub fn input(model: &Resolved, request: &GenerateRequest) -> Result<Map<String, 
         input.insert(field.into(), json!(seed));
     }
     if let Some(steps) = request.steps {
-        let (field, min, max) = inputs.steps.ok_or_else(|| unsupported(who, "a step count"))?;
+        let (field, min, max) = inputs
+            .steps
+            .ok_or_else(|| unsupported(who, "a step count"))?;
         if strict && !(min..=max).contains(&steps) {
-            return Err(ProviderError::invalid_request(format!("{who} takes {min} to {max} steps, not {steps}")));
+            return Err(ProviderError::invalid_request(format!(
+                "{who} takes {min} to {max} steps, not {steps}"
+            )));
         }
         input.insert(field.into(), json!(steps));
     }
     if let Some(guidance) = request.guidance {
-        let (field, min, max) = inputs.guidance.ok_or_else(|| unsupported(who, "a guidance scale"))?;
+        let (field, min, max) = inputs
+            .guidance
+            .ok_or_else(|| unsupported(who, "a guidance scale"))?;
         if !guidance.is_finite() || (strict && !(min..=max).contains(&guidance)) {
-            return Err(ProviderError::invalid_request(format!("{who} takes guidance from {min} to {max}, not {guidance}")));
+            return Err(ProviderError::invalid_request(format!(
+                "{who} takes guidance from {min} to {max}, not {guidance}"
+            )));
         }
         input.insert(field.into(), guidance_value(guidance));
     }
@@ -377,11 +443,16 @@ pub fn input(model: &Resolved, request: &GenerateRequest) -> Result<Map<String, 
         None => {}
     }
     if let Some(format) = request.output_format.as_deref() {
-        let (field, formats) = inputs.output_format.ok_or_else(|| unsupported(who, "an output format"))?;
+        let (field, formats) = inputs
+            .output_format
+            .ok_or_else(|| unsupported(who, "an output format"))?;
         // Replicate spells JPEG `jpg`.
         let format = if format == "jpeg" { "jpg" } else { format };
         if !formats.is_empty() && !formats.contains(&format) {
-            return Err(ProviderError::invalid_request(format!("{who} outputs {}, not `{format}`", one_of(formats))));
+            return Err(ProviderError::invalid_request(format!(
+                "{who} outputs {}, not `{format}`",
+                one_of(formats)
+            )));
         }
         input.insert(field.into(), json!(format));
     }
@@ -390,16 +461,29 @@ pub fn input(model: &Resolved, request: &GenerateRequest) -> Result<Map<String, 
     for (name, value) in &request.extra {
         let name = name.trim();
         if name.is_empty() {
-            return Err(ProviderError::invalid_request("an extra input (--set name=value) has an empty name"));
+            return Err(ProviderError::invalid_request(
+                "an extra input (--set name=value) has an empty name",
+            ));
         }
         input.insert(name.to_owned(), extra_value(value));
     }
     Ok(input)
 }
 
-fn insert_shape(input: &mut Map<String, Value>, who: &str, shape: Shape, request: &GenerateRequest) -> Result<(), ProviderError> {
-    let size = request.size.as_deref().filter(|s| !s.trim().is_empty() && *s != "auto");
-    let ratio = request.aspect_ratio.as_deref().filter(|r| !r.trim().is_empty());
+fn insert_shape(
+    input: &mut Map<String, Value>,
+    who: &str,
+    shape: Shape,
+    request: &GenerateRequest,
+) -> Result<(), ProviderError> {
+    let size = request
+        .size
+        .as_deref()
+        .filter(|s| !s.trim().is_empty() && *s != "auto");
+    let ratio = request
+        .aspect_ratio
+        .as_deref()
+        .filter(|r| !r.trim().is_empty());
     match shape {
         Shape::Any => {
             if let Some(size) = size {
@@ -431,10 +515,18 @@ fn insert_shape(input: &mut Map<String, Value>, who: &str, shape: Shape, request
                 )));
             }
             if let Some(ratio) = ratio {
-                input.insert("aspect_ratio".into(), json!(checked_ratio(who, ratio, ratios)?));
+                input.insert(
+                    "aspect_ratio".into(),
+                    json!(checked_ratio(who, ratio, ratios)?),
+                );
             }
         }
-        Shape::AspectRatioOrCustom { ratios, min, max, step } => match (size, ratio) {
+        Shape::AspectRatioOrCustom {
+            ratios,
+            min,
+            max,
+            step,
+        } => match (size, ratio) {
             (Some(_), Some(_)) => {
                 return Err(ProviderError::invalid_request(format!(
                     "{who} takes an aspect ratio or a size, not both"
@@ -447,7 +539,10 @@ fn insert_shape(input: &mut Map<String, Value>, who: &str, shape: Shape, request
                 input.insert("height".into(), json!(height));
             }
             (None, Some(ratio)) => {
-                input.insert("aspect_ratio".into(), json!(checked_ratio(who, ratio, ratios)?));
+                input.insert(
+                    "aspect_ratio".into(),
+                    json!(checked_ratio(who, ratio, ratios)?),
+                );
             }
             (None, None) => {}
         },
@@ -458,11 +553,20 @@ fn insert_shape(input: &mut Map<String, Value>, who: &str, shape: Shape, request
 fn checked_ratio<'a>(who: &str, ratio: &str, ratios: &[&'a str]) -> Result<&'a str, ProviderError> {
     let ratio = ratio.trim();
     ratios.iter().copied().find(|r| *r == ratio).ok_or_else(|| {
-        ProviderError::invalid_request(format!("{who} takes aspect ratio {}, not `{ratio}`", one_of(ratios)))
+        ProviderError::invalid_request(format!(
+            "{who} takes aspect ratio {}, not `{ratio}`",
+            one_of(ratios)
+        ))
     })
 }
 
-fn checked_size(who: &str, size: &str, min: u32, max: u32, step: u32) -> Result<(u32, u32), ProviderError> {
+fn checked_size(
+    who: &str,
+    size: &str,
+    min: u32,
+    max: u32,
+    step: u32,
+) -> Result<(u32, u32), ProviderError> {
     let (width, height) = parse_size(size)?;
     for side in [width, height] {
         if !(min..=max).contains(&side) || side % step != 0 {
@@ -481,7 +585,11 @@ pub fn parse_size(size: &str) -> Result<(u32, u32), ProviderError> {
         .split_once(['x', 'X'])
         .and_then(|(w, h)| Some((w.trim().parse::<u32>().ok()?, h.trim().parse::<u32>().ok()?)))
         .filter(|(w, h)| *w > 0 && *h > 0);
-    parsed.ok_or_else(|| ProviderError::invalid_request(format!("`{size}` is not a size; write WIDTHxHEIGHT, e.g. 1024x768")))
+    parsed.ok_or_else(|| {
+        ProviderError::invalid_request(format!(
+            "`{size}` is not a size; write WIDTHxHEIGHT, e.g. 1024x768"
+        ))
+    })
 }
 
 fn unsupported(who: &str, what: &str) -> ProviderError {
@@ -511,23 +619,57 @@ mod tests {
     #[test]
     fn resolves_official_versioned_and_pinned_models() -> Result<(), ProviderError> {
         let official = resolve("black-forest-labs/flux-dev")?;
-        assert_eq!(official.target, Target::Official { owner: "black-forest-labs".into(), name: "flux-dev".into() });
+        assert_eq!(
+            official.target,
+            Target::Official {
+                owner: "black-forest-labs".into(),
+                name: "flux-dev".into()
+            }
+        );
         assert!(official.curated.is_some());
 
         let versioned = resolve("acme/pixel-art:0123abcd")?;
-        assert_eq!(versioned.target, Target::Version { version: "0123abcd".into() });
+        assert_eq!(
+            versioned.target,
+            Target::Version {
+                version: "0123abcd".into()
+            }
+        );
         assert_eq!(versioned.reference, "acme/pixel-art");
         assert!(versioned.curated.is_none());
 
         let pinned = resolve("stability-ai/sdxl")?;
-        assert!(matches!(pinned.target, Target::Version { ref version } if version.starts_with("7762fd07")));
+        assert!(
+            matches!(pinned.target, Target::Version { ref version } if version.starts_with("7762fd07"))
+        );
 
         let bare = "a".repeat(64);
-        assert_eq!(resolve(&bare)?.target, Target::Version { version: bare.clone() });
-        assert_eq!(resolve("https://replicate.com/google/imagen-4/")?.reference, "google/imagen-4");
+        assert_eq!(
+            resolve(&bare)?.target,
+            Target::Version {
+                version: bare.clone()
+            }
+        );
+        assert_eq!(
+            resolve("https://replicate.com/google/imagen-4/")?.reference,
+            "google/imagen-4"
+        );
 
-        for bad in ["", "*", "flux", "a/b/c", "a/ b", "../x", "a/b:", "a/b:ver/sion"] {
-            assert_eq!(resolve(bad).err().map(|e| e.class()), Some("invalid-request"), "{bad}");
+        for bad in [
+            "",
+            "*",
+            "flux",
+            "a/b/c",
+            "a/ b",
+            "../x",
+            "a/b:",
+            "a/b:ver/sion",
+        ] {
+            assert_eq!(
+                resolve(bad).err().map(|e| e.class()),
+                Some("invalid-request"),
+                "{bad}"
+            );
         }
         Ok(())
     }
@@ -549,13 +691,21 @@ mod tests {
                    "num_outputs": 2, "output_format": "jpg", "aspect_ratio": "16:9"})
         );
 
-        let sd35 = GenerateRequest { negative_prompt: Some("blur".into()), steps: Some(40), guidance: Some(4.5), ..request("stability-ai/stable-diffusion-3.5-large") };
+        let sd35 = GenerateRequest {
+            negative_prompt: Some("blur".into()),
+            steps: Some(40),
+            guidance: Some(4.5),
+            ..request("stability-ai/stable-diffusion-3.5-large")
+        };
         assert_eq!(
             Value::Object(input(&resolve(&sd35.model)?, &sd35)?),
             json!({"prompt": "a lighthouse", "negative_prompt": "blur", "steps": 40, "cfg": 4.5})
         );
 
-        let pro = GenerateRequest { size: Some("1024x768".into()), ..request("black-forest-labs/flux-1.1-pro") };
+        let pro = GenerateRequest {
+            size: Some("1024x768".into()),
+            ..request("black-forest-labs/flux-1.1-pro")
+        };
         assert_eq!(
             Value::Object(input(&resolve(&pro.model)?, &pro)?),
             json!({"prompt": "a lighthouse", "aspect_ratio": "custom", "width": 1024, "height": 768})
@@ -565,9 +715,15 @@ mod tests {
 
     #[test]
     fn any_model_gets_common_names_and_extras_win() -> Result<(), ProviderError> {
-        let mut any = GenerateRequest { n: 3, size: Some("768x512".into()), seed: Some(1), ..request("acme/pixel-art:abc123") };
+        let mut any = GenerateRequest {
+            n: 3,
+            size: Some("768x512".into()),
+            seed: Some(1),
+            ..request("acme/pixel-art:abc123")
+        };
         any.extra.insert("lora_scale".into(), "0.8".into());
-        any.extra.insert("refine".into(), "expert_ensemble_refiner".into());
+        any.extra
+            .insert("refine".into(), "expert_ensemble_refiner".into());
         any.extra.insert("apply_watermark".into(), "false".into());
         any.extra.insert("seed".into(), "7".into());
         assert_eq!(
@@ -583,21 +739,77 @@ mod tests {
     #[test]
     fn refuses_what_a_curated_model_would_reject() -> Result<(), ProviderError> {
         let cases = [
-            (GenerateRequest { n: 2, ..request("black-forest-labs/flux-1.1-pro") }, "makes one image per request"),
-            (GenerateRequest { n: 5, ..request("black-forest-labs/flux-schnell") }, "makes 1 to 4 image(s)"),
-            (GenerateRequest { steps: Some(8), ..request("black-forest-labs/flux-schnell") }, "takes 1 to 4 steps"),
-            (GenerateRequest { negative_prompt: Some("x".into()), ..request("black-forest-labs/flux-dev") }, "does not take a negative prompt"),
-            (GenerateRequest { aspect_ratio: Some("7:3".into()), ..request("google/imagen-4") }, "takes aspect ratio `1:1`"),
-            (GenerateRequest { size: Some("1024x1024".into()), ..request("google/imagen-4") }, "not a size"),
-            (GenerateRequest { size: Some("1000x1000".into()), ..request("black-forest-labs/flux-1.1-pro") }, "in steps of 32"),
-            (GenerateRequest { output_format: Some("webp".into()), ..request("google/imagen-4") }, "outputs `jpg` or `png`"),
-            (GenerateRequest { quality: Some("hd".into()), ..request("acme/any") }, "no `quality`"),
+            (
+                GenerateRequest {
+                    n: 2,
+                    ..request("black-forest-labs/flux-1.1-pro")
+                },
+                "makes one image per request",
+            ),
+            (
+                GenerateRequest {
+                    n: 5,
+                    ..request("black-forest-labs/flux-schnell")
+                },
+                "makes 1 to 4 image(s)",
+            ),
+            (
+                GenerateRequest {
+                    steps: Some(8),
+                    ..request("black-forest-labs/flux-schnell")
+                },
+                "takes 1 to 4 steps",
+            ),
+            (
+                GenerateRequest {
+                    negative_prompt: Some("x".into()),
+                    ..request("black-forest-labs/flux-dev")
+                },
+                "does not take a negative prompt",
+            ),
+            (
+                GenerateRequest {
+                    aspect_ratio: Some("7:3".into()),
+                    ..request("google/imagen-4")
+                },
+                "takes aspect ratio `1:1`",
+            ),
+            (
+                GenerateRequest {
+                    size: Some("1024x1024".into()),
+                    ..request("google/imagen-4")
+                },
+                "not a size",
+            ),
+            (
+                GenerateRequest {
+                    size: Some("1000x1000".into()),
+                    ..request("black-forest-labs/flux-1.1-pro")
+                },
+                "in steps of 32",
+            ),
+            (
+                GenerateRequest {
+                    output_format: Some("webp".into()),
+                    ..request("google/imagen-4")
+                },
+                "outputs `jpg` or `png`",
+            ),
+            (
+                GenerateRequest {
+                    quality: Some("hd".into()),
+                    ..request("acme/any")
+                },
+                "no `quality`",
+            ),
             (request(""), "choose a Replicate model"),
         ];
         for (request, expected) in cases {
             let result = resolve(&request.model).and_then(|m| input(&m, &request));
             match result {
-                Err(ProviderError::InvalidRequest(message)) => assert!(message.contains(expected), "{message}"),
+                Err(ProviderError::InvalidRequest(message)) => {
+                    assert!(message.contains(expected), "{message}")
+                }
                 other => panic!("expected invalid-request containing {expected:?}, got {other:?}"),
             }
         }
@@ -609,13 +821,29 @@ mod tests {
     #[test]
     fn info_describes_each_model() {
         let schnell = MODELS[0].info();
-        assert_eq!(schnell.params, [Param::N, Param::Seed, Param::Steps, Param::OutputFormat, Param::AspectRatio]);
+        assert_eq!(
+            schnell.params,
+            [
+                Param::N,
+                Param::Seed,
+                Param::Steps,
+                Param::OutputFormat,
+                Param::AspectRatio
+            ]
+        );
         assert_eq!(schnell.max_n, 4);
         assert_eq!(schnell.aspect_ratios.len(), 11);
-        let sdxl = MODELS.iter().find(|m| m.id == "stability-ai/sdxl").map(Model::info);
+        let sdxl = MODELS
+            .iter()
+            .find(|m| m.id == "stability-ai/sdxl")
+            .map(Model::info);
         assert_eq!(sdxl.and_then(|m| m.default_size), Some("1024x1024".into()));
         let any = any_model_info();
         assert_eq!(any.id, ANY_MODEL);
-        assert!(any.takes(Param::Size) && any.takes(Param::AspectRatio) && any.takes(Param::NegativePrompt));
+        assert!(
+            any.takes(Param::Size)
+                && any.takes(Param::AspectRatio)
+                && any.takes(Param::NegativePrompt)
+        );
     }
 }

@@ -69,7 +69,10 @@ impl Prediction {
             match value {
                 Value::String(text) => {
                     let text = text.trim();
-                    if text.starts_with("https://") || text.starts_with("http://") || text.starts_with("data:") {
+                    if text.starts_with("https://")
+                        || text.starts_with("http://")
+                        || text.starts_with("data:")
+                    {
                         files.push(text.to_owned());
                     }
                 }
@@ -97,7 +100,11 @@ impl Prediction {
     pub fn progress(&self) -> Option<f32> {
         let logs = self.logs.as_deref()?;
         let end = logs.rfind("%|")?;
-        let digits: String = logs[..end].chars().rev().take_while(char::is_ascii_digit).collect();
+        let digits: String = logs[..end]
+            .chars()
+            .rev()
+            .take_while(char::is_ascii_digit)
+            .collect();
         let percent: u32 = digits.chars().rev().collect::<String>().parse().ok()?;
         (percent <= 100).then(|| percent as f32 / 100.0)
     }
@@ -107,7 +114,10 @@ impl Prediction {
         let logs = self.logs.as_deref()?.to_ascii_lowercase();
         logs.rmatch_indices("seed").find_map(|(at, word)| {
             let rest = logs[at + word.len()..].trim_start();
-            let rest = rest.strip_prefix(':').or_else(|| rest.strip_prefix('='))?.trim_start();
+            let rest = rest
+                .strip_prefix(':')
+                .or_else(|| rest.strip_prefix('='))?
+                .trim_start();
             let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
             digits.parse().ok()
         })
@@ -175,7 +185,11 @@ pub fn error(response: &Response, call: Call<'_>) -> ProviderError {
 
 fn map_error(details: ErrorDetails, call: Call<'_>) -> ProviderError {
     let status = details.status;
-    let message = details.message.as_deref().map(tidy).unwrap_or_else(|| "no message".to_owned());
+    let message = details
+        .message
+        .as_deref()
+        .map(tidy)
+        .unwrap_or_else(|| "no message".to_owned());
     if is_content_policy(&message) {
         return ProviderError::content_policy(message);
     }
@@ -199,7 +213,9 @@ fn map_error(details: ErrorDetails, call: Call<'_>) -> ProviderError {
                 model.reference
             ),
             Target::Version { version } => {
-                format!("Replicate has no model version `{version}` (404); check the id, or use `owner/name:version`")
+                format!(
+                    "Replicate has no model version `{version}` (404); check the id, or use `owner/name:version`"
+                )
             }
         }),
         (422, Call::Create(model)) if message.to_ascii_lowercase().contains("version") => {
@@ -225,10 +241,12 @@ fn map_error(details: ErrorDetails, call: Call<'_>) -> ProviderError {
             message: format!("Replicate is rate limiting requests: {message}"),
             retry_after_ms: details.retry_after_ms,
         },
-        (408 | 504, _) => ProviderError::timeout(format!("Replicate timed out ({status}): {message}. Try again.")),
-        (400 | 404 | 409 | 413 | 415 | 422, _) => {
-            ProviderError::invalid_request(format!("Replicate rejected the request ({status}): {message}"))
-        }
+        (408 | 504, _) => ProviderError::timeout(format!(
+            "Replicate timed out ({status}): {message}. Try again."
+        )),
+        (400 | 404 | 409 | 413 | 415 | 422, _) => ProviderError::invalid_request(format!(
+            "Replicate rejected the request ({status}): {message}"
+        )),
         (500..=599, _) => ProviderError::server(format!(
             "Replicate failed ({status}): {message}. Try again in a moment; https://replicatestatus.com shows outages."
         )),
@@ -240,8 +258,13 @@ fn map_error(details: ErrorDetails, call: Call<'_>) -> ProviderError {
 /// message), `canceled` or `aborted`.
 pub fn failure(prediction: &Prediction, model: &Resolved) -> ProviderError {
     let id = &prediction.id;
-    let message = prediction.error_message().unwrap_or_else(|| "no message".to_owned());
-    let page = prediction.web_url().map(|url| format!(" Logs: {url}")).unwrap_or_default();
+    let message = prediction
+        .error_message()
+        .unwrap_or_else(|| "no message".to_owned());
+    let page = prediction
+        .web_url()
+        .map(|url| format!(" Logs: {url}"))
+        .unwrap_or_default();
     match prediction.status() {
         Status::Failed if is_content_policy(&message) => ProviderError::content_policy(message),
         Status::Failed => ProviderError::server(format!(
@@ -263,7 +286,11 @@ pub fn failure(prediction: &Prediction, model: &Resolved) -> ProviderError {
 
 /// Replicate's validation details are bullet lines (`- input.width: Must be …\n`): one line.
 fn tidy(message: &str) -> String {
-    let lines: Vec<&str> = message.lines().map(|l| l.trim().trim_start_matches("- ").trim()).filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&str> = message
+        .lines()
+        .map(|l| l.trim().trim_start_matches("- ").trim())
+        .filter(|l| !l.is_empty())
+        .collect();
     lines.join("; ").trim_end_matches('.').to_owned()
 }
 
@@ -282,8 +309,13 @@ mod tests {
         let list = prediction(json!({"id": "p", "status": "succeeded",
             "output": ["https://replicate.delivery/pbxt/a/out-0.webp", "https://replicate.delivery/pbxt/a/out-1.webp"]}));
         assert_eq!(list.files().len(), 2);
-        let single = prediction(json!({"id": "p", "status": "succeeded", "output": "https://replicate.delivery/xezq/b/out.jpg"}));
-        assert_eq!(single.files(), ["https://replicate.delivery/xezq/b/out.jpg"]);
+        let single = prediction(
+            json!({"id": "p", "status": "succeeded", "output": "https://replicate.delivery/xezq/b/out.jpg"}),
+        );
+        assert_eq!(
+            single.files(),
+            ["https://replicate.delivery/xezq/b/out.jpg"]
+        );
         let object = prediction(json!({"id": "p", "status": "succeeded",
             "output": {"images": ["data:image/png;base64,iVBO"], "caption": "a fox", "nsfw": [false]}}));
         assert_eq!(object.files(), ["data:image/png;base64,iVBO"]);
@@ -315,8 +347,16 @@ mod tests {
         assert_eq!(guidance_value(3.3), json!(3.3));
     }
 
-    fn replicate_error(status: u16, body: Value, headers: Vec<(String, String)>, call: Call<'_>) -> ProviderError {
-        error(&Response::new(status, headers, body.to_string().into_bytes()), call)
+    fn replicate_error(
+        status: u16,
+        body: Value,
+        headers: Vec<(String, String)>,
+        call: Call<'_>,
+    ) -> ProviderError {
+        error(
+            &Response::new(status, headers, body.to_string().into_bytes()),
+            call,
+        )
     }
 
     #[test]
@@ -324,46 +364,109 @@ mod tests {
         let official = resolve("acme/not-official")?;
         let versioned = resolve("acme/thing:abc")?;
         let unauthenticated = json!({"title": "Unauthenticated", "detail": "You did not pass a valid authentication token", "status": 401});
-        assert_eq!(replicate_error(401, unauthenticated, vec![], Call::Account).class(), "auth");
+        assert_eq!(
+            replicate_error(401, unauthenticated, vec![], Call::Account).class(),
+            "auth"
+        );
         let credit = json!({"title": "Insufficient credit", "detail": "You have insufficient credit to run this model.", "status": 402});
-        assert_eq!(replicate_error(402, credit, vec![], Call::Create(&official)).class(), "quota");
+        assert_eq!(
+            replicate_error(402, credit, vec![], Call::Create(&official)).class(),
+            "quota"
+        );
         let not_found = json!({"detail": "Not found.", "status": 404});
-        let message = replicate_error(404, not_found.clone(), vec![], Call::Create(&official)).to_string();
+        let message =
+            replicate_error(404, not_found.clone(), vec![], Call::Create(&official)).to_string();
         assert!(message.contains("acme/not-official:<version>"), "{message}");
         let message = replicate_error(404, not_found, vec![], Call::Create(&versioned)).to_string();
-        assert!(message.contains("no version `abc` of `acme/thing`"), "{message}");
+        assert!(
+            message.contains("no version `abc` of `acme/thing`"),
+            "{message}"
+        );
         let bad_version = json!({"title": "Invalid version or not permitted", "detail": "The specified version does not exist (or perhaps you don't have permission to use it?)", "status": 422});
-        let message = replicate_error(422, bad_version, vec![], Call::Create(&versioned)).to_string();
-        assert!(message.contains("cannot run version `abc` of `acme/thing`"), "{message}");
+        let message =
+            replicate_error(422, bad_version, vec![], Call::Create(&versioned)).to_string();
+        assert!(
+            message.contains("cannot run version `abc` of `acme/thing`"),
+            "{message}"
+        );
         let invalid = json!({"title": "Input validation failed", "status": 422,
             "detail": "- input.width: Must be less than or equal to 1440\n- input.steps: Must be an integer\n"});
         let message = replicate_error(422, invalid, vec![], Call::Create(&versioned)).to_string();
-        assert!(message.contains("input.width: Must be less than or equal to 1440; input.steps: Must be an integer"), "{message}");
-        match replicate_error(429, json!({"detail": "Request was throttled. Expected available in 3 seconds.", "status": 429}), vec![("retry-after".into(), "3".into())], Call::Poll) {
-            ProviderError::RateLimited { retry_after_ms, message } => {
+        assert!(
+            message.contains(
+                "input.width: Must be less than or equal to 1440; input.steps: Must be an integer"
+            ),
+            "{message}"
+        );
+        match replicate_error(
+            429,
+            json!({"detail": "Request was throttled. Expected available in 3 seconds.", "status": 429}),
+            vec![("retry-after".into(), "3".into())],
+            Call::Poll,
+        ) {
+            ProviderError::RateLimited {
+                retry_after_ms,
+                message,
+            } => {
                 assert_eq!(retry_after_ms, Some(3000));
                 assert!(message.contains("throttled"));
             }
             other => panic!("expected rate-limited, got {other:?}"),
         }
-        assert_eq!(replicate_error(500, json!({"detail": "Internal server error", "status": 500}), vec![], Call::Poll).class(), "server");
+        assert_eq!(
+            replicate_error(
+                500,
+                json!({"detail": "Internal server error", "status": 500}),
+                vec![],
+                Call::Poll
+            )
+            .class(),
+            "server"
+        );
         let nsfw = json!({"detail": "The input or output was flagged as sensitive. Please try again with different inputs. (E005)", "status": 400});
-        assert_eq!(replicate_error(400, nsfw, vec![], Call::Create(&official)).class(), "content-policy");
+        assert_eq!(
+            replicate_error(400, nsfw, vec![], Call::Create(&official)).class(),
+            "content-policy"
+        );
         Ok(())
     }
 
     #[test]
     fn failed_predictions_keep_replicate_s_message() -> Result<(), ProviderError> {
         let model = resolve("black-forest-labs/flux-dev")?;
-        let failed = prediction(json!({"id": "abc", "status": "failed", "error": "CUDA out of memory",
-            "urls": {"web": "https://replicate.com/p/abc"}}));
+        let failed = prediction(
+            json!({"id": "abc", "status": "failed", "error": "CUDA out of memory",
+            "urls": {"web": "https://replicate.com/p/abc"}}),
+        );
         let message = failure(&failed, &model).to_string();
-        assert!(message.starts_with("server: black-forest-labs/flux-dev failed on Replicate: CUDA out of memory"), "{message}");
+        assert!(
+            message.starts_with(
+                "server: black-forest-labs/flux-dev failed on Replicate: CUDA out of memory"
+            ),
+            "{message}"
+        );
         assert!(message.contains("https://replicate.com/p/abc"), "{message}");
-        let nsfw = prediction(json!({"id": "abc", "status": "failed", "error": "NSFW content detected. Try running it again, or try a different prompt."}));
-        assert_eq!(failure(&nsfw, &model), ProviderError::ContentPolicy("NSFW content detected. Try running it again, or try a different prompt.".into()));
-        assert_eq!(failure(&prediction(json!({"id": "a", "status": "canceled"})), &model).class(), "other");
-        assert_eq!(failure(&prediction(json!({"id": "a", "status": "aborted"})), &model).class(), "server");
+        let nsfw = prediction(
+            json!({"id": "abc", "status": "failed", "error": "NSFW content detected. Try running it again, or try a different prompt."}),
+        );
+        assert_eq!(
+            failure(&nsfw, &model),
+            ProviderError::ContentPolicy(
+                "NSFW content detected. Try running it again, or try a different prompt.".into()
+            )
+        );
+        assert_eq!(
+            failure(
+                &prediction(json!({"id": "a", "status": "canceled"})),
+                &model
+            )
+            .class(),
+            "other"
+        );
+        assert_eq!(
+            failure(&prediction(json!({"id": "a", "status": "aborted"})), &model).class(),
+            "server"
+        );
         Ok(())
     }
 }

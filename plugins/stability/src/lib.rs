@@ -11,8 +11,8 @@ use std::time::Duration;
 use imageai_sdk::http::{self, Response};
 use imageai_sdk::multipart::Form;
 use imageai_sdk::{
-    EditMode, EditRequest, GenerateRequest, Generation, Provider, ProviderError, ProviderInfo, UpscaleRequest, api_key,
-    check_cancelled, progress, setting_or, sleep,
+    EditMode, EditRequest, GenerateRequest, Generation, Provider, ProviderError, ProviderInfo,
+    UpscaleRequest, api_key, check_cancelled, progress, setting_or, sleep,
 };
 use serde::Deserialize;
 
@@ -36,7 +36,8 @@ pub struct Stability;
 
 impl Provider for Stability {
     fn info(&self) -> ProviderInfo {
-        ProviderInfo::new("stability", "Stability AI", env!("CARGO_PKG_VERSION")).models(MODELS.iter().map(Model::info))
+        ProviderInfo::new("stability", "Stability AI", env!("CARGO_PKG_VERSION"))
+            .models(MODELS.iter().map(Model::info))
     }
 
     fn generate(&self, request: GenerateRequest) -> Result<Generation, ProviderError> {
@@ -45,9 +46,16 @@ impl Provider for Stability {
         let key = api_key()?;
         match model.api {
             Api::V1 => {
-                progress(0.05, &format!("asking {} for {} image(s)", model.id, request.count()));
+                progress(
+                    0.05,
+                    &format!("asking {} for {} image(s)", model.id, request.count()),
+                );
                 let body = wire::v1_text_to_image(&request)?;
-                let call = http::post(endpoint(&format!("/v1/generation/{}/text-to-image", model.id))).json(&body);
+                let call = http::post(endpoint(&format!(
+                    "/v1/generation/{}/text-to-image",
+                    model.id
+                )))
+                .json(&body);
                 v1(model, call, &key)
             }
             _ => v2_generate(model, &request, None, &key),
@@ -55,7 +63,11 @@ impl Provider for Stability {
     }
 
     fn edit(&self, request: EditRequest) -> Result<Generation, ProviderError> {
-        let default = if request.mode == EditMode::Edit { "sd3.5-large" } else { "stable-image-edit" };
+        let default = if request.mode == EditMode::Edit {
+            "sd3.5-large"
+        } else {
+            "stable-image-edit"
+        };
         let model = models::find(&request.base.model, default)?;
         model.validate_edit(&request)?;
         let key = api_key()?;
@@ -68,10 +80,24 @@ impl Provider for Stability {
             }
             Api::Edit => {
                 let (path, form) = wire::edit_form(&request)?;
-                progress(0.05, &format!("asking Stability for {}", models::mode_name(request.mode)));
-                let made = wire::read_image(&v2_post(path, form, &key)?, mime_for(request.base.output_format.as_deref()))?;
+                progress(
+                    0.05,
+                    &format!("asking Stability for {}", models::mode_name(request.mode)),
+                );
+                let made = wire::read_image(
+                    &v2_post(path, form, &key)?,
+                    mime_for(request.base.output_format.as_deref()),
+                )?;
                 progress(1.0, "done");
-                Ok(finish(vec![made]))
+                let generation = finish(vec![made]);
+                let ignored = request.mode == EditMode::Erase
+                    && (!request.base.prompt.trim().is_empty()
+                        || request.base.negative_prompt.is_some());
+                Ok(if ignored {
+                    generation.warning("Erasing takes no prompt; the prompt was not sent.")
+                } else {
+                    generation
+                })
             }
             Api::V1 => {
                 let (suffix, form) = if request.mode == EditMode::Inpaint {
@@ -79,11 +105,22 @@ impl Provider for Stability {
                 } else {
                     ("image-to-image", wire::v1_image_to_image(&request)?)
                 };
-                progress(0.05, &format!("asking {} for {}", model.id, models::mode_name(request.mode)));
-                let call = http::post(endpoint(&format!("/v1/generation/{}/{suffix}", model.id))).multipart(form);
+                progress(
+                    0.05,
+                    &format!(
+                        "asking {} for {}",
+                        model.id,
+                        models::mode_name(request.mode)
+                    ),
+                );
+                let call = http::post(endpoint(&format!("/v1/generation/{}/{suffix}", model.id)))
+                    .multipart(form);
                 v1(model, call, &key)
             }
-            Api::Upscale(_) => Err(ProviderError::invalid_request(format!("{} upscales; run `imageai upscale` instead", model.id))),
+            Api::Upscale(_) => Err(ProviderError::invalid_request(format!(
+                "{} upscales; run `imageai upscale` instead",
+                model.id
+            ))),
         }
     }
 
@@ -91,7 +128,10 @@ impl Provider for Stability {
         let model = models::find(&request.model, "upscale-fast")?;
         model.validate_upscale(&request)?;
         let Api::Upscale(upscaler) = model.api else {
-            return Err(ProviderError::invalid_request(format!("{} does not upscale", model.id)));
+            return Err(ProviderError::invalid_request(format!(
+                "{} does not upscale",
+                model.id
+            )));
         };
         let key = api_key()?;
         let (path, form) = wire::upscale_form(upscaler, &request);
@@ -105,7 +145,11 @@ impl Provider for Stability {
         progress(0.02, "sending the image to the creative upscaler");
         let started: Started = v2_post(&path, form, &key)?.json()?;
         let id = started.id.trim().to_owned();
-        if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        if id.is_empty()
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
             return Err(ProviderError::server(format!(
                 "Stability answered with an unusable generation id ({} characters). Try again.",
                 id.chars().count()
@@ -121,7 +165,11 @@ impl Provider for Stability {
     /// reported as a quota error: every generation would fail with 402.
     fn check_key(&self) -> Result<(), ProviderError> {
         let key = api_key()?;
-        let response = send(http::get(endpoint("/v1/user/balance")).bearer(&key).header("accept", "application/json"))?;
+        let response = send(
+            http::get(endpoint("/v1/user/balance"))
+                .bearer(&key)
+                .header("accept", "application/json"),
+        )?;
         let balance: Balance = response.json()?;
         if balance.credits <= 0.0 {
             return Err(ProviderError::quota(format!(
@@ -158,18 +206,29 @@ fn mime_for(format: Option<&str>) -> &'static str {
 
 /// Stability asks API clients to name themselves (optional headers, used in its support).
 fn client(request: http::Request) -> http::Request {
-    request.header("stability-client-id", "imageai").header("stability-client-version", env!("CARGO_PKG_VERSION"))
+    request
+        .header("stability-client-id", "imageai")
+        .header("stability-client-version", env!("CARGO_PKG_VERSION"))
 }
 
 /// Send, turning a failed status into Stability's error.
 fn send(request: http::Request) -> Result<Response, ProviderError> {
     let response = client(request).send()?;
-    if response.is_success() { Ok(response) } else { Err(wire::error(&response)) }
+    if response.is_success() {
+        Ok(response)
+    } else {
+        Err(wire::error(&response))
+    }
 }
 
 /// A v2beta service call: a multipart form, the image back as raw bytes.
 fn v2_post(path: &str, form: Form, key: &str) -> Result<Response, ProviderError> {
-    send(http::post(endpoint(path)).bearer(key).header("accept", "image/*").multipart(form))
+    send(
+        http::post(endpoint(path))
+            .bearer(key)
+            .header("accept", "image/*")
+            .multipart(form),
+    )
 }
 
 /// v2beta generation: one call per image (the services make one each); with `source` it is
@@ -180,8 +239,14 @@ fn v2_generate(
     source: Option<(&imageai_sdk::Image, f32)>,
     key: &str,
 ) -> Result<Generation, ProviderError> {
-    let Api::Generate { endpoint: service, .. } = model.api else {
-        return Err(ProviderError::invalid_request(format!("{} does not generate images", model.id)));
+    let Api::Generate {
+        endpoint: service, ..
+    } = model.api
+    else {
+        return Err(ProviderError::invalid_request(format!(
+            "{} does not generate images",
+            model.id
+        )));
     };
     let path = format!("/v2beta/stable-image/generate/{service}");
     let total = request.count();
@@ -189,7 +254,10 @@ fn v2_generate(
     let mut made = Vec::new();
     for i in 0..total {
         check_cancelled()?;
-        progress(i as f32 / total as f32, &format!("asking {} for image {} of {total}", model.id, i + 1));
+        progress(
+            i as f32 / total as f32,
+            &format!("asking {} for image {} of {total}", model.id, i + 1),
+        );
         let form = wire::generate_form(model, request, wire::nth_seed(request.seed, i), source)?;
         made.push(wire::read_image(&v2_post(&path, form, key)?, fallback)?);
     }
@@ -203,15 +271,15 @@ fn v1(model: &Model, call: http::Request, key: &str) -> Result<Generation, Provi
     let response = client(call.bearer(key).header("accept", "application/json")).send()?;
     if !response.is_success() {
         let error = wire::error(&response);
-        if response.status == 404 {
-            if let Some(engines) = engines(key) {
-                return Err(ProviderError::invalid_request(format!(
-                    "{} `{}` is not available to this key; its image engines are {}.",
-                    error.message(),
-                    model.id,
-                    models::list(&engines.iter().map(String::as_str).collect::<Vec<_>>())
-                )));
-            }
+        if response.status == 404
+            && let Some(engines) = engines(key)
+        {
+            return Err(ProviderError::invalid_request(format!(
+                "{} `{}` is not available to this key; its image engines are {}.",
+                error.message(),
+                model.id,
+                models::list(&engines.iter().map(String::as_str).collect::<Vec<_>>())
+            )));
         }
         return Err(error);
     }
@@ -223,10 +291,18 @@ fn v1(model: &Model, call: http::Request, key: &str) -> Result<Generation, Provi
 
 /// The picture engines the key can use (`GET /v1/engines/list`), or `None` when that fails too.
 fn engines(key: &str) -> Option<Vec<String>> {
-    let response = send(http::get(endpoint("/v1/engines/list")).bearer(key).header("accept", "application/json")).ok()?;
+    let response = send(
+        http::get(endpoint("/v1/engines/list"))
+            .bearer(key)
+            .header("accept", "application/json"),
+    )
+    .ok()?;
     let engines: Vec<Engine> = response.json().ok()?;
-    let mut ids: Vec<String> =
-        engines.into_iter().filter(|e| e.kind.as_deref().is_none_or(|k| k == "PICTURE")).map(|e| e.id).collect();
+    let mut ids: Vec<String> = engines
+        .into_iter()
+        .filter(|e| e.kind.as_deref().is_none_or(|k| k == "PICTURE"))
+        .map(|e| e.id)
+        .collect();
     ids.sort();
     (!ids.is_empty()).then_some(ids)
 }
@@ -240,7 +316,12 @@ fn poll(id: &str, key: &str) -> Result<Response, ProviderError> {
     let mut polls: i32 = 0;
     loop {
         check_cancelled()?;
-        let response = client(http::get(endpoint(&format!("/v2beta/results/{id}"))).bearer(key).header("accept", "image/*")).send()?;
+        let response = client(
+            http::get(endpoint(&format!("/v2beta/results/{id}")))
+                .bearer(key)
+                .header("accept", "image/*"),
+        )
+        .send()?;
         match response.status {
             202 => {}
             404 => {
@@ -258,8 +339,12 @@ fn poll(id: &str, key: &str) -> Result<Response, ProviderError> {
             )));
         }
         polls += 1;
-        progress(0.1 + 0.85 * (1.0 - 0.85f32.powi(polls)), "the creative upscaler is working");
-        let hinted = imageai_sdk::errors::retry_after_ms(&response.headers).map(Duration::from_millis);
+        progress(
+            0.1 + 0.85 * (1.0 - 0.85f32.powi(polls)),
+            "the creative upscaler is working",
+        );
+        let hinted =
+            imageai_sdk::errors::retry_after_ms(&response.headers).map(Duration::from_millis);
         let wait = hinted.filter(|h| *h <= POLL_MAX).unwrap_or(delay);
         sleep(wait)?;
         waited += wait;
@@ -271,11 +356,19 @@ fn poll(id: &str, key: &str) -> Result<Response, ProviderError> {
 /// image its content filter blurred (`finish-reason: CONTENT_FILTERED`).
 fn finish(made: Vec<Made>) -> Generation {
     let total = made.len();
-    let seeds: Vec<String> = made.iter().filter_map(|m| m.seed).map(|s| s.to_string()).collect();
+    let seeds: Vec<String> = made
+        .iter()
+        .filter_map(|m| m.seed)
+        .map(|s| s.to_string())
+        .collect();
     let mut generation = Generation::default().seed(made.first().and_then(|m| m.seed));
     for (i, item) in made.into_iter().enumerate() {
         if item.finish_reason.as_deref() == Some("CONTENT_FILTERED") {
-            let which = if total == 1 { "the image".to_owned() } else { format!("image {} of {total}", i + 1) };
+            let which = if total == 1 {
+                "the image".to_owned()
+            } else {
+                format!("image {} of {total}", i + 1)
+            };
             generation = generation.warning(format!(
                 "Stability's content filter blurred {which} (finish reason CONTENT_FILTERED). Rephrase the prompt or try another seed."
             ));
@@ -329,23 +422,56 @@ mod tests {
 
     #[test]
     fn blurred_images_are_warned_about() {
-        let made = |reason: &str, seed| Made { image: Image::png(vec![1]), seed: Some(seed), finish_reason: Some(reason.into()) };
+        let made = |reason: &str, seed| Made {
+            image: Image::png(vec![1]),
+            seed: Some(seed),
+            finish_reason: Some(reason.into()),
+        };
         let generation = finish(vec![made("SUCCESS", 1), made("CONTENT_FILTERED", 2)]);
         assert_eq!(generation.images.len(), 2);
         assert_eq!(generation.seed, Some(1));
-        assert_eq!(generation.metadata.get("seeds").map(String::as_str), Some("1,2"));
+        assert_eq!(
+            generation.metadata.get("seeds").map(String::as_str),
+            Some("1,2")
+        );
         assert_eq!(generation.warnings.len(), 1);
-        assert!(generation.warnings[0].contains("blurred image 2 of 2"), "{:?}", generation.warnings);
+        assert!(
+            generation.warnings[0].contains("blurred image 2 of 2"),
+            "{:?}",
+            generation.warnings
+        );
     }
 
     #[test]
     fn invalid_requests_fail_before_any_host_call() {
         // Off wasm, any host call would panic: these must be refused by validation alone.
-        assert_eq!(Stability.generate(GenerateRequest::new("stable-image-core", "")).err().map(|e| e.class()), Some("invalid-request"));
-        assert_eq!(Stability.generate(GenerateRequest::new("upscale-fast", "x")).err().map(|e| e.class()), Some("invalid-request"));
-        let edit = EditRequest::new(EditMode::Variations, GenerateRequest::new("", "x"), vec![Image::png(vec![1])]);
-        assert_eq!(Stability.edit(edit).err().map(|e| e.class()), Some("invalid-request"));
+        assert_eq!(
+            Stability
+                .generate(GenerateRequest::new("stable-image-core", ""))
+                .err()
+                .map(|e| e.class()),
+            Some("invalid-request")
+        );
+        assert_eq!(
+            Stability
+                .generate(GenerateRequest::new("upscale-fast", "x"))
+                .err()
+                .map(|e| e.class()),
+            Some("invalid-request")
+        );
+        let edit = EditRequest::new(
+            EditMode::Variations,
+            GenerateRequest::new("", "x"),
+            vec![Image::png(vec![1])],
+        );
+        assert_eq!(
+            Stability.edit(edit).err().map(|e| e.class()),
+            Some("invalid-request")
+        );
         let upscale = UpscaleRequest::new("upscale-creative", Image::png(vec![1]));
-        assert_eq!(Stability.upscale(upscale).err().map(|e| e.class()), Some("invalid-request"));
+        assert_eq!(
+            Stability.upscale(upscale).err().map(|e| e.class()),
+            Some("invalid-request")
+        );
     }
 }

@@ -3,7 +3,8 @@
 //! before anything is uploaded.
 
 use imageai_sdk::{
-    Capability, EditMode, EditRequest, GenerateRequest, Image, ModelInfo, Param, ProviderError, UpscaleRequest,
+    Capability, EditMode, EditRequest, GenerateRequest, Image, ModelInfo, Param, ProviderError,
+    UpscaleRequest,
 };
 
 use crate::dims::dimensions;
@@ -12,7 +13,10 @@ use crate::dims::dimensions;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Api {
     /// `POST /v2beta/stable-image/generate/{endpoint}` (multipart, one image per call).
-    Generate { endpoint: &'static str, image_to_image: bool },
+    Generate {
+        endpoint: &'static str,
+        image_to_image: bool,
+    },
     /// `POST /v2beta/stable-image/edit/{inpaint,erase,outpaint,search-and-replace}`.
     Edit,
     /// `POST /v2beta/stable-image/upscale/{fast,conservative,creative}`.
@@ -52,7 +56,9 @@ pub struct Model {
 }
 
 /// `aspect_ratio` values of the v2beta generate endpoints.
-pub const ASPECT_RATIOS: &[&str] = &["16:9", "1:1", "21:9", "2:3", "3:2", "4:5", "5:4", "9:16", "9:21"];
+pub const ASPECT_RATIOS: &[&str] = &[
+    "16:9", "1:1", "21:9", "2:3", "3:2", "4:5", "5:4", "9:16", "9:21",
+];
 /// `style_preset` values (v2beta and v1).
 pub const STYLE_PRESETS: &[&str] = &[
     "3d-model",
@@ -74,8 +80,17 @@ pub const STYLE_PRESETS: &[&str] = &[
     "tile-texture",
 ];
 /// The sizes SDXL 1.0 (v1) was trained for and accepts.
-pub const SDXL_SIZES: &[&str] =
-    &["1024x1024", "1152x896", "896x1152", "1216x832", "832x1216", "1344x768", "768x1344", "1536x640", "640x1536"];
+pub const SDXL_SIZES: &[&str] = &[
+    "1024x1024",
+    "1152x896",
+    "896x1152",
+    "1216x832",
+    "832x1216",
+    "1344x768",
+    "768x1344",
+    "1536x640",
+    "640x1536",
+];
 /// v1 `sampler` values.
 pub const SAMPLERS: &[&str] = &[
     "DDIM",
@@ -104,29 +119,63 @@ const ALL_FORMATS: &[&str] = &["png", "jpeg", "webp"];
 const SD3_FORMATS: &[&str] = &["png", "jpeg"];
 
 const fn sd3(id: &'static str, name: &'static str, description: &'static str) -> Model {
-    Model { id, name, description, api: Api::Generate { endpoint: "sd3", image_to_image: true }, output_formats: SD3_FORMATS }
+    Model {
+        id,
+        name,
+        description,
+        api: Api::Generate {
+            endpoint: "sd3",
+            image_to_image: true,
+        },
+        output_formats: SD3_FORMATS,
+    }
 }
 
+/// In the order the host picks defaults from (the first model that can do what is asked):
+/// Core for text-to-image, SD 3.5 Large for image-to-image, the edit services for the edit modes,
+/// the fast upscaler for upscaling.
 pub const MODELS: &[Model] = &[
+    Model {
+        id: "stable-image-core",
+        name: "Stable Image Core",
+        description: "Fast, affordable text-to-image. Aspect ratios, negative prompt, seed, png/jpeg/webp, style presets.",
+        api: Api::Generate {
+            endpoint: "core",
+            image_to_image: false,
+        },
+        output_formats: ALL_FORMATS,
+    },
+    sd3(
+        "sd3.5-large",
+        "Stable Diffusion 3.5 Large",
+        "SD 3.5 Large (8B): text-to-image and image-to-image with --strength; --guidance 1–10 (cfg_scale).",
+    ),
+    sd3(
+        "sd3.5-large-turbo",
+        "Stable Diffusion 3.5 Large Turbo",
+        "SD 3.5 Large distilled for few steps: fast, text-to-image and image-to-image.",
+    ),
+    sd3(
+        "sd3.5-medium",
+        "Stable Diffusion 3.5 Medium",
+        "SD 3.5 Medium (2.5B): text-to-image and image-to-image.",
+    ),
+    sd3(
+        "sd3.5-flash",
+        "Stable Diffusion 3.5 Flash",
+        "SD 3.5 Flash: the fastest and cheapest SD 3.5 model.",
+    ),
     Model {
         id: "stable-image-ultra",
         name: "Stable Image Ultra",
         description: "Stability's highest quality text-to-image, and image-to-image with --strength. \
             Aspect ratios, negative prompt, seed, png/jpeg/webp, style presets (--style or --set style_preset=…).",
-        api: Api::Generate { endpoint: "ultra", image_to_image: true },
+        api: Api::Generate {
+            endpoint: "ultra",
+            image_to_image: true,
+        },
         output_formats: ALL_FORMATS,
     },
-    Model {
-        id: "stable-image-core",
-        name: "Stable Image Core",
-        description: "Fast, affordable text-to-image. Aspect ratios, negative prompt, seed, png/jpeg/webp, style presets.",
-        api: Api::Generate { endpoint: "core", image_to_image: false },
-        output_formats: ALL_FORMATS,
-    },
-    sd3("sd3.5-large", "Stable Diffusion 3.5 Large", "SD 3.5 Large (8B): text-to-image and image-to-image with --strength; --guidance 1–10 (cfg_scale)."),
-    sd3("sd3.5-large-turbo", "Stable Diffusion 3.5 Large Turbo", "SD 3.5 Large distilled for few steps: fast, text-to-image and image-to-image."),
-    sd3("sd3.5-medium", "Stable Diffusion 3.5 Medium", "SD 3.5 Medium (2.5B): text-to-image and image-to-image."),
-    sd3("sd3.5-flash", "Stable Diffusion 3.5 Flash", "SD 3.5 Flash: the fastest and cheapest SD 3.5 model."),
     Model {
         id: "stable-image-edit",
         name: "Stable Image Edit",
@@ -175,10 +224,17 @@ pub const MODELS: &[Model] = &[
 /// The model with this id, or an error listing the known ones. An empty id picks the usual
 /// model for the kind of call (`default`).
 pub fn find(id: &str, default: &'static str) -> Result<&'static Model, ProviderError> {
-    let id = if id.trim().is_empty() { default } else { id.trim() };
+    let id = if id.trim().is_empty() {
+        default
+    } else {
+        id.trim()
+    };
     MODELS.iter().find(|m| m.id == id).ok_or_else(|| {
         let ids: Vec<&str> = MODELS.iter().map(|m| m.id).collect();
-        ProviderError::invalid_request(format!("Stability AI has no model `{id}` here; choose one of {}", list(&ids)))
+        ProviderError::invalid_request(format!(
+            "Stability AI has no model `{id}` here; choose one of {}",
+            list(&ids)
+        ))
     })
 }
 
@@ -201,9 +257,19 @@ impl Model {
         use Capability as C;
         use Param as P;
         let (capabilities, params): (Vec<C>, Vec<P>) = match self.api {
-            Api::Generate { endpoint, image_to_image } => {
+            Api::Generate {
+                endpoint,
+                image_to_image,
+            } => {
                 let mut capabilities = vec![C::TextToImage];
-                let mut params = vec![P::N, P::AspectRatio, P::Seed, P::NegativePrompt, P::OutputFormat, P::Style];
+                let mut params = vec![
+                    P::N,
+                    P::AspectRatio,
+                    P::Seed,
+                    P::NegativePrompt,
+                    P::OutputFormat,
+                    P::Style,
+                ];
                 if image_to_image {
                     capabilities.push(C::Edit);
                     params.push(P::Strength);
@@ -218,13 +284,26 @@ impl Model {
                 vec![P::Seed, P::NegativePrompt, P::OutputFormat, P::Style],
             ),
             Api::Upscale(Upscaler::Fast) => (vec![C::Upscale], vec![P::OutputFormat]),
-            Api::Upscale(Upscaler::Conservative) => (vec![C::Upscale], vec![P::Seed, P::NegativePrompt, P::OutputFormat]),
-            Api::Upscale(Upscaler::Creative) => {
-                (vec![C::Upscale], vec![P::Seed, P::NegativePrompt, P::OutputFormat, P::Style])
-            }
+            Api::Upscale(Upscaler::Conservative) => (
+                vec![C::Upscale],
+                vec![P::Seed, P::NegativePrompt, P::OutputFormat],
+            ),
+            Api::Upscale(Upscaler::Creative) => (
+                vec![C::Upscale],
+                vec![P::Seed, P::NegativePrompt, P::OutputFormat, P::Style],
+            ),
             Api::V1 => (
                 vec![C::TextToImage, C::Edit, C::Inpaint],
-                vec![P::N, P::Size, P::Seed, P::Steps, P::Guidance, P::NegativePrompt, P::Style, P::Strength],
+                vec![
+                    P::N,
+                    P::Size,
+                    P::Seed,
+                    P::Steps,
+                    P::Guidance,
+                    P::NegativePrompt,
+                    P::Style,
+                    P::Strength,
+                ],
             ),
         };
         let takes_style = params.contains(&P::Style);
@@ -234,15 +313,27 @@ impl Model {
             .params(params)
             .output_formats(self.output_formats.iter().copied());
         info = match self.api {
-            Api::Generate { .. } => info.aspect_ratios(ASPECT_RATIOS.iter().copied()).max_n(MAX_V2_IMAGES),
+            Api::Generate { .. } => info
+                .aspect_ratios(ASPECT_RATIOS.iter().copied())
+                .max_n(MAX_V2_IMAGES),
             Api::V1 => info.sizes(SDXL_SIZES.iter().copied()).max_n(10),
             _ => info,
         };
-        if takes_style { info.styles(STYLE_PRESETS.iter().copied()) } else { info }
+        if takes_style {
+            info.styles(STYLE_PRESETS.iter().copied())
+        } else {
+            info
+        }
     }
 
     pub fn is_sd3(&self) -> bool {
-        matches!(self.api, Api::Generate { endpoint: "sd3", .. })
+        matches!(
+            self.api,
+            Api::Generate {
+                endpoint: "sd3",
+                ..
+            }
+        )
     }
 
     /// Check a text-to-image request.
@@ -252,7 +343,10 @@ impl Model {
             Api::Edit => Err(ProviderError::invalid_request(format!(
                 "{} edits images; give one with --image and a --mode (inpaint, erase, outpaint or search-replace), or use {} for text-to-image",
                 self.id,
-                list(&ids_where(|m| matches!(m.api, Api::Generate { .. } | Api::V1)))
+                list(&ids_where(|m| matches!(
+                    m.api,
+                    Api::Generate { .. } | Api::V1
+                )))
             ))),
             Api::Upscale(_) => Err(ProviderError::invalid_request(format!(
                 "{} upscales images; run `imageai upscale --image FILE -m {}` instead",
@@ -263,14 +357,23 @@ impl Model {
 
     /// What every generate (and image-to-image) request carries. `extra_options` are the
     /// mode-specific `--set` names allowed besides the model's own.
-    fn validate_common(&self, request: &GenerateRequest, extra_options: &[&str]) -> Result<(), ProviderError> {
+    fn validate_common(
+        &self,
+        request: &GenerateRequest,
+        extra_options: &[&str],
+    ) -> Result<(), ProviderError> {
         let id = self.id;
         let v1 = self.api == Api::V1;
         if request.prompt.trim().is_empty() {
-            return Err(ProviderError::invalid_request(format!("{id} needs a prompt")));
+            return Err(ProviderError::invalid_request(format!(
+                "{id} needs a prompt"
+            )));
         }
         let max_prompt = if v1 { 2000 } else { 10_000 };
-        for (what, text) in [("prompt", Some(&request.prompt)), ("negative prompt", request.negative_prompt.as_ref())] {
+        for (what, text) in [
+            ("prompt", Some(&request.prompt)),
+            ("negative prompt", request.negative_prompt.as_ref()),
+        ] {
             let chars = text.map_or(0, |t| t.chars().count());
             if chars > max_prompt {
                 return Err(ProviderError::invalid_request(format!(
@@ -293,10 +396,12 @@ impl Model {
                 )));
             }
             one_of(id, "size", request.size.as_deref(), SDXL_SIZES)?;
-            if let Some(steps) = request.steps {
-                if !(10..=150).contains(&steps) {
-                    return Err(ProviderError::invalid_request(format!("{id} takes 10 to 150 steps, not {steps}")));
-                }
+            if let Some(steps) = request.steps
+                && !(10..=150).contains(&steps)
+            {
+                return Err(ProviderError::invalid_request(format!(
+                    "{id} takes 10 to 150 steps, not {steps}"
+                )));
             }
         } else {
             if request.size.is_some() {
@@ -305,9 +410,16 @@ impl Model {
                     list(ASPECT_RATIOS)
                 )));
             }
-            one_of(id, "aspect ratio", request.aspect_ratio.as_deref(), ASPECT_RATIOS)?;
+            one_of(
+                id,
+                "aspect ratio",
+                request.aspect_ratio.as_deref(),
+                ASPECT_RATIOS,
+            )?;
             if request.steps.is_some() {
-                return Err(ProviderError::invalid_request(format!("{id} takes no steps; leave out --steps")));
+                return Err(ProviderError::invalid_request(format!(
+                    "{id} takes no steps; leave out --steps"
+                )));
             }
         }
         if let Some(guidance) = request.guidance {
@@ -330,19 +442,35 @@ impl Model {
             }
         }
         let max_seed = if v1 { u64::from(u32::MAX) } else { MAX_SEED };
-        if let Some(seed) = request.seed {
-            if seed > max_seed {
-                return Err(ProviderError::invalid_request(format!("the seed must be at most {max_seed}, not {seed}")));
-            }
+        if let Some(seed) = request.seed
+            && seed > max_seed
+        {
+            return Err(ProviderError::invalid_request(format!(
+                "the seed must be at most {max_seed}, not {seed}"
+            )));
         }
-        one_of(id, "output format", request.output_format.as_deref(), self.output_formats)?;
-        for (what, given) in [("quality", request.quality.is_some()), ("background", request.background.is_some())] {
+        one_of(
+            id,
+            "output format",
+            request.output_format.as_deref(),
+            self.output_formats,
+        )?;
+        for (what, given) in [
+            ("quality", request.quality.is_some()),
+            ("background", request.background.is_some()),
+        ] {
             if given {
-                return Err(ProviderError::invalid_request(format!("{id} takes no {what}")));
+                return Err(ProviderError::invalid_request(format!(
+                    "{id} takes no {what}"
+                )));
             }
         }
         style_preset(request)?;
-        let own: &[&str] = if v1 { &["style_preset", "sampler"] } else { &["style_preset"] };
+        let own: &[&str] = if v1 {
+            &["style_preset", "sampler"]
+        } else {
+            &["style_preset"]
+        };
         for (name, value) in &request.extra {
             let name = name.as_str();
             if name == "sampler" && v1 {
@@ -366,7 +494,10 @@ impl Model {
         let supported = match (self.api, mode) {
             (Api::Generate { image_to_image, .. }, EditMode::Edit) => image_to_image,
             (Api::V1, EditMode::Edit | EditMode::Inpaint) => true,
-            (Api::Edit, EditMode::Inpaint | EditMode::Erase | EditMode::Outpaint | EditMode::SearchReplace) => true,
+            (
+                Api::Edit,
+                EditMode::Inpaint | EditMode::Erase | EditMode::Outpaint | EditMode::SearchReplace,
+            ) => true,
             _ => false,
         };
         if !supported {
@@ -375,13 +506,25 @@ impl Model {
             return Err(if capable.is_empty() {
                 ProviderError::not_supported(mode_name(mode))
             } else {
-                ProviderError::invalid_request(format!("{id} does no {}; use {}", mode_name(mode), list(&capable)))
+                ProviderError::invalid_request(format!(
+                    "{id} does no {}; use {}",
+                    mode_name(mode),
+                    list(&capable)
+                ))
             });
         }
         match request.images.len() {
-            0 => return Err(ProviderError::invalid_request("give the image to start from with --image")),
+            0 => {
+                return Err(ProviderError::invalid_request(
+                    "give the image to start from with --image",
+                ));
+            }
             1 => {}
-            n => return Err(ProviderError::invalid_request(format!("{id} takes one source image, not {n}"))),
+            n => {
+                return Err(ProviderError::invalid_request(format!(
+                    "{id} takes one source image, not {n}"
+                )));
+            }
         }
         let image = &request.images[0];
         self.validate_input("the source image", image)?;
@@ -402,7 +545,11 @@ impl Model {
                 }
             }
             Api::V1 => {
-                let options: &[&str] = if mode == EditMode::Inpaint { &["mask_source"] } else { &[] };
+                let options: &[&str] = if mode == EditMode::Inpaint {
+                    &["mask_source"]
+                } else {
+                    &[]
+                };
                 self.validate_common(base, options)?;
                 if base.size.is_some() {
                     return Err(ProviderError::invalid_request(
@@ -423,7 +570,9 @@ impl Model {
                 } else {
                     validate_strength(request.strength)?;
                     if request.mask.is_some() {
-                        return Err(ProviderError::invalid_request("a mask means inpainting: use --mode inpaint"));
+                        return Err(ProviderError::invalid_request(
+                            "a mask means inpainting: use --mode inpaint",
+                        ));
                     }
                 }
             }
@@ -441,7 +590,9 @@ impl Model {
                 "mask_source=INIT_IMAGE_ALPHA uses the image's transparency; leave out --mask",
             )),
             (None, Some("MASK_IMAGE_WHITE" | "MASK_IMAGE_BLACK")) => {
-                Err(ProviderError::invalid_request("that mask_source needs a mask image: add --mask FILE"))
+                Err(ProviderError::invalid_request(
+                    "that mask_source needs a mask image: add --mask FILE",
+                ))
             }
             (Some(mask), _) => self.validate_same_size(&request.images[0], mask),
             (None, _) => Ok(()),
@@ -453,31 +604,38 @@ impl Model {
         let id = self.id;
         let base = &request.base;
         let mode = request.mode;
-        let (prompt, options): (Prompt, &[&str]) = match mode {
-            EditMode::Inpaint => (Prompt::Required, &["grow_mask", "style_preset"]),
-            EditMode::Erase => (Prompt::None, &["grow_mask"]),
-            EditMode::Outpaint => (Prompt::Optional, &["left", "right", "up", "down", "creativity", "style_preset"]),
-            _ => (Prompt::Required, &["search_prompt", "grow_mask", "style_preset"]),
+        // Erasing takes no prompt; one given anyway (the CLI always has one) is not sent, and
+        // the result says so.
+        let (prompt_required, options): (bool, &[&str]) = match mode {
+            EditMode::Inpaint => (true, &["grow_mask", "style_preset"]),
+            EditMode::Erase => (false, &["grow_mask"]),
+            EditMode::Outpaint => (
+                false,
+                &["left", "right", "up", "down", "creativity", "style_preset"],
+            ),
+            _ => (true, &["search_prompt", "grow_mask", "style_preset"]),
         };
         let what = mode_name(mode);
-        match prompt {
-            Prompt::Required if base.prompt.trim().is_empty() => {
-                return Err(ProviderError::invalid_request(format!("{what} needs a prompt")));
-            }
-            Prompt::None if !base.prompt.trim().is_empty() => {
-                return Err(ProviderError::invalid_request(format!("{what} takes no prompt; leave it empty")));
-            }
-            Prompt::None if base.negative_prompt.is_some() => {
-                return Err(ProviderError::invalid_request(format!("{what} takes no negative prompt")));
-            }
-            _ => {}
+        if prompt_required && base.prompt.trim().is_empty() {
+            return Err(ProviderError::invalid_request(format!(
+                "{what} needs a prompt"
+            )));
+        }
+        if mode == EditMode::Outpaint && base.negative_prompt.is_some() {
+            return Err(ProviderError::invalid_request(
+                "outpainting takes no negative prompt",
+            ));
         }
         let chars = base.prompt.chars().count();
         if chars > 10_000 {
-            return Err(ProviderError::invalid_request(format!("the prompt has {chars} characters; {id} takes at most 10000")));
+            return Err(ProviderError::invalid_request(format!(
+                "the prompt has {chars} characters; {id} takes at most 10000"
+            )));
         }
         if base.count() > 1 {
-            return Err(ProviderError::invalid_request(format!("{what} makes one image per request")));
+            return Err(ProviderError::invalid_request(format!(
+                "{what} makes one image per request"
+            )));
         }
         for (field, given) in [
             ("size", base.size.is_some()),
@@ -487,18 +645,30 @@ impl Model {
             ("quality", base.quality.is_some()),
             ("background", base.background.is_some()),
             ("strength", request.strength.is_some()),
-            ("style", base.style.is_some() && !options.contains(&"style_preset")),
+            (
+                "style",
+                base.style.is_some() && !options.contains(&"style_preset"),
+            ),
         ] {
             if given {
-                return Err(ProviderError::invalid_request(format!("{what} takes no {field}")));
+                return Err(ProviderError::invalid_request(format!(
+                    "{what} takes no {field}"
+                )));
             }
         }
-        if let Some(seed) = base.seed {
-            if seed > MAX_SEED {
-                return Err(ProviderError::invalid_request(format!("the seed must be at most {MAX_SEED}, not {seed}")));
-            }
+        if let Some(seed) = base.seed
+            && seed > MAX_SEED
+        {
+            return Err(ProviderError::invalid_request(format!(
+                "the seed must be at most {MAX_SEED}, not {seed}"
+            )));
         }
-        one_of(id, "output format", base.output_format.as_deref(), self.output_formats)?;
+        one_of(
+            id,
+            "output format",
+            base.output_format.as_deref(),
+            self.output_formats,
+        )?;
         style_preset(base)?;
         for (name, value) in &base.extra {
             if !options.contains(&name.as_str()) {
@@ -516,9 +686,11 @@ impl Model {
         }
         match mode {
             EditMode::Outpaint => {
-                let grows = ["left", "right", "up", "down"]
-                    .iter()
-                    .any(|side| base.extra(side).and_then(|v| v.trim().parse::<f64>().ok()).is_some_and(|v| v > 0.0));
+                let grows = ["left", "right", "up", "down"].iter().any(|side| {
+                    base.extra(side)
+                        .and_then(|v| v.trim().parse::<f64>().ok())
+                        .is_some_and(|v| v > 0.0)
+                });
                 if !grows {
                     return Err(ProviderError::invalid_request(
                         "outpainting needs at least one side to extend: `--set left=|right=|up=|down=PIXELS` (1–2000)",
@@ -529,13 +701,18 @@ impl Model {
                 }
             }
             EditMode::SearchReplace => {
-                if base.extra("search_prompt").is_none_or(|s| s.trim().is_empty()) {
+                if base
+                    .extra("search_prompt")
+                    .is_none_or(|s| s.trim().is_empty())
+                {
                     return Err(ProviderError::invalid_request(
                         "search and replace needs what to find: `--set search_prompt=\"the red car\"`",
                     ));
                 }
                 if request.mask.is_some() {
-                    return Err(ProviderError::invalid_request("search and replace finds the area itself; leave out --mask"));
+                    return Err(ProviderError::invalid_request(
+                        "search and replace finds the area itself; leave out --mask",
+                    ));
                 }
             }
             _ => {
@@ -565,13 +742,16 @@ impl Model {
         let prompt = request.prompt.as_deref().map(str::trim).unwrap_or_default();
         match upscaler {
             Upscaler::Fast => {
-                if !prompt.is_empty() || request.negative_prompt.is_some() || request.seed.is_some() {
+                if !prompt.is_empty() || request.negative_prompt.is_some() || request.seed.is_some()
+                {
                     return Err(ProviderError::invalid_request(format!(
                         "{id} takes no prompt, negative prompt or seed; upscale-conservative and upscale-creative do"
                     )));
                 }
                 if request.scale.is_some_and(|s| s != 4) {
-                    return Err(ProviderError::invalid_request(format!("{id} always upscales 4×; leave out --scale")));
+                    return Err(ProviderError::invalid_request(format!(
+                        "{id} always upscales 4×; leave out --scale"
+                    )));
                 }
             }
             Upscaler::Conservative | Upscaler::Creative => {
@@ -587,12 +767,19 @@ impl Model {
                 }
             }
         }
-        if let Some(seed) = request.seed {
-            if seed > MAX_SEED {
-                return Err(ProviderError::invalid_request(format!("the seed must be at most {MAX_SEED}, not {seed}")));
-            }
+        if let Some(seed) = request.seed
+            && seed > MAX_SEED
+        {
+            return Err(ProviderError::invalid_request(format!(
+                "the seed must be at most {MAX_SEED}, not {seed}"
+            )));
         }
-        one_of(id, "output format", request.output_format.as_deref(), self.output_formats)?;
+        one_of(
+            id,
+            "output format",
+            request.output_format.as_deref(),
+            self.output_formats,
+        )?;
         let (options, creativity): (&[&str], (f64, f64)) = match upscaler {
             Upscaler::Fast => (&[], (0.0, 0.0)),
             Upscaler::Conservative => (&["creativity"], (0.2, 0.5)),
@@ -600,13 +787,20 @@ impl Model {
         };
         for (name, value) in &request.extra {
             match name.as_str() {
-                "creativity" if options.contains(&"creativity") => number(name, value, creativity.0, creativity.1)?,
-                "style_preset" if options.contains(&"style_preset") => one_of(id, "style preset", Some(value.trim()), STYLE_PRESETS)?,
+                "creativity" if options.contains(&"creativity") => {
+                    number(name, value, creativity.0, creativity.1)?
+                }
+                "style_preset" if options.contains(&"style_preset") => {
+                    one_of(id, "style preset", Some(value.trim()), STYLE_PRESETS)?
+                }
                 _ => {
                     return Err(ProviderError::invalid_request(if options.is_empty() {
                         format!("{id} takes no options (got `{name}`)")
                     } else {
-                        format!("{id} has no option `{name}`; its options are {}", list(options))
+                        format!(
+                            "{id} has no option `{name}`; its options are {}",
+                            list(options)
+                        )
                     }));
                 }
             }
@@ -614,17 +808,27 @@ impl Model {
         if let Some((w, h)) = dimensions(&request.image.data) {
             let pixels = u64::from(w) * u64::from(h);
             let fits = match upscaler {
-                Upscaler::Fast => (32..=1536).contains(&w) && (32..=1536).contains(&h) && (1024..=1_048_576).contains(&pixels),
-                Upscaler::Conservative => w >= 64 && h >= 64 && (4096..=9_437_184).contains(&pixels),
+                Upscaler::Fast => {
+                    (32..=1536).contains(&w)
+                        && (32..=1536).contains(&h)
+                        && (1024..=1_048_576).contains(&pixels)
+                }
+                Upscaler::Conservative => {
+                    w >= 64 && h >= 64 && (4096..=9_437_184).contains(&pixels)
+                }
                 Upscaler::Creative => w >= 64 && h >= 64 && (4096..=1_048_576).contains(&pixels),
             };
             if !fits {
                 let rule = match upscaler {
                     Upscaler::Fast => "32 to 1536 px per side and 1,024 to 1,048,576 pixels",
-                    Upscaler::Conservative => "at least 64 px per side and 4,096 to 9,437,184 pixels",
+                    Upscaler::Conservative => {
+                        "at least 64 px per side and 4,096 to 9,437,184 pixels"
+                    }
                     Upscaler::Creative => "at least 64 px per side and 4,096 to 1,048,576 pixels",
                 };
-                return Err(ProviderError::invalid_request(format!("{id} takes images of {rule}; this one is {w}x{h}")));
+                return Err(ProviderError::invalid_request(format!(
+                    "{id} takes images of {rule}; this one is {w}x{h}"
+                )));
             }
         }
         Ok(())
@@ -648,14 +852,14 @@ impl Model {
                 image.data.len() as f64 / (1024.0 * 1024.0)
             )));
         }
-        if matches!(self.api, Api::Generate { .. } | Api::Edit) {
-            if let Some((w, h)) = dimensions(&image.data) {
-                let pixels = u64::from(w) * u64::from(h);
-                if w < 64 || h < 64 || !(4096..=9_437_184).contains(&pixels) {
-                    return Err(ProviderError::invalid_request(format!(
-                        "{what} is {w}x{h}; Stability takes images of at least 64 px per side and 4,096 to 9,437,184 pixels"
-                    )));
-                }
+        if matches!(self.api, Api::Generate { .. } | Api::Edit)
+            && let Some((w, h)) = dimensions(&image.data)
+        {
+            let pixels = u64::from(w) * u64::from(h);
+            if w < 64 || h < 64 || !(4096..=9_437_184).contains(&pixels) {
+                return Err(ProviderError::invalid_request(format!(
+                    "{what} is {w}x{h}; Stability takes images of at least 64 px per side and 4,096 to 9,437,184 pixels"
+                )));
             }
         }
         Ok(())
@@ -672,19 +876,12 @@ impl Model {
     }
 }
 
-#[derive(Clone, Copy)]
-enum Prompt {
-    Required,
-    Optional,
-    None,
-}
-
 /// Image-to-image needs a strength from 0 (keep the source) to 1 (ignore it).
 fn validate_strength(strength: Option<f32>) -> Result<(), ProviderError> {
     match strength {
-        Some(s) if !(0.0..=1.0).contains(&s) => {
-            Err(ProviderError::invalid_request(format!("the strength must be from 0 (keep the source) to 1 (ignore it), not {s}")))
-        }
+        Some(s) if !(0.0..=1.0).contains(&s) => Err(ProviderError::invalid_request(format!(
+            "the strength must be from 0 (keep the source) to 1 (ignore it), not {s}"
+        ))),
         _ => Ok(()),
     }
 }
@@ -701,13 +898,13 @@ pub fn style_preset(request: &GenerateRequest) -> Result<Option<&str>, ProviderE
         }
         (a, b) => a.or(b),
     };
-    if let Some(value) = chosen {
-        if !STYLE_PRESETS.contains(&value) {
-            return Err(ProviderError::invalid_request(format!(
-                "Stability has no style preset `{value}`; choose one of {}",
-                list(STYLE_PRESETS)
-            )));
-        }
+    if let Some(value) = chosen
+        && !STYLE_PRESETS.contains(&value)
+    {
+        return Err(ProviderError::invalid_request(format!(
+            "Stability has no style preset `{value}`; choose one of {}",
+            list(STYLE_PRESETS)
+        )));
     }
     Ok(chosen)
 }
@@ -715,7 +912,9 @@ pub fn style_preset(request: &GenerateRequest) -> Result<Option<&str>, ProviderE
 fn number(name: &str, value: &str, min: f64, max: f64) -> Result<(), ProviderError> {
     match value.trim().parse::<f64>() {
         Ok(v) if (min..=max).contains(&v) => Ok(()),
-        _ => Err(ProviderError::invalid_request(format!("{name} must be a number from {min} to {max}, not `{value}`"))),
+        _ => Err(ProviderError::invalid_request(format!(
+            "{name} must be a number from {min} to {max}, not `{value}`"
+        ))),
     }
 }
 
@@ -741,11 +940,17 @@ pub fn mode_name(mode: EditMode) -> &'static str {
     }
 }
 
-fn one_of(model: &str, what: &str, value: Option<&str>, allowed: &[&str]) -> Result<(), ProviderError> {
+fn one_of(
+    model: &str,
+    what: &str,
+    value: Option<&str>,
+    allowed: &[&str],
+) -> Result<(), ProviderError> {
     match value {
-        Some(value) if !allowed.contains(&value) => {
-            Err(ProviderError::invalid_request(format!("{model} takes {what} {}, not `{value}`", list(allowed))))
-        }
+        Some(value) if !allowed.contains(&value) => Err(ProviderError::invalid_request(format!(
+            "{model} takes {what} {}, not `{value}`",
+            list(allowed)
+        ))),
         _ => Ok(()),
     }
 }
@@ -775,7 +980,11 @@ mod tests {
     #[test]
     fn catalogue() -> Result<(), ProviderError> {
         let ultra = find("stable-image-ultra", "x")?.info();
-        assert!(ultra.supports(Capability::Edit) && ultra.takes(Param::Style) && !ultra.takes(Param::Guidance));
+        assert!(
+            ultra.supports(Capability::Edit)
+                && ultra.takes(Param::Style)
+                && !ultra.takes(Param::Guidance)
+        );
         assert_eq!(ultra.styles.len(), 17);
         assert_eq!(ultra.max_n, 4);
         let core = find("stable-image-core", "x")?.info();
@@ -788,29 +997,93 @@ mod tests {
         assert_eq!(sdxl.max_n, 10);
         assert_eq!(sdxl.default_size.as_deref(), Some("1024x1024"));
         assert_eq!(find("", "stable-image-core")?.id, "stable-image-core");
-        assert!(find("sd4", "x").err().map(|e| e.to_string()).unwrap_or_default().contains("`stable-image-ultra`, `stable-image-core`"));
+        assert!(
+            find("sd4", "x")
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+                .contains("`stable-image-ultra`, `stable-image-core`")
+        );
         Ok(())
     }
 
     #[test]
     fn generate_checks() -> Result<(), ProviderError> {
         let core = find("stable-image-core", "x")?;
-        core.validate_generate(&GenerateRequest { aspect_ratio: Some("21:9".into()), style: Some("anime".into()), seed: Some(MAX_SEED), ..request("stable-image-core") })?;
-        assert!(message(core.validate_generate(&GenerateRequest { size: Some("1024x1024".into()), ..request("stable-image-core") })).contains("aspect ratio"));
-        assert!(message(core.validate_generate(&GenerateRequest { guidance: Some(5.0), ..request("stable-image-core") })).contains("takes no guidance"));
-        assert!(message(core.validate_generate(&GenerateRequest { style: Some("watercolor".into()), ..request("stable-image-core") })).contains("no style preset `watercolor`"));
-        let mut disagree = GenerateRequest { style: Some("anime".into()), ..request("stable-image-core") };
-        disagree.extra.insert("style_preset".into(), "origami".into());
+        core.validate_generate(&GenerateRequest {
+            aspect_ratio: Some("21:9".into()),
+            style: Some("anime".into()),
+            seed: Some(MAX_SEED),
+            ..request("stable-image-core")
+        })?;
+        assert!(
+            message(core.validate_generate(&GenerateRequest {
+                size: Some("1024x1024".into()),
+                ..request("stable-image-core")
+            }))
+            .contains("aspect ratio")
+        );
+        assert!(
+            message(core.validate_generate(&GenerateRequest {
+                guidance: Some(5.0),
+                ..request("stable-image-core")
+            }))
+            .contains("takes no guidance")
+        );
+        assert!(
+            message(core.validate_generate(&GenerateRequest {
+                style: Some("watercolor".into()),
+                ..request("stable-image-core")
+            }))
+            .contains("no style preset `watercolor`")
+        );
+        let mut disagree = GenerateRequest {
+            style: Some("anime".into()),
+            ..request("stable-image-core")
+        };
+        disagree
+            .extra
+            .insert("style_preset".into(), "origami".into());
         assert!(message(core.validate_generate(&disagree)).contains("disagree"));
         let sd3 = find("sd3.5-large", "x")?;
-        assert!(message(sd3.validate_generate(&GenerateRequest { output_format: Some("webp".into()), ..request("sd3.5-large") })).contains("`png` or `jpeg`"));
-        assert!(message(sd3.validate_generate(&GenerateRequest { guidance: Some(12.0), ..request("sd3.5-large") })).contains("from 1 to 10"));
+        assert!(
+            message(sd3.validate_generate(&GenerateRequest {
+                output_format: Some("webp".into()),
+                ..request("sd3.5-large")
+            }))
+            .contains("`png` or `jpeg`")
+        );
+        assert!(
+            message(sd3.validate_generate(&GenerateRequest {
+                guidance: Some(12.0),
+                ..request("sd3.5-large")
+            }))
+            .contains("from 1 to 10")
+        );
         let sdxl = find("stable-diffusion-xl-1024-v1-0", "x")?;
-        let mut ok = GenerateRequest { n: 10, size: Some("1216x832".into()), steps: Some(40), guidance: Some(7.0), ..request("x") };
+        let mut ok = GenerateRequest {
+            n: 10,
+            size: Some("1216x832".into()),
+            steps: Some(40),
+            guidance: Some(7.0),
+            ..request("x")
+        };
         ok.extra.insert("sampler".into(), "K_DPMPP_2M".into());
         sdxl.validate_generate(&ok)?;
-        assert!(message(sdxl.validate_generate(&GenerateRequest { size: Some("512x512".into()), ..request("x") })).contains("takes size `1024x1024`"));
-        assert!(message(sdxl.validate_generate(&GenerateRequest { steps: Some(5), ..request("x") })).contains("10 to 150"));
+        assert!(
+            message(sdxl.validate_generate(&GenerateRequest {
+                size: Some("512x512".into()),
+                ..request("x")
+            }))
+            .contains("takes size `1024x1024`")
+        );
+        assert!(
+            message(sdxl.validate_generate(&GenerateRequest {
+                steps: Some(5),
+                ..request("x")
+            }))
+            .contains("10 to 150")
+        );
         ok.extra.insert("sampler".into(), "euler".into());
         assert!(message(sdxl.validate_generate(&ok)).contains("takes sampler"));
         let edit = find("stable-image-edit", "x")?;
@@ -821,39 +1094,100 @@ mod tests {
     #[test]
     fn edit_checks() -> Result<(), ProviderError> {
         let image = png_of(1024, 1024);
-        let edit = |model: &str, mode, prompt: &str| EditRequest::new(mode, GenerateRequest::new(model, prompt), vec![image.clone()]);
+        let edit = |model: &str, mode, prompt: &str| {
+            EditRequest::new(
+                mode,
+                GenerateRequest::new(model, prompt),
+                vec![image.clone()],
+            )
+        };
         let service = find("stable-image-edit", "x")?;
         service.validate_edit(&edit("x", EditMode::Inpaint, "a cat").mask(png_of(1024, 1024)))?;
-        assert!(message(service.validate_edit(&edit("x", EditMode::Inpaint, "a cat").mask(png_of(512, 512)))).contains("same size"));
-        assert!(message(service.validate_edit(&edit("x", EditMode::Inpaint, ""))).contains("needs a prompt"));
+        assert!(
+            message(
+                service
+                    .validate_edit(&edit("x", EditMode::Inpaint, "a cat").mask(png_of(512, 512)))
+            )
+            .contains("same size")
+        );
+        assert!(
+            message(service.validate_edit(&edit("x", EditMode::Inpaint, "")))
+                .contains("needs a prompt")
+        );
         service.validate_edit(&edit("x", EditMode::Erase, ""))?;
-        assert!(message(service.validate_edit(&edit("x", EditMode::Erase, "a cat"))).contains("takes no prompt"));
+        service.validate_edit(&edit("x", EditMode::Erase, "remove the bird"))?;
         let mut outpaint = edit("x", EditMode::Outpaint, "");
         assert!(message(service.validate_edit(&outpaint)).contains("at least one side"));
         outpaint.base.extra.insert("left".into(), "256".into());
         service.validate_edit(&outpaint)?;
         outpaint.base.extra.insert("down".into(), "3000".into());
-        assert!(message(service.validate_edit(&outpaint)).contains("down must be a number from 0 to 2000"));
+        assert!(
+            message(service.validate_edit(&outpaint))
+                .contains("down must be a number from 0 to 2000")
+        );
         let mut replace = edit("x", EditMode::SearchReplace, "a dog");
         assert!(message(service.validate_edit(&replace)).contains("search_prompt"));
-        replace.base.extra.insert("search_prompt".into(), "the cat".into());
+        replace
+            .base
+            .extra
+            .insert("search_prompt".into(), "the cat".into());
         service.validate_edit(&replace)?;
-        assert!(message(service.validate_edit(&edit("x", EditMode::Edit, "a cat"))).contains("does no image-to-image"));
-        assert!(message(service.validate_edit(&EditRequest::new(EditMode::Inpaint, request("x"), vec![png_of(32, 32)]))).contains("at least 64 px"));
+        assert!(
+            message(service.validate_edit(&edit("x", EditMode::Edit, "a cat")))
+                .contains("does no image-to-image")
+        );
+        assert!(
+            message(service.validate_edit(&EditRequest::new(
+                EditMode::Inpaint,
+                request("x"),
+                vec![png_of(32, 32)]
+            )))
+            .contains("at least 64 px")
+        );
 
         let ultra = find("stable-image-ultra", "x")?;
-        ultra.validate_edit(&EditRequest { strength: Some(0.4), ..edit("x", EditMode::Edit, "a cat") })?;
-        assert!(message(ultra.validate_edit(&EditRequest { strength: Some(1.5), ..edit("x", EditMode::Edit, "a cat") })).contains("strength"));
-        assert!(message(ultra.validate_edit(&edit("x", EditMode::Inpaint, "a cat"))).contains("use `stable-image-edit` or `stable-diffusion-xl-1024-v1-0`"));
+        ultra.validate_edit(&EditRequest {
+            strength: Some(0.4),
+            ..edit("x", EditMode::Edit, "a cat")
+        })?;
+        assert!(
+            message(ultra.validate_edit(&EditRequest {
+                strength: Some(1.5),
+                ..edit("x", EditMode::Edit, "a cat")
+            }))
+            .contains("strength")
+        );
+        assert!(
+            message(ultra.validate_edit(&edit("x", EditMode::Inpaint, "a cat")))
+                .contains("use `stable-image-edit` or `stable-diffusion-xl-1024-v1-0`")
+        );
         let core = find("stable-image-core", "x")?;
-        assert!(message(core.validate_edit(&edit("x", EditMode::Edit, "a cat"))).contains("does no image-to-image"));
-        assert_eq!(core.validate_edit(&edit("x", EditMode::Variations, "a cat")).err().map(|e| e.class()), Some("invalid-request"));
+        assert!(
+            message(core.validate_edit(&edit("x", EditMode::Edit, "a cat")))
+                .contains("does no image-to-image")
+        );
+        assert_eq!(
+            core.validate_edit(&edit("x", EditMode::Variations, "a cat"))
+                .err()
+                .map(|e| e.class()),
+            Some("invalid-request")
+        );
 
         let sdxl = find("stable-diffusion-xl-1024-v1-0", "x")?;
         sdxl.validate_edit(&edit("x", EditMode::Inpaint, "a cat"))?;
-        assert!(message(sdxl.validate_edit(&EditRequest::new(EditMode::Edit, request("x"), vec![png_of(1000, 1000)]))).contains("SDXL sizes only"));
+        assert!(
+            message(sdxl.validate_edit(&EditRequest::new(
+                EditMode::Edit,
+                request("x"),
+                vec![png_of(1000, 1000)]
+            )))
+            .contains("SDXL sizes only")
+        );
         let mut white = edit("x", EditMode::Inpaint, "a cat");
-        white.base.extra.insert("mask_source".into(), "MASK_IMAGE_WHITE".into());
+        white
+            .base
+            .extra
+            .insert("mask_source".into(), "MASK_IMAGE_WHITE".into());
         assert!(message(sdxl.validate_edit(&white)).contains("needs a mask image"));
         Ok(())
     }
@@ -862,17 +1196,35 @@ mod tests {
     fn upscale_checks() -> Result<(), ProviderError> {
         let fast = find("upscale-fast", "x")?;
         fast.validate_upscale(&UpscaleRequest::new("x", png_of(512, 512)))?;
-        assert!(message(fast.validate_upscale(&UpscaleRequest::new("x", png_of(2048, 2048)))).contains("32 to 1536"));
-        assert!(message(fast.validate_upscale(&UpscaleRequest { scale: Some(2), ..UpscaleRequest::new("x", png_of(512, 512)) })).contains("always upscales 4×"));
+        assert!(
+            message(fast.validate_upscale(&UpscaleRequest::new("x", png_of(2048, 2048))))
+                .contains("32 to 1536")
+        );
+        assert!(
+            message(fast.validate_upscale(&UpscaleRequest {
+                scale: Some(2),
+                ..UpscaleRequest::new("x", png_of(512, 512))
+            }))
+            .contains("always upscales 4×")
+        );
         let creative = find("upscale-creative", "x")?;
-        assert!(message(creative.validate_upscale(&UpscaleRequest::new("x", png_of(512, 512)))).contains("needs a prompt"));
-        let mut ok = UpscaleRequest { prompt: Some("a fox".into()), ..UpscaleRequest::new("x", png_of(512, 512)) };
+        assert!(
+            message(creative.validate_upscale(&UpscaleRequest::new("x", png_of(512, 512))))
+                .contains("needs a prompt")
+        );
+        let mut ok = UpscaleRequest {
+            prompt: Some("a fox".into()),
+            ..UpscaleRequest::new("x", png_of(512, 512))
+        };
         ok.extra.insert("creativity".into(), "0.3".into());
         creative.validate_upscale(&ok)?;
         ok.extra.insert("creativity".into(), "0.9".into());
         assert!(message(creative.validate_upscale(&ok)).contains("from 0.1 to 0.5"));
         let core = find("stable-image-core", "x")?;
-        assert!(message(core.validate_upscale(&UpscaleRequest::new("x", png_of(512, 512)))).contains("does not upscale"));
+        assert!(
+            message(core.validate_upscale(&UpscaleRequest::new("x", png_of(512, 512))))
+                .contains("does not upscale")
+        );
         Ok(())
     }
 }

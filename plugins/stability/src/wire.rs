@@ -13,7 +13,12 @@ use crate::models::{MAX_SEED, Model, Upscaler, style_preset};
 
 /// What an image the user gave is called in a multipart form.
 fn file(form: Form, field: &str, stem: &str, image: &Image) -> Form {
-    form.file(field, image.file_name(stem), image.mime.clone(), image.data.clone())
+    form.file(
+        field,
+        image.file_name(stem),
+        image.mime.clone(),
+        image.data.clone(),
+    )
 }
 
 fn text_if(form: Form, name: &str, value: Option<impl Into<String>>) -> Form {
@@ -32,15 +37,33 @@ pub fn decimal(value: f64) -> String {
 /// The seed of the `index`-th of several one-image calls: the same seed would give the same
 /// image each time, so later calls count up from it. 0 (random) stays random.
 pub fn nth_seed(seed: Option<u64>, index: u32) -> Option<u64> {
-    seed.map(|s| if s == 0 { 0 } else { (s + u64::from(index) - 1) % MAX_SEED + 1 })
+    seed.map(|s| {
+        if s == 0 {
+            0
+        } else {
+            (s + u64::from(index) - 1) % MAX_SEED + 1
+        }
+    })
 }
 
 /// The multipart form of `POST /v2beta/stable-image/generate/{ultra,core,sd3}`; with `source`
 /// (image, strength) it is image-to-image.
-pub fn generate_form(model: &Model, request: &GenerateRequest, seed: Option<u64>, source: Option<(&Image, f32)>) -> Result<Form, ProviderError> {
+pub fn generate_form(
+    model: &Model,
+    request: &GenerateRequest,
+    seed: Option<u64>,
+    source: Option<(&Image, f32)>,
+) -> Result<Form, ProviderError> {
     let mut form = Form::new().text("prompt", request.prompt.clone());
     if model.is_sd3() {
-        form = form.text("model", model.id).text("mode", if source.is_some() { "image-to-image" } else { "text-to-image" });
+        form = form.text("model", model.id).text(
+            "mode",
+            if source.is_some() {
+                "image-to-image"
+            } else {
+                "text-to-image"
+            },
+        );
     }
     form = text_if(form, "negative_prompt", request.negative_prompt.clone());
     form = text_if(form, "aspect_ratio", request.aspect_ratio.clone());
@@ -48,7 +71,11 @@ pub fn generate_form(model: &Model, request: &GenerateRequest, seed: Option<u64>
     form = text_if(form, "output_format", request.output_format.clone());
     form = text_if(form, "style_preset", style_preset(request)?);
     if model.is_sd3() {
-        form = text_if(form, "cfg_scale", request.guidance.map(|g| decimal(f64::from(g))));
+        form = text_if(
+            form,
+            "cfg_scale",
+            request.guidance.map(|g| decimal(f64::from(g))),
+        );
     }
     if let Some((image, strength)) = source {
         form = file(form, "image", "image", image).text("strength", decimal(f64::from(strength)));
@@ -60,7 +87,10 @@ pub fn generate_form(model: &Model, request: &GenerateRequest, seed: Option<u64>
 pub fn edit_form(request: &EditRequest) -> Result<(&'static str, Form), ProviderError> {
     let base = &request.base;
     let mut form = Form::new();
-    let image = request.images.first().ok_or_else(|| ProviderError::invalid_request("give the image to edit with --image"))?;
+    let image = request
+        .images
+        .first()
+        .ok_or_else(|| ProviderError::invalid_request("give the image to edit with --image"))?;
     form = file(form, "image", "image", image);
     let path = match request.mode {
         EditMode::Inpaint => "/v2beta/stable-image/edit/inpaint",
@@ -68,17 +98,29 @@ pub fn edit_form(request: &EditRequest) -> Result<(&'static str, Form), Provider
         EditMode::Outpaint => "/v2beta/stable-image/edit/outpaint",
         EditMode::SearchReplace => "/v2beta/stable-image/edit/search-and-replace",
         EditMode::Edit | EditMode::Variations => {
-            return Err(ProviderError::invalid_request("stable-image-edit inpaints, erases, outpaints or searches and replaces"));
+            return Err(ProviderError::invalid_request(
+                "stable-image-edit inpaints, erases, outpaints or searches and replaces",
+            ));
         }
     };
     if let Some(mask) = &request.mask {
         form = file(form, "mask", "mask", mask);
     }
-    if !base.prompt.trim().is_empty() {
-        form = form.text("prompt", base.prompt.clone());
+    if request.mode != EditMode::Erase {
+        if !base.prompt.trim().is_empty() {
+            form = form.text("prompt", base.prompt.clone());
+        }
+        form = text_if(form, "negative_prompt", base.negative_prompt.clone());
     }
-    form = text_if(form, "negative_prompt", base.negative_prompt.clone());
-    for name in ["search_prompt", "left", "right", "up", "down", "creativity", "grow_mask"] {
+    for name in [
+        "search_prompt",
+        "left",
+        "right",
+        "up",
+        "down",
+        "creativity",
+        "grow_mask",
+    ] {
         form = text_if(form, name, base.extra(name).map(str::trim));
     }
     form = text_if(form, "seed", base.seed.map(|s| s.to_string()));
@@ -95,17 +137,28 @@ pub fn upscale_form(upscaler: Upscaler, request: &UpscaleRequest) -> (String, Fo
         form = text_if(form, "negative_prompt", request.negative_prompt.clone());
         form = text_if(form, "seed", request.seed.map(|s| s.to_string()));
         for name in ["creativity", "style_preset"] {
-            form = text_if(form, name, request.extra.get(name).map(|v| v.trim().to_owned()));
+            form = text_if(
+                form,
+                name,
+                request.extra.get(name).map(|v| v.trim().to_owned()),
+            );
         }
     }
     form = text_if(form, "output_format", request.output_format.clone());
-    (format!("/v2beta/stable-image/upscale/{}", upscaler.endpoint()), form)
+    (
+        format!("/v2beta/stable-image/upscale/{}", upscaler.endpoint()),
+        form,
+    )
 }
 
 /// `[{text, weight: 1}]`, plus the negative prompt with weight -1 (v1's form of it).
 fn text_prompts(request: &GenerateRequest) -> Vec<(String, f64)> {
     let mut prompts = vec![(request.prompt.clone(), 1.0)];
-    if let Some(negative) = request.negative_prompt.as_ref().filter(|n| !n.trim().is_empty()) {
+    if let Some(negative) = request
+        .negative_prompt
+        .as_ref()
+        .filter(|n| !n.trim().is_empty())
+    {
         prompts.push((negative.clone(), -1.0));
     }
     prompts
@@ -115,7 +168,14 @@ fn text_prompts(request: &GenerateRequest) -> Vec<(String, f64)> {
 fn v1_options(request: &GenerateRequest) -> Result<Vec<(&'static str, Value)>, ProviderError> {
     let mut options = vec![("samples", json!(request.count()))];
     if let Some(cfg) = request.guidance {
-        options.push(("cfg_scale", json!(decimal(f64::from(cfg)).parse::<f64>().unwrap_or(f64::from(cfg)))));
+        options.push((
+            "cfg_scale",
+            json!(
+                decimal(f64::from(cfg))
+                    .parse::<f64>()
+                    .unwrap_or(f64::from(cfg))
+            ),
+        ));
     }
     if let Some(sampler) = request.extra("sampler") {
         options.push(("sampler", json!(sampler.trim())));
@@ -139,8 +199,13 @@ pub fn v1_text_to_image(request: &GenerateRequest) -> Result<Value, ProviderErro
     let (width, height) = size
         .split_once('x')
         .and_then(|(w, h)| Some((w.trim().parse::<u32>().ok()?, h.trim().parse::<u32>().ok()?)))
-        .ok_or_else(|| ProviderError::invalid_request(format!("the size must be WIDTHxHEIGHT, not `{size}`")))?;
-    let prompts: Vec<Value> = text_prompts(request).into_iter().map(|(text, weight)| json!({"text": text, "weight": weight})).collect();
+        .ok_or_else(|| {
+            ProviderError::invalid_request(format!("the size must be WIDTHxHEIGHT, not `{size}`"))
+        })?;
+    let prompts: Vec<Value> = text_prompts(request)
+        .into_iter()
+        .map(|(text, weight)| json!({"text": text, "weight": weight}))
+        .collect();
     let mut body = Map::new();
     body.insert("text_prompts".into(), Value::Array(prompts));
     body.insert("width".into(), json!(width));
@@ -155,7 +220,9 @@ pub fn v1_text_to_image(request: &GenerateRequest) -> Result<Value, ProviderErro
 fn v1_form(request: &GenerateRequest) -> Result<Form, ProviderError> {
     let mut form = Form::new();
     for (i, (text, weight)) in text_prompts(request).into_iter().enumerate() {
-        form = form.text(format!("text_prompts[{i}][text]"), text).text(format!("text_prompts[{i}][weight]"), decimal(weight));
+        form = form
+            .text(format!("text_prompts[{i}][text]"), text)
+            .text(format!("text_prompts[{i}][weight]"), decimal(weight));
     }
     for (name, value) in v1_options(request)? {
         let text = match value {
@@ -170,8 +237,11 @@ fn v1_form(request: &GenerateRequest) -> Result<Form, ProviderError> {
 /// `POST /v1/generation/{engine}/image-to-image`. v1's `image_strength` is how much of the source
 /// to keep, the opposite of ImageAI's strength.
 pub fn v1_image_to_image(request: &EditRequest) -> Result<Form, ProviderError> {
-    let image = request.images.first().ok_or_else(|| ProviderError::invalid_request("give the image to start from with --image"))?;
-    let mut form = file(v1_form(&request.base)?, "init_image", "init", image).text("init_image_mode", "IMAGE_STRENGTH");
+    let image = request.images.first().ok_or_else(|| {
+        ProviderError::invalid_request("give the image to start from with --image")
+    })?;
+    let mut form = file(v1_form(&request.base)?, "init_image", "init", image)
+        .text("init_image_mode", "IMAGE_STRENGTH");
     if let Some(strength) = request.strength {
         form = form.text("image_strength", decimal(1.0 - f64::from(strength)));
     }
@@ -181,13 +251,20 @@ pub fn v1_image_to_image(request: &EditRequest) -> Result<Form, ProviderError> {
 /// `POST /v1/generation/{engine}/image-to-image/masking`: with a mask, white marks the area to
 /// change unless `mask_source` says black; without one, the image's transparency does.
 pub fn v1_masking(request: &EditRequest) -> Result<Form, ProviderError> {
-    let image = request.images.first().ok_or_else(|| ProviderError::invalid_request("give the image to inpaint with --image"))?;
-    let source = match (request.base.extra("mask_source").map(str::trim), &request.mask) {
+    let image = request
+        .images
+        .first()
+        .ok_or_else(|| ProviderError::invalid_request("give the image to inpaint with --image"))?;
+    let source = match (
+        request.base.extra("mask_source").map(str::trim),
+        &request.mask,
+    ) {
         (Some(source), _) => source.to_owned(),
         (None, Some(_)) => "MASK_IMAGE_WHITE".to_owned(),
         (None, None) => "INIT_IMAGE_ALPHA".to_owned(),
     };
-    let mut form = file(v1_form(&request.base)?, "init_image", "init", image).text("mask_source", source);
+    let mut form =
+        file(v1_form(&request.base)?, "init_image", "init", image).text("mask_source", source);
     if let Some(mask) = &request.mask {
         form = file(form, "mask_image", "mask", mask);
     }
@@ -223,11 +300,18 @@ fn seed_of(value: Option<&Value>) -> Option<u64> {
 /// Read a v2beta answer: the image bytes with `finish-reason` and `seed` headers (we ask with
 /// `accept: image/*`), or the JSON form of the same when a proxy answers that way.
 pub fn read_image(response: &Response, fallback_mime: &str) -> Result<Made, ProviderError> {
-    let content_type = response.header("content-type").unwrap_or_default().to_ascii_lowercase();
+    let content_type = response
+        .header("content-type")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
     if content_type.starts_with("application/json") {
         let answer: JsonImage = response.json()?;
         let image = Image::from_base64(&answer.image, fallback_mime)?;
-        return Ok(Made { image, seed: seed_of(answer.seed.as_ref()), finish_reason: answer.finish_reason });
+        return Ok(Made {
+            image,
+            seed: seed_of(answer.seed.as_ref()),
+            finish_reason: answer.finish_reason,
+        });
     }
     let Some(mime) = imageai_sdk::sniff_mime(&response.bytes) else {
         return Err(ProviderError::server(format!(
@@ -238,7 +322,9 @@ pub fn read_image(response: &Response, fallback_mime: &str) -> Result<Made, Prov
     Ok(Made {
         image: Image::new(mime, response.bytes.clone()),
         seed: response.header("seed").and_then(|s| s.trim().parse().ok()),
-        finish_reason: response.header("finish-reason").map(|r| r.trim().to_owned()),
+        finish_reason: response
+            .header("finish-reason")
+            .map(|r| r.trim().to_owned()),
     })
 }
 
@@ -274,7 +360,9 @@ impl V1Answer {
             Self::Wrapped { artifacts } | Self::Bare(artifacts) => artifacts,
         };
         if artifacts.is_empty() {
-            return Err(ProviderError::server("Stability answered without any image. Try again."));
+            return Err(ProviderError::server(
+                "Stability answered without any image. Try again.",
+            ));
         }
         artifacts
             .into_iter()
@@ -313,10 +401,17 @@ pub fn error(response: &Response) -> ProviderError {
 
 fn map_error(details: ErrorDetails, occurrence: Option<String>) -> ProviderError {
     let status = details.status;
-    let message = details.message.clone().unwrap_or_else(|| "no message".to_owned());
+    let message = details
+        .message
+        .clone()
+        .unwrap_or_else(|| "no message".to_owned());
     let message = message.trim_end_matches('.');
-    let reference = occurrence.or(details.request_id.clone()).map(|id| format!(" (error id {id})")).unwrap_or_default();
-    let moderation = details.is(&["content_moderation", "public_figure"]) || message.to_ascii_lowercase().contains("moderation");
+    let reference = occurrence
+        .or(details.request_id.clone())
+        .map(|id| format!(" (error id {id})"))
+        .unwrap_or_default();
+    let moderation = details.is(&["content_moderation", "public_figure"])
+        || message.to_ascii_lowercase().contains("moderation");
     match status {
         401 => ProviderError::auth(
             "Stability rejected the key (401). Create one at https://platform.stability.ai/account/keys and set it with `imageai keys set stability`.",
@@ -333,16 +428,24 @@ fn map_error(details: ErrorDetails, occurrence: Option<String>) -> ProviderError
         413 => ProviderError::invalid_request(format!(
             "the upload was too large for Stability (413: {message}). Requests must stay under 10 MiB: use a smaller or JPEG/WebP image."
         )),
-        422 => ProviderError::invalid_request(format!("Stability refused the request (422): {message}{reference}")),
-        400 | 404 => ProviderError::invalid_request(format!("Stability rejected the request ({status}): {message}{reference}")),
+        422 => ProviderError::invalid_request(format!(
+            "Stability refused the request (422): {message}{reference}"
+        )),
+        400 | 404 => ProviderError::invalid_request(format!(
+            "Stability rejected the request ({status}): {message}{reference}"
+        )),
         // Stability allows 150 requests per 10 seconds and blocks a client for 60 s after that;
         // without a `retry-after` header that minute is the hint.
         429 => ProviderError::RateLimited {
             message: format!("Stability is rate limiting requests (150 per 10 s): {message}"),
             retry_after_ms: details.retry_after_ms.or(Some(60_000)),
         },
-        408 | 504 => ProviderError::timeout(format!("Stability timed out ({status}): {message}. Try again.")),
-        500..=599 => ProviderError::server(format!("Stability failed ({status}): {message}{reference}. Try again in a moment.")),
+        408 | 504 => ProviderError::timeout(format!(
+            "Stability timed out ({status}): {message}. Try again."
+        )),
+        500..=599 => ProviderError::server(format!(
+            "Stability failed ({status}): {message}{reference}. Try again in a moment."
+        )),
         _ => details.into_error(),
     }
 }
@@ -372,7 +475,12 @@ mod tests {
             ..GenerateRequest::new("sd3.5-large", "a fox")
         };
         request.extra.insert("style_preset".into(), "anime".into());
-        let form = text(generate_form(find("sd3.5-large", "x")?, &request, Some(42), None)?);
+        let form = text(generate_form(
+            find("sd3.5-large", "x")?,
+            &request,
+            Some(42),
+            None,
+        )?);
         for expected in [
             field("prompt", "a fox"),
             field("model", "sd3.5-large"),
@@ -386,9 +494,21 @@ mod tests {
         ] {
             assert!(form.contains(&expected), "missing {expected:?} in\n{form}");
         }
-        let ultra = text(generate_form(find("stable-image-ultra", "x")?, &GenerateRequest::new("u", "a fox"), None, Some((&Image::png(PNG.to_vec()), 0.35)))?);
-        assert!(ultra.contains(&field("strength", "0.35")) && ultra.contains("name=\"image\"; filename=\"image.png\""), "{ultra}");
-        assert!(!ultra.contains("name=\"model\"") && !ultra.contains("name=\"seed\""), "{ultra}");
+        let ultra = text(generate_form(
+            find("stable-image-ultra", "x")?,
+            &GenerateRequest::new("u", "a fox"),
+            None,
+            Some((&Image::png(PNG.to_vec()), 0.35)),
+        )?);
+        assert!(
+            ultra.contains(&field("strength", "0.35"))
+                && ultra.contains("name=\"image\"; filename=\"image.png\""),
+            "{ultra}"
+        );
+        assert!(
+            !ultra.contains("name=\"model\"") && !ultra.contains("name=\"seed\""),
+            "{ultra}"
+        );
         Ok(())
     }
 
@@ -410,14 +530,31 @@ mod tests {
         let (path, form) = edit_form(&request)?;
         assert_eq!(path, "/v2beta/stable-image/edit/outpaint");
         let form = text(form);
-        assert!(form.contains(&field("left", "200")) && form.contains(&field("creativity", "0.6")) && !form.contains("name=\"prompt\""), "{form}");
-        let mut upscale = UpscaleRequest { prompt: Some("a fox".into()), seed: Some(3), ..UpscaleRequest::new("upscale-creative", Image::png(PNG.to_vec())) };
+        assert!(
+            form.contains(&field("left", "200"))
+                && form.contains(&field("creativity", "0.6"))
+                && !form.contains("name=\"prompt\""),
+            "{form}"
+        );
+        let mut upscale = UpscaleRequest {
+            prompt: Some("a fox".into()),
+            seed: Some(3),
+            ..UpscaleRequest::new("upscale-creative", Image::png(PNG.to_vec()))
+        };
         upscale.extra.insert("creativity".into(), "0.3".into());
         let (path, form) = upscale_form(Upscaler::Creative, &upscale);
         assert_eq!(path, "/v2beta/stable-image/upscale/creative");
         let form = text(form);
-        assert!(form.contains(&field("prompt", "a fox")) && form.contains(&field("seed", "3")) && form.contains(&field("creativity", "0.3")), "{form}");
-        let (_, fast) = upscale_form(Upscaler::Fast, &UpscaleRequest::new("upscale-fast", Image::png(PNG.to_vec())));
+        assert!(
+            form.contains(&field("prompt", "a fox"))
+                && form.contains(&field("seed", "3"))
+                && form.contains(&field("creativity", "0.3")),
+            "{form}"
+        );
+        let (_, fast) = upscale_form(
+            Upscaler::Fast,
+            &UpscaleRequest::new("upscale-fast", Image::png(PNG.to_vec())),
+        );
         assert!(!text(fast).contains("name=\"prompt\""));
         Ok(())
     }
@@ -439,47 +576,136 @@ mod tests {
             json!({"text_prompts": [{"text": "a fox", "weight": 1.0}, {"text": "blur", "weight": -1.0}],
                    "width": 1216, "height": 832, "samples": 3, "cfg_scale": 7.1, "sampler": "K_EULER", "seed": 5, "steps": 40})
         );
-        assert_eq!(v1_text_to_image(&GenerateRequest::new("x", "a fox"))?["width"], 1024);
-        let edit = EditRequest { strength: Some(0.35), ..EditRequest::new(EditMode::Edit, request.clone(), vec![Image::png(PNG.to_vec())]) };
+        assert_eq!(
+            v1_text_to_image(&GenerateRequest::new("x", "a fox"))?["width"],
+            1024
+        );
+        let edit = EditRequest {
+            strength: Some(0.35),
+            ..EditRequest::new(
+                EditMode::Edit,
+                request.clone(),
+                vec![Image::png(PNG.to_vec())],
+            )
+        };
         let form = text(v1_image_to_image(&edit)?);
-        for expected in [field("text_prompts[0][text]", "a fox"), field("text_prompts[1][weight]", "-1"), field("image_strength", "0.65"), field("init_image_mode", "IMAGE_STRENGTH"), field("samples", "3")] {
+        for expected in [
+            field("text_prompts[0][text]", "a fox"),
+            field("text_prompts[1][weight]", "-1"),
+            field("image_strength", "0.65"),
+            field("init_image_mode", "IMAGE_STRENGTH"),
+            field("samples", "3"),
+        ] {
             assert!(form.contains(&expected), "missing {expected:?} in\n{form}");
         }
-        let masked = text(v1_masking(&EditRequest::new(EditMode::Inpaint, request.clone(), vec![Image::png(PNG.to_vec())]).mask(Image::png(PNG.to_vec())))?);
-        assert!(masked.contains(&field("mask_source", "MASK_IMAGE_WHITE")) && masked.contains("name=\"mask_image\""), "{masked}");
-        let alpha = text(v1_masking(&EditRequest::new(EditMode::Inpaint, request, vec![Image::png(PNG.to_vec())]))?);
-        assert!(alpha.contains(&field("mask_source", "INIT_IMAGE_ALPHA")) && !alpha.contains("mask_image"), "{alpha}");
+        let masked = text(v1_masking(
+            &EditRequest::new(
+                EditMode::Inpaint,
+                request.clone(),
+                vec![Image::png(PNG.to_vec())],
+            )
+            .mask(Image::png(PNG.to_vec())),
+        )?);
+        assert!(
+            masked.contains(&field("mask_source", "MASK_IMAGE_WHITE"))
+                && masked.contains("name=\"mask_image\""),
+            "{masked}"
+        );
+        let alpha = text(v1_masking(&EditRequest::new(
+            EditMode::Inpaint,
+            request,
+            vec![Image::png(PNG.to_vec())],
+        ))?);
+        assert!(
+            alpha.contains(&field("mask_source", "INIT_IMAGE_ALPHA"))
+                && !alpha.contains("mask_image"),
+            "{alpha}"
+        );
         Ok(())
     }
 
     #[test]
     fn answers() -> Result<(), ProviderError> {
-        let raw = Response::new(200, vec![("content-type".into(), "image/png".into()), ("finish-reason".into(), "CONTENT_FILTERED".into()), ("seed".into(), "123".into())], PNG.to_vec());
-        assert_eq!(read_image(&raw, "image/png")?, Made { image: Image::png(PNG.to_vec()), seed: Some(123), finish_reason: Some("CONTENT_FILTERED".into()) });
+        let raw = Response::new(
+            200,
+            vec![
+                ("content-type".into(), "image/png".into()),
+                ("finish-reason".into(), "CONTENT_FILTERED".into()),
+                ("seed".into(), "123".into()),
+            ],
+            PNG.to_vec(),
+        );
+        assert_eq!(
+            read_image(&raw, "image/png")?,
+            Made {
+                image: Image::png(PNG.to_vec()),
+                seed: Some(123),
+                finish_reason: Some("CONTENT_FILTERED".into())
+            }
+        );
         let json_answer = Response::new(200, vec![("content-type".into(), "application/json".into())], json!({"image": imageai_sdk::base64::encode(PNG), "finish_reason": "SUCCESS", "seed": 9}).to_string().into_bytes());
         assert_eq!(read_image(&json_answer, "image/png")?.seed, Some(9));
-        let html = Response::new(200, vec![("content-type".into(), "image/png".into())], b"<html>oops</html>".to_vec());
-        assert!(matches!(read_image(&html, "image/png"), Err(ProviderError::Server(m)) if m.contains("not an image")));
+        let html = Response::new(
+            200,
+            vec![("content-type".into(), "image/png".into())],
+            b"<html>oops</html>".to_vec(),
+        );
+        assert!(
+            matches!(read_image(&html, "image/png"), Err(ProviderError::Server(m)) if m.contains("not an image"))
+        );
         let v1: V1Answer = Response::new(200, vec![], json!({"artifacts": [{"base64": imageai_sdk::base64::encode(PNG), "seed": 1, "finishReason": "SUCCESS"}]}).to_string().into_bytes()).json()?;
         assert_eq!(v1.made()?.len(), 1);
-        let failed: V1Answer = Response::new(200, vec![], json!([{"finishReason": "ERROR"}]).to_string().into_bytes()).json()?;
+        let failed: V1Answer = Response::new(
+            200,
+            vec![],
+            json!([{"finishReason": "ERROR"}]).to_string().into_bytes(),
+        )
+        .json()?;
         assert_eq!(failed.made().err().map(|e| e.class()), Some("server"));
         Ok(())
     }
 
     fn stability_error(status: u16, name: &str, errors: &[&str]) -> ProviderError {
-        error(&Response::new(status, vec![], json!({"id": "e1", "name": name, "errors": errors}).to_string().into_bytes()))
+        error(&Response::new(
+            status,
+            vec![],
+            json!({"id": "e1", "name": name, "errors": errors})
+                .to_string()
+                .into_bytes(),
+        ))
     }
 
     #[test]
     fn maps_errors() {
-        assert_eq!(stability_error(401, "unauthorized", &["invalid key"]).class(), "auth");
-        assert!(matches!(stability_error(402, "payment_required", &["You lack sufficient credits"]), ProviderError::Quota(m) if m.contains("sufficient credits") && m.contains("account/credits")));
-        assert!(matches!(stability_error(403, "content_moderation", &["Your request was flagged by our content moderation system"]), ProviderError::ContentPolicy(m) if m.contains("flagged")));
-        assert_eq!(stability_error(403, "permission_denied", &["no access"]).class(), "auth");
-        assert!(matches!(stability_error(413, "payload_too_large", &["body too large"]), ProviderError::InvalidRequest(m) if m.contains("10 MiB")));
-        assert!(matches!(stability_error(422, "invalid_language", &["English is the only supported language"]), ProviderError::InvalidRequest(m) if m.contains("(422)") && m.contains("e1")));
-        assert!(matches!(stability_error(429, "rate_limit_exceeded", &["slow down"]), ProviderError::RateLimited { retry_after_ms: Some(60_000), .. }));
-        assert!(matches!(stability_error(500, "server_error", &["oops"]), ProviderError::Server(m) if m.contains("error id e1")));
+        assert_eq!(
+            stability_error(401, "unauthorized", &["invalid key"]).class(),
+            "auth"
+        );
+        assert!(
+            matches!(stability_error(402, "payment_required", &["You lack sufficient credits"]), ProviderError::Quota(m) if m.contains("sufficient credits") && m.contains("account/credits"))
+        );
+        assert!(
+            matches!(stability_error(403, "content_moderation", &["Your request was flagged by our content moderation system"]), ProviderError::ContentPolicy(m) if m.contains("flagged"))
+        );
+        assert_eq!(
+            stability_error(403, "permission_denied", &["no access"]).class(),
+            "auth"
+        );
+        assert!(
+            matches!(stability_error(413, "payload_too_large", &["body too large"]), ProviderError::InvalidRequest(m) if m.contains("10 MiB"))
+        );
+        assert!(
+            matches!(stability_error(422, "invalid_language", &["English is the only supported language"]), ProviderError::InvalidRequest(m) if m.contains("(422)") && m.contains("e1"))
+        );
+        assert!(matches!(
+            stability_error(429, "rate_limit_exceeded", &["slow down"]),
+            ProviderError::RateLimited {
+                retry_after_ms: Some(60_000),
+                ..
+            }
+        ));
+        assert!(
+            matches!(stability_error(500, "server_error", &["oops"]), ProviderError::Server(m) if m.contains("error id e1"))
+        );
     }
 }

@@ -10,10 +10,9 @@ pub mod templates;
 
 use std::io::IsTerminal;
 
-use clap::CommandFactory;
 use imageai_core::app::Core;
 
-use crate::args::{Cli, Legacy};
+use crate::args::Legacy;
 use crate::exit::Failure;
 use crate::output;
 
@@ -48,9 +47,8 @@ pub fn legacy(legacy: Legacy) -> Result<(), Failure> {
     if args.prompt.is_some() || args.template.is_some() || !std::io::stdin().is_terminal() {
         return generate::run(args);
     }
-    // Nothing to do: show how to use it.
-    let _ = Cli::command().print_help();
-    Ok(())
+    // Nothing asked for: open the desktop GUI (`imageai --help` shows the command line).
+    imageai_gui::run().map_err(|err| Failure::other(err.to_string()))
 }
 
 fn help_api_key(id: &str) -> Result<(), Failure> {

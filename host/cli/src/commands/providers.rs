@@ -61,7 +61,8 @@ fn load_error(id: &str, err: &imageai_core::ProviderError) -> imageai_core::app:
 
 fn describe(model: &ModelInfo) -> String {
     let caps: Vec<&str> = model.capabilities.iter().map(|c| c.as_str()).collect();
-    let mut text = format!("  {:<24} {}", model.id, caps.join(", "));
+    let id = if model.id == imageai_core::jobs::ANY_MODEL { "(any model id)" } else { model.id.as_str() };
+    let mut text = format!("  {id:<24} {}", caps.join(", "));
     if !model.sizes.is_empty() {
         text.push_str(&format!("; sizes {}", model.sizes.join(" ")));
     }

@@ -638,10 +638,13 @@ impl FileContext<'_> {
                 .map_err(|e| io_fatal("open the partial download", e))?;
             let mut out = BufWriter::with_capacity(WRITE_BUFFER, file);
             let mut last_report = Instant::now();
+            // One watcher for the whole file: a timer per chunk would cost more than the copy.
+            let mut stop = std::pin::pin!(cancelled(self.cancel));
             loop {
                 let chunk = tokio::select! {
+                    biased;
                     chunk = answer.chunk() => chunk,
-                    () = cancelled(self.cancel) => {
+                    () = &mut stop => {
                         let _ = out.flush();
                         return Err(Attempt::Fatal(ModelError::Cancelled));
                     }

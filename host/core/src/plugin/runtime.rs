@@ -539,6 +539,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn runtime_and_providers_can_be_shared_across_threads() {
+        fn shareable<T: Send + Sync + 'static>() {}
+        shareable::<Runtime>();
+        shareable::<WasmProvider>();
+    }
+
+    #[test]
     fn panic_messages_are_found() {
         let stderr = "\nthread '<unnamed>' panicked at src/lib.rs:10:5:\nboom on purpose\nnote: run with `RUST_BACKTRACE=1`\n";
         assert_eq!(

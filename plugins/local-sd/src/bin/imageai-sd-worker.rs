@@ -13,7 +13,11 @@ fn main() {
             let _ = writeln!(out, "no GPU adapter found; the engine will run on the CPU");
         }
         for a in adapters {
-            let _ = writeln!(out, "{}: {} ({}, {}, {})", a.index, a.name, a.kind, a.backend, a.driver);
+            let _ = writeln!(
+                out,
+                "{}: {} ({}, {}, {})",
+                a.index, a.name, a.kind, a.backend, a.driver
+            );
         }
         return;
     }

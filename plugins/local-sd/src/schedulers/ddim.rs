@@ -17,11 +17,25 @@ pub struct DdimScheduler {
 
 impl DdimScheduler {
     pub fn new(f: &SchedulerConfigFile, steps: usize) -> Result<Self> {
-        let common =
-            Common::resolve(f, Defaults { beta_schedule: "linear", beta_start: 1e-4, beta_end: 0.02, spacing: "leading" })?;
+        let common = Common::resolve(
+            f,
+            Defaults {
+                beta_schedule: "linear",
+                beta_start: 1e-4,
+                beta_end: 0.02,
+                spacing: "leading",
+            },
+        )?;
         let int_timesteps = common.discrete_timesteps(steps);
-        let final_alpha_cumprod = if f.set_alpha_to_one.unwrap_or(true) { 1.0 } else { common.alphas_cumprod[0] };
-        let clip_sample = f.clip_sample.unwrap_or(true).then(|| f.clip_sample_range.unwrap_or(1.0) as f32);
+        let final_alpha_cumprod = if f.set_alpha_to_one.unwrap_or(true) {
+            1.0
+        } else {
+            common.alphas_cumprod[0]
+        };
+        let clip_sample = f
+            .clip_sample
+            .unwrap_or(true)
+            .then(|| f.clip_sample_range.unwrap_or(1.0) as f32);
         Ok(Self {
             step_ratio: (common.num_train_timesteps / steps) as i64,
             timesteps: int_timesteps.iter().map(|&t| t as f64).collect(),
@@ -33,7 +47,11 @@ impl DdimScheduler {
     }
 
     fn alpha(&self, t: i64) -> f32 {
-        if t >= 0 { self.common.alphas_cumprod[t as usize] } else { self.final_alpha_cumprod }
+        if t >= 0 {
+            self.common.alphas_cumprod[t as usize]
+        } else {
+            self.final_alpha_cumprod
+        }
     }
 }
 
@@ -50,13 +68,22 @@ impl Scheduler for DdimScheduler {
         sample
     }
 
-    fn step(&mut self, model_output: Tensor<4>, i: usize, sample: Tensor<4>, _noise: &mut NoiseFn<'_>) -> Tensor<4> {
+    fn step(
+        &mut self,
+        model_output: Tensor<4>,
+        i: usize,
+        sample: Tensor<4>,
+        _noise: &mut NoiseFn<'_>,
+    ) -> Tensor<4> {
         let t = self.int_timesteps[i];
         let a_t = self.alpha(t);
         let a_prev = self.alpha(t - self.step_ratio);
         let b_t = 1.0 - a_t;
         let (mut x0, eps) = match self.common.prediction {
-            Prediction::Epsilon => ((sample - model_output.clone() * b_t.sqrt()) / a_t.sqrt(), model_output),
+            Prediction::Epsilon => (
+                (sample - model_output.clone() * b_t.sqrt()) / a_t.sqrt(),
+                model_output,
+            ),
             Prediction::VPrediction => (
                 sample.clone() * a_t.sqrt() - model_output.clone() * b_t.sqrt(),
                 model_output * a_t.sqrt() + sample * b_t.sqrt(),

@@ -5,8 +5,8 @@ use burn::tensor::Tensor;
 
 use super::euler::{karras_sigmas, sigma_to_t};
 use super::{
-    Common, Defaults, NoiseFn, Prediction, Scheduler, SchedulerConfigFile, Spacing, arange_desc, interp, linspace_f64,
-    round_half_even,
+    Common, Defaults, NoiseFn, Prediction, Scheduler, SchedulerConfigFile, Spacing, arange_desc,
+    interp, linspace_f64, round_half_even,
 };
 use crate::error::{Error, Result};
 
@@ -26,40 +26,74 @@ impl DpmSolverMultistepScheduler {
     pub fn new(f: &SchedulerConfigFile, steps: usize, karras: bool) -> Result<Self> {
         let common = Common::resolve(
             f,
-            Defaults { beta_schedule: "linear", beta_start: 1e-4, beta_end: 0.02, spacing: "linspace" },
+            Defaults {
+                beta_schedule: "linear",
+                beta_start: 1e-4,
+                beta_end: 0.02,
+                spacing: "linspace",
+            },
         )?;
-        if f.algorithm_type.as_deref().is_some_and(|a| a != "dpmsolver++") {
-            return Err(Error::Unsupported(format!("DPM-Solver algorithm_type `{}`", f.algorithm_type.as_deref().unwrap_or(""))));
+        if f.algorithm_type
+            .as_deref()
+            .is_some_and(|a| a != "dpmsolver++")
+        {
+            return Err(Error::Unsupported(format!(
+                "DPM-Solver algorithm_type `{}`",
+                f.algorithm_type.as_deref().unwrap_or("")
+            )));
         }
         if f.solver_type.as_deref().is_some_and(|s| s != "midpoint") {
-            return Err(Error::Unsupported("DPM-Solver solver_type other than midpoint".into()));
+            return Err(Error::Unsupported(
+                "DPM-Solver solver_type other than midpoint".into(),
+            ));
         }
         if f.solver_order.is_some_and(|o| o != 2) {
-            return Err(Error::Unsupported("DPM-Solver solver_order other than 2".into()));
+            return Err(Error::Unsupported(
+                "DPM-Solver solver_order other than 2".into(),
+            ));
         }
         if f.final_sigmas_type.as_deref().is_some_and(|t| t != "zero") {
-            return Err(Error::Unsupported("final_sigmas_type other than zero".into()));
+            return Err(Error::Unsupported(
+                "final_sigmas_type other than zero".into(),
+            ));
         }
         let n = common.num_train_timesteps;
         let mut timesteps: Vec<f64> = match common.spacing {
             Spacing::Linspace => {
                 let v = linspace_f64(0.0, (n - 1) as f64, steps + 1);
-                v.into_iter().rev().take(steps).map(round_half_even).collect()
+                v.into_iter()
+                    .rev()
+                    .take(steps)
+                    .map(round_half_even)
+                    .collect()
             }
             Spacing::Leading => {
                 let ratio = n / (steps + 1);
-                (1..=steps).rev().map(|i| (i * ratio + common.steps_offset) as f64).collect()
+                (1..=steps)
+                    .rev()
+                    .map(|i| (i * ratio + common.steps_offset) as f64)
+                    .collect()
             }
             Spacing::Trailing => {
                 let ratio = n as f64 / steps as f64;
-                arange_desc(n as f64, ratio).into_iter().map(|t| round_half_even(t) - 1.0).collect()
+                arange_desc(n as f64, ratio)
+                    .into_iter()
+                    .map(|t| round_half_even(t) - 1.0)
+                    .collect()
             }
         };
         let train = common.train_sigmas();
         let sigmas: Vec<f64> = if karras || f.use_karras_sigmas == Some(true) {
             let log_sigmas: Vec<f64> = train.iter().map(|&s| f64::from(s).ln()).collect();
-            let k = karras_sigmas(f64::from(train[0]), f64::from(train[train.len() - 1]), steps);
-            timesteps = k.iter().map(|&s| round_half_even(sigma_to_t(s, &log_sigmas))).collect();
+            let k = karras_sigmas(
+                f64::from(train[0]),
+                f64::from(train[train.len() - 1]),
+                steps,
+            );
+            timesteps = k
+                .iter()
+                .map(|&s| round_half_even(sigma_to_t(s, &log_sigmas)))
+                .collect();
             k
         } else {
             timesteps.iter().map(|&t| interp(t, &train)).collect()
@@ -98,7 +132,13 @@ impl Scheduler for DpmSolverMultistepScheduler {
         sample
     }
 
-    fn step(&mut self, model_output: Tensor<4>, i: usize, sample: Tensor<4>, _noise: &mut NoiseFn<'_>) -> Tensor<4> {
+    fn step(
+        &mut self,
+        model_output: Tensor<4>,
+        i: usize,
+        sample: Tensor<4>,
+        _noise: &mut NoiseFn<'_>,
+    ) -> Tensor<4> {
         let steps = self.timesteps.len();
         // The last sigma is zero, so diffusers always ends with a first-order step.
         let lower_order_final = i == steps - 1;

@@ -4,8 +4,8 @@
 use burn::tensor::Tensor;
 
 use super::{
-    Common, Defaults, NoiseFn, Prediction, Scheduler, SchedulerConfigFile, Spacing, arange_desc, interp, linspace_f64,
-    round_half_even,
+    Common, Defaults, NoiseFn, Prediction, Scheduler, SchedulerConfigFile, Spacing, arange_desc,
+    interp, linspace_f64, round_half_even,
 };
 use crate::error::{Error, Result};
 
@@ -20,14 +20,24 @@ impl SigmaSchedule {
     pub(crate) fn new(common: &Common, steps: usize, karras: bool) -> Self {
         let n = common.num_train_timesteps;
         let timesteps: Vec<f64> = match common.spacing {
-            Spacing::Linspace => linspace_f64(0.0, (n - 1) as f64, steps).into_iter().rev().map(|t| t as f32 as f64).collect(),
+            Spacing::Linspace => linspace_f64(0.0, (n - 1) as f64, steps)
+                .into_iter()
+                .rev()
+                .map(|t| t as f32 as f64)
+                .collect(),
             Spacing::Leading => {
                 let ratio = n / steps;
-                (0..steps).rev().map(|i| (i * ratio + common.steps_offset) as f64).collect()
+                (0..steps)
+                    .rev()
+                    .map(|i| (i * ratio + common.steps_offset) as f64)
+                    .collect()
             }
             Spacing::Trailing => {
                 let ratio = n as f64 / steps as f64;
-                arange_desc(n as f64, ratio).into_iter().map(|t| round_half_even(t) - 1.0).collect()
+                arange_desc(n as f64, ratio)
+                    .into_iter()
+                    .map(|t| round_half_even(t) - 1.0)
+                    .collect()
             }
         };
         let train = common.train_sigmas();
@@ -40,7 +50,10 @@ impl SigmaSchedule {
         }
         let mut sigmas: Vec<f32> = sigmas.into_iter().map(|s| s as f32).collect();
         sigmas.push(0.0);
-        Self { timesteps: timesteps.into_iter().map(|t| t as f32 as f64).collect(), sigmas }
+        Self {
+            timesteps: timesteps.into_iter().map(|t| t as f32 as f64).collect(),
+            sigmas,
+        }
     }
 
     pub(crate) fn init_noise_sigma(&self, spacing: Spacing) -> f64 {
@@ -56,7 +69,10 @@ impl SigmaSchedule {
 pub(crate) fn karras_sigmas(sigma_min: f64, sigma_max: f64, steps: usize) -> Vec<f64> {
     let rho = 7.0;
     let (min_inv, max_inv) = (sigma_min.powf(1.0 / rho), sigma_max.powf(1.0 / rho));
-    linspace_f64(0.0, 1.0, steps).into_iter().map(|r| (max_inv + r * (min_inv - max_inv)).powf(rho)).collect()
+    linspace_f64(0.0, 1.0, steps)
+        .into_iter()
+        .map(|r| (max_inv + r * (min_inv - max_inv)).powf(rho))
+        .collect()
 }
 
 /// diffusers' `_sigma_to_t`: the fractional training timestep of a sigma, interpolating in
@@ -71,7 +87,12 @@ pub(crate) fn sigma_to_t(sigma: f64, log_sigmas: &[f64]) -> f64 {
 }
 
 /// The denoised estimate from the model output at noise level `sigma`.
-pub(crate) fn predict_x0(prediction: Prediction, model_output: Tensor<4>, sample: Tensor<4>, sigma: f32) -> Tensor<4> {
+pub(crate) fn predict_x0(
+    prediction: Prediction,
+    model_output: Tensor<4>,
+    sample: Tensor<4>,
+    sigma: f32,
+) -> Tensor<4> {
     match prediction {
         Prediction::Epsilon => sample - model_output * sigma,
         Prediction::VPrediction => {
@@ -90,23 +111,41 @@ pub struct EulerScheduler {
 }
 
 pub(crate) fn euler_defaults() -> Defaults {
-    Defaults { beta_schedule: "linear", beta_start: 1e-4, beta_end: 0.02, spacing: "linspace" }
+    Defaults {
+        beta_schedule: "linear",
+        beta_start: 1e-4,
+        beta_end: 0.02,
+        spacing: "linspace",
+    }
 }
 
 impl EulerScheduler {
     pub fn new(f: &SchedulerConfigFile, steps: usize) -> Result<Self> {
         let common = Common::resolve(f, euler_defaults())?;
-        if f.interpolation_type.as_deref().is_some_and(|t| t != "linear") {
-            return Err(Error::Unsupported("Euler interpolation_type other than linear".into()));
+        if f.interpolation_type
+            .as_deref()
+            .is_some_and(|t| t != "linear")
+        {
+            return Err(Error::Unsupported(
+                "Euler interpolation_type other than linear".into(),
+            ));
         }
         if f.timestep_type.as_deref().is_some_and(|t| t != "discrete") {
-            return Err(Error::Unsupported("continuous timesteps (timestep_type)".into()));
+            return Err(Error::Unsupported(
+                "continuous timesteps (timestep_type)".into(),
+            ));
         }
         if f.final_sigmas_type.as_deref().is_some_and(|t| t != "zero") {
-            return Err(Error::Unsupported("final_sigmas_type other than zero".into()));
+            return Err(Error::Unsupported(
+                "final_sigmas_type other than zero".into(),
+            ));
         }
         let schedule = SigmaSchedule::new(&common, steps, f.use_karras_sigmas.unwrap_or(false));
-        Ok(Self { common, schedule, begin: 0 })
+        Ok(Self {
+            common,
+            schedule,
+            begin: 0,
+        })
     }
 }
 
@@ -124,7 +163,13 @@ impl Scheduler for EulerScheduler {
         sample / (s * s + 1.0).sqrt()
     }
 
-    fn step(&mut self, model_output: Tensor<4>, i: usize, sample: Tensor<4>, _noise: &mut NoiseFn<'_>) -> Tensor<4> {
+    fn step(
+        &mut self,
+        model_output: Tensor<4>,
+        i: usize,
+        sample: Tensor<4>,
+        _noise: &mut NoiseFn<'_>,
+    ) -> Tensor<4> {
         let sigma = self.schedule.sigmas[i];
         let x0 = predict_x0(self.common.prediction, model_output, sample.clone(), sigma);
         let derivative = (sample.clone() - x0) / sigma;

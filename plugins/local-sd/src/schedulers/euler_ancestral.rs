@@ -35,7 +35,13 @@ impl Scheduler for EulerAncestralScheduler {
         sample / (s * s + 1.0).sqrt()
     }
 
-    fn step(&mut self, model_output: Tensor<4>, i: usize, sample: Tensor<4>, noise: &mut NoiseFn<'_>) -> Tensor<4> {
+    fn step(
+        &mut self,
+        model_output: Tensor<4>,
+        i: usize,
+        sample: Tensor<4>,
+        noise: &mut NoiseFn<'_>,
+    ) -> Tensor<4> {
         let sigma = self.schedule.sigmas[i];
         let x0 = predict_x0(self.common.prediction, model_output, sample.clone(), sigma);
         let (from, to) = (sigma, self.schedule.sigmas[i + 1]);

@@ -28,8 +28,14 @@ pub enum SchedulerKind {
 }
 
 impl SchedulerKind {
-    pub const ALL: [Self; 6] =
-        [Self::Ddim, Self::Pndm, Self::Euler, Self::EulerAncestral, Self::DpmPp2m, Self::DpmPp2mKarras];
+    pub const ALL: [Self; 6] = [
+        Self::Ddim,
+        Self::Pndm,
+        Self::Euler,
+        Self::EulerAncestral,
+        Self::DpmPp2m,
+        Self::DpmPp2mKarras,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -58,7 +64,11 @@ impl SchedulerKind {
 impl std::str::FromStr for SchedulerKind {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        let norm: String = s.to_ascii_lowercase().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '+').collect();
+        let norm: String = s
+            .to_ascii_lowercase()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '+')
+            .collect();
         Ok(match norm.as_str() {
             "ddim" => Self::Ddim,
             "pndm" | "plms" => Self::Pndm,
@@ -118,11 +128,38 @@ pub enum Prediction {
     Sample,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How inference timesteps are spread over the training schedule (diffusers'
+/// `timestep_spacing`). Turbo models use `trailing`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Spacing {
     Leading,
     Trailing,
     Linspace,
+}
+
+impl Spacing {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Leading => "leading",
+            Self::Trailing => "trailing",
+            Self::Linspace => "linspace",
+        }
+    }
+}
+
+impl std::str::FromStr for Spacing {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "leading" => Ok(Self::Leading),
+            "trailing" => Ok(Self::Trailing),
+            "linspace" => Ok(Self::Linspace),
+            _ => Err(Error::InvalidRequest(format!(
+                "unknown timestep spacing `{s}`; use leading, trailing or linspace"
+            ))),
+        }
+    }
 }
 
 /// The settings every scheduler shares, with the class's defaults applied.
@@ -147,21 +184,35 @@ pub(crate) struct Defaults {
 impl Common {
     pub(crate) fn resolve(f: &SchedulerConfigFile, d: Defaults) -> Result<Self> {
         if f.rescale_betas_zero_snr == Some(true) {
-            return Err(Error::Unsupported("rescale_betas_zero_snr in scheduler_config.json".into()));
+            return Err(Error::Unsupported(
+                "rescale_betas_zero_snr in scheduler_config.json".into(),
+            ));
         }
         if f.thresholding == Some(true) {
-            return Err(Error::Unsupported("thresholding in scheduler_config.json".into()));
+            return Err(Error::Unsupported(
+                "thresholding in scheduler_config.json".into(),
+            ));
         }
         let n = f.num_train_timesteps.unwrap_or(1000);
         let start = f.beta_start.unwrap_or(d.beta_start);
         let end = f.beta_end.unwrap_or(d.beta_end);
-        let betas: Vec<f32> = match (&f.trained_betas, f.beta_schedule.as_deref().unwrap_or(d.beta_schedule)) {
+        let betas: Vec<f32> = match (
+            &f.trained_betas,
+            f.beta_schedule.as_deref().unwrap_or(d.beta_schedule),
+        ) {
             (Some(b), _) => b.iter().map(|&x| x as f32).collect(),
             (None, "linear") => linspace_f32(start, end, n),
-            (None, "scaled_linear") => linspace_f32(start.sqrt(), end.sqrt(), n).into_iter().map(|b| b * b).collect(),
+            (None, "scaled_linear") => linspace_f32(start.sqrt(), end.sqrt(), n)
+                .into_iter()
+                .map(|b| b * b)
+                .collect(),
             (None, "squaredcos_cap_v2") => (0..n)
                 .map(|i| {
-                    let bar = |t: f64| ((t + 0.008) / 1.008 * std::f64::consts::PI / 2.0).cos().powi(2);
+                    let bar = |t: f64| {
+                        ((t + 0.008) / 1.008 * std::f64::consts::PI / 2.0)
+                            .cos()
+                            .powi(2)
+                    };
                     let (t1, t2) = (i as f64 / n as f64, (i + 1) as f64 / n as f64);
                     (1.0 - bar(t2) / bar(t1)).min(0.999) as f32
                 })
@@ -188,26 +239,45 @@ impl Common {
             "linspace" => Spacing::Linspace,
             other => return Err(Error::Unsupported(format!("timestep_spacing `{other}`"))),
         };
-        Ok(Self { num_train_timesteps: n, prediction, spacing, steps_offset: f.steps_offset.unwrap_or(0), alphas_cumprod })
+        Ok(Self {
+            num_train_timesteps: n,
+            prediction,
+            spacing,
+            steps_offset: f.steps_offset.unwrap_or(0),
+            alphas_cumprod,
+        })
     }
 
     /// `((1 - ᾱ) / ᾱ)^½` per training timestep, in f32 as torch computes it.
     pub fn train_sigmas(&self) -> Vec<f32> {
-        self.alphas_cumprod.iter().map(|a| ((1.0 - a) / a).sqrt()).collect()
+        self.alphas_cumprod
+            .iter()
+            .map(|a| ((1.0 - a) / a).sqrt())
+            .collect()
     }
 
     /// Integer timesteps for DDIM/PNDM-style schedulers (high to low).
     pub fn discrete_timesteps(&self, steps: usize) -> Vec<i64> {
         let n = self.num_train_timesteps;
         match self.spacing {
-            Spacing::Linspace => linspace_f64(0.0, (n - 1) as f64, steps).into_iter().rev().map(|t| round_half_even(t) as i64).collect(),
+            Spacing::Linspace => linspace_f64(0.0, (n - 1) as f64, steps)
+                .into_iter()
+                .rev()
+                .map(|t| round_half_even(t) as i64)
+                .collect(),
             Spacing::Leading => {
                 let ratio = n / steps;
-                (0..steps).rev().map(|i| (i * ratio + self.steps_offset) as i64).collect()
+                (0..steps)
+                    .rev()
+                    .map(|i| (i * ratio + self.steps_offset) as i64)
+                    .collect()
             }
             Spacing::Trailing => {
                 let ratio = n as f64 / steps as f64;
-                arange_desc(n as f64, ratio).into_iter().map(|t| round_half_even(t) as i64 - 1).collect()
+                arange_desc(n as f64, ratio)
+                    .into_iter()
+                    .map(|t| round_half_even(t) as i64 - 1)
+                    .collect()
             }
         }
     }
@@ -222,7 +292,15 @@ pub(crate) fn linspace_f32(start: f64, end: f64, n: usize) -> Vec<f32> {
     let (s, e) = (start as f32, end as f32);
     let step = (e - s) / (n - 1) as f32;
     let half = n / 2;
-    (0..n).map(|i| if i < half { s + step * i as f32 } else { e - step * (n - 1 - i) as f32 }).collect()
+    (0..n)
+        .map(|i| {
+            if i < half {
+                s + step * i as f32
+            } else {
+                e - step * (n - 1 - i) as f32
+            }
+        })
+        .collect()
 }
 
 /// `np.linspace(start, end, n)` in f64.
@@ -245,7 +323,11 @@ pub(crate) fn arange_desc(start: f64, step: f64) -> Vec<f64> {
 /// numpy rounds half to even.
 pub(crate) fn round_half_even(x: f64) -> f64 {
     let r = x.round();
-    if (x - x.trunc()).abs() == 0.5 { 2.0 * (x / 2.0).round() } else { r }
+    if (x - x.trunc()).abs() == 0.5 {
+        2.0 * (x / 2.0).round()
+    } else {
+        r
+    }
 }
 
 /// `np.interp(x, arange(len(ys)), ys)`.
@@ -275,13 +357,36 @@ pub trait Scheduler: Send {
     /// Scales the UNet input at step `i` (Euler-type schedulers divide by `(σ²+1)^½`).
     fn scale_model_input(&self, sample: Tensor<4>, i: usize) -> Tensor<4>;
     /// The sample after step `i` given the model output at step `i`.
-    fn step(&mut self, model_output: Tensor<4>, i: usize, sample: Tensor<4>, noise: &mut NoiseFn<'_>) -> Tensor<4>;
+    fn step(
+        &mut self,
+        model_output: Tensor<4>,
+        i: usize,
+        sample: Tensor<4>,
+        noise: &mut NoiseFn<'_>,
+    ) -> Tensor<4>;
     /// Noises clean latents to the level of step `i` (img2img, inpainting).
     fn add_noise(&self, original: Tensor<4>, noise: Tensor<4>, i: usize) -> Tensor<4>;
 }
 
-/// Builds the scheduler `kind` for `steps` steps from a model's scheduler config.
-pub fn build(kind: SchedulerKind, config: &SchedulerConfigFile, steps: usize) -> Result<Box<dyn Scheduler>> {
+/// Builds the scheduler `kind` for `steps` steps from a model's scheduler config, optionally
+/// with another timestep spacing (as `from_config(config, timestep_spacing=...)`).
+pub fn build(
+    kind: SchedulerKind,
+    config: &SchedulerConfigFile,
+    steps: usize,
+    spacing: Option<Spacing>,
+) -> Result<Box<dyn Scheduler>> {
+    let overridden;
+    let config = match spacing {
+        Some(sp) => {
+            overridden = SchedulerConfigFile {
+                timestep_spacing: Some(sp.name().to_string()),
+                ..config.clone()
+            };
+            &overridden
+        }
+        None => config,
+    };
     if steps == 0 {
         return Err(Error::InvalidRequest("steps must be at least 1".into()));
     }
@@ -289,8 +394,14 @@ pub fn build(kind: SchedulerKind, config: &SchedulerConfigFile, steps: usize) ->
         SchedulerKind::Ddim => Box::new(ddim::DdimScheduler::new(config, steps)?),
         SchedulerKind::Pndm => Box::new(pndm::PndmScheduler::new(config, steps)?),
         SchedulerKind::Euler => Box::new(euler::EulerScheduler::new(config, steps)?),
-        SchedulerKind::EulerAncestral => Box::new(euler_ancestral::EulerAncestralScheduler::new(config, steps)?),
-        SchedulerKind::DpmPp2m => Box::new(dpm_solver_multistep::DpmSolverMultistepScheduler::new(config, steps, false)?),
-        SchedulerKind::DpmPp2mKarras => Box::new(dpm_solver_multistep::DpmSolverMultistepScheduler::new(config, steps, true)?),
+        SchedulerKind::EulerAncestral => Box::new(euler_ancestral::EulerAncestralScheduler::new(
+            config, steps,
+        )?),
+        SchedulerKind::DpmPp2m => Box::new(dpm_solver_multistep::DpmSolverMultistepScheduler::new(
+            config, steps, false,
+        )?),
+        SchedulerKind::DpmPp2mKarras => Box::new(
+            dpm_solver_multistep::DpmSolverMultistepScheduler::new(config, steps, true)?,
+        ),
     })
 }

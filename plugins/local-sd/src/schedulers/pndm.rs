@@ -19,8 +19,15 @@ pub struct PndmScheduler {
 
 impl PndmScheduler {
     pub fn new(f: &SchedulerConfigFile, steps: usize) -> Result<Self> {
-        let common =
-            Common::resolve(f, Defaults { beta_schedule: "linear", beta_start: 1e-4, beta_end: 0.02, spacing: "leading" })?;
+        let common = Common::resolve(
+            f,
+            Defaults {
+                beta_schedule: "linear",
+                beta_start: 1e-4,
+                beta_end: 0.02,
+                spacing: "leading",
+            },
+        )?;
         if !f.skip_prk_steps.unwrap_or(false) {
             return Err(Error::Unsupported(
                 "PNDM with Runge-Kutta warm-up steps (skip_prk_steps = false); choose another scheduler".into(),
@@ -35,7 +42,11 @@ impl PndmScheduler {
         }
         plms.push(base[n - 1]);
         plms.reverse();
-        let final_alpha_cumprod = if f.set_alpha_to_one.unwrap_or(false) { 1.0 } else { common.alphas_cumprod[0] };
+        let final_alpha_cumprod = if f.set_alpha_to_one.unwrap_or(false) {
+            1.0
+        } else {
+            common.alphas_cumprod[0]
+        };
         Ok(Self {
             step_ratio: (common.num_train_timesteps / steps) as i64,
             timesteps: plms.iter().map(|&t| t as f64).collect(),
@@ -49,10 +60,20 @@ impl PndmScheduler {
     }
 
     fn alpha(&self, t: i64) -> f32 {
-        if t >= 0 { self.common.alphas_cumprod[t as usize] } else { self.final_alpha_cumprod }
+        if t >= 0 {
+            self.common.alphas_cumprod[t as usize]
+        } else {
+            self.final_alpha_cumprod
+        }
     }
 
-    fn prev_sample(&self, sample: Tensor<4>, t: i64, prev_t: i64, model_output: Tensor<4>) -> Tensor<4> {
+    fn prev_sample(
+        &self,
+        sample: Tensor<4>,
+        t: i64,
+        prev_t: i64,
+        model_output: Tensor<4>,
+    ) -> Tensor<4> {
         let a_t = self.alpha(t);
         let a_prev = self.alpha(prev_t);
         let b_t = 1.0 - a_t;
@@ -80,7 +101,13 @@ impl Scheduler for PndmScheduler {
         sample
     }
 
-    fn step(&mut self, model_output: Tensor<4>, i: usize, sample: Tensor<4>, _noise: &mut NoiseFn<'_>) -> Tensor<4> {
+    fn step(
+        &mut self,
+        model_output: Tensor<4>,
+        i: usize,
+        sample: Tensor<4>,
+        _noise: &mut NoiseFn<'_>,
+    ) -> Tensor<4> {
         let mut t = self.int_timesteps[i];
         let mut prev_t = t - self.step_ratio;
         if self.counter != 1 {
@@ -103,10 +130,14 @@ impl Scheduler for PndmScheduler {
         } else if n == 2 {
             ((e[1].clone() * 3.0 - e[0].clone()) / 2.0, sample)
         } else if n == 3 {
-            ((e[2].clone() * 23.0 - e[1].clone() * 16.0 + e[0].clone() * 5.0) / 12.0, sample)
+            (
+                (e[2].clone() * 23.0 - e[1].clone() * 16.0 + e[0].clone() * 5.0) / 12.0,
+                sample,
+            )
         } else {
             (
-                (e[n - 1].clone() * 55.0 - e[n - 2].clone() * 59.0 + e[n - 3].clone() * 37.0 - e[n - 4].clone() * 9.0)
+                (e[n - 1].clone() * 55.0 - e[n - 2].clone() * 59.0 + e[n - 3].clone() * 37.0
+                    - e[n - 4].clone() * 9.0)
                     * (1.0 / 24.0),
                 sample,
             )

@@ -99,7 +99,9 @@ pub struct WorkerClient {
 
 impl std::fmt::Debug for WorkerClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WorkerClient").field("pid", &self.child.id()).finish_non_exhaustive()
+        f.debug_struct("WorkerClient")
+            .field("pid", &self.child.id())
+            .finish_non_exhaustive()
     }
 }
 
@@ -116,7 +118,10 @@ impl WorkerClient {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|source| ClientError::Spawn { path: path.to_path_buf(), source })?;
+            .map_err(|source| ClientError::Spawn {
+                path: path.to_path_buf(),
+                source,
+            })?;
         let spawn_err = |what: &str| ClientError::Spawn {
             path: path.to_path_buf(),
             source: std::io::Error::other(format!("no {what} pipe")),
@@ -156,16 +161,25 @@ impl WorkerClient {
                 let _ = reader.read_to_string(&mut rest);
             });
         }
-        let mut client =
-            Self { child, stdin: Arc::new(Mutex::new(stdin)), events: rx, stderr_tail, next_id: 1 };
+        let mut client = Self {
+            child,
+            stdin: Arc::new(Mutex::new(stdin)),
+            events: rx,
+            stderr_tail,
+            next_id: 1,
+        };
         match client.next_event()? {
             Event::Ready { .. } => Ok(client),
-            other => Err(ClientError::Protocol(format!("expected `ready`, got {other:?}"))),
+            other => Err(ClientError::Protocol(format!(
+                "expected `ready`, got {other:?}"
+            ))),
         }
     }
 
     pub fn cancel_handle(&self) -> CancelHandle {
-        CancelHandle { stdin: self.stdin.clone() }
+        CancelHandle {
+            stdin: self.stdin.clone(),
+        }
     }
 
     fn died(&mut self) -> ClientError {
@@ -178,9 +192,16 @@ impl WorkerClient {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let status = status.map_or_else(|| "still running but closed its output".to_string(), |s| s.to_string());
+        let status = status.map_or_else(
+            || "still running but closed its output".to_string(),
+            |s| s.to_string(),
+        );
         std::thread::sleep(Duration::from_millis(50));
-        let stderr = self.stderr_tail.lock().map(|t| t.iter().cloned().collect::<Vec<_>>().join("\n")).unwrap_or_default();
+        let stderr = self
+            .stderr_tail
+            .lock()
+            .map(|t| t.iter().cloned().collect::<Vec<_>>().join("\n"))
+            .unwrap_or_default();
         ClientError::WorkerDied { status, stderr }
     }
 
@@ -205,7 +226,8 @@ impl WorkerClient {
     fn send(&mut self, make: impl FnOnce(u64) -> Request) -> Result<u64, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
-        let line = serde_json::to_string(&make(id)).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let line =
+            serde_json::to_string(&make(id)).map_err(|e| ClientError::Protocol(e.to_string()))?;
         let ok = match self.stdin.lock() {
             Ok(mut s) => writeln!(s, "{line}").and_then(|()| s.flush()).is_ok(),
             Err(_) => false,
@@ -214,7 +236,11 @@ impl WorkerClient {
     }
 
     /// Waits for the answer to request `id`, passing other events of it to `on_event`.
-    fn wait(&mut self, id: u64, mut on_event: impl FnMut(Event) -> Option<Result<(), ClientError>>) -> Result<(), ClientError> {
+    fn wait(
+        &mut self,
+        id: u64,
+        mut on_event: impl FnMut(Event) -> Option<Result<(), ClientError>>,
+    ) -> Result<(), ClientError> {
         loop {
             let event = self.next_event()?;
             if event.id() != id && event.id() != 0 {
@@ -234,8 +260,19 @@ impl WorkerClient {
         let id = self.send(|id| Request::Load { id, load })?;
         let mut loaded = None;
         self.wait(id, |e| match e {
-            Event::Loaded { family, device, default_scheduler, default_size, .. } => {
-                loaded = Some(LoadedModel { family, device, default_scheduler, default_size });
+            Event::Loaded {
+                family,
+                device,
+                default_scheduler,
+                default_size,
+                ..
+            } => {
+                loaded = Some(LoadedModel {
+                    family,
+                    device,
+                    default_scheduler,
+                    default_size,
+                });
                 Some(Ok(()))
             }
             _ => None,
@@ -253,14 +290,36 @@ impl WorkerClient {
         let mut images = Vec::new();
         let mut bad = None;
         self.wait(id, |e| match e {
-            Event::Progress { step, total, preview_png, .. } => {
+            Event::Progress {
+                step,
+                total,
+                preview_png,
+                ..
+            } => {
                 let preview_png = preview_png.and_then(|p| crate::image_io::decode_base64(&p).ok());
-                on_progress(WorkerProgress { step, total, preview_png });
+                on_progress(WorkerProgress {
+                    step,
+                    total,
+                    preview_png,
+                });
                 None
             }
-            Event::Image { index, width, height, seed, png, .. } => {
+            Event::Image {
+                index,
+                width,
+                height,
+                seed,
+                png,
+                ..
+            } => {
                 match crate::image_io::decode_base64(&png) {
-                    Ok(png) => images.push(WorkerImage { index, width, height, seed, png }),
+                    Ok(png) => images.push(WorkerImage {
+                        index,
+                        width,
+                        height,
+                        seed,
+                        png,
+                    }),
                     Err(e) => bad = Some(e.to_string()),
                 }
                 None
@@ -277,7 +336,9 @@ impl WorkerClient {
     /// Drops the model; the worker keeps running.
     pub fn unload(&mut self) -> Result<(), ClientError> {
         let id = self.send(|id| Request::Unload { id })?;
-        self.wait(id, |e| matches!(e, Event::Unloaded { .. }).then_some(Ok(())))
+        self.wait(id, |e| {
+            matches!(e, Event::Unloaded { .. }).then_some(Ok(()))
+        })
     }
 
     pub fn list_devices(&mut self) -> Result<Vec<AdapterInfo>, ClientError> {

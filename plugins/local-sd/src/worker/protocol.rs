@@ -10,9 +10,17 @@ use crate::device::AdapterInfo;
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
     /// Load (or replace) the model.
-    Load { id: u64, #[serde(flatten)] load: LoadRequest },
+    Load {
+        id: u64,
+        #[serde(flatten)]
+        load: LoadRequest,
+    },
     /// Generate images with the loaded model; answered by `progress`… `image`… `done`.
-    Generate { id: u64, #[serde(flatten)] generate: GenerateRequest },
+    Generate {
+        id: u64,
+        #[serde(flatten)]
+        generate: GenerateRequest,
+    },
     /// Stop the running generation after the current step; it ends with a `cancelled` error.
     Cancel { id: u64 },
     /// Drop the model and free its device memory.
@@ -58,6 +66,9 @@ pub struct GenerateRequest {
     /// `ddim`, `pndm`, `euler`, `euler-a`, `dpm++2m`, `dpm++2m-karras`; default: the model's.
     #[serde(default)]
     pub scheduler: Option<String>,
+    /// `leading`, `trailing` or `linspace`; default: the model's (`trailing` for Turbo).
+    #[serde(default)]
+    pub timestep_spacing: Option<String>,
     /// img2img/inpaint strength in [0, 1].
     #[serde(default)]
     pub strength: Option<f32>,
@@ -94,8 +105,17 @@ pub enum ErrorKind {
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// The worker is up (sent once, id 0).
-    Ready { id: u64, version: String },
-    Loaded { id: u64, family: String, device: String, default_scheduler: String, default_size: u32 },
+    Ready {
+        id: u64,
+        version: String,
+    },
+    Loaded {
+        id: u64,
+        family: String,
+        device: String,
+        default_scheduler: String,
+        default_size: u32,
+    },
     Progress {
         id: u64,
         step: u32,
@@ -103,11 +123,29 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         preview_png: Option<String>,
     },
-    Image { id: u64, index: u32, width: u32, height: u32, seed: u64, png: String },
-    Done { id: u64 },
-    Unloaded { id: u64 },
-    Devices { id: u64, adapters: Vec<AdapterInfo> },
-    Error { id: u64, kind: ErrorKind, message: String },
+    Image {
+        id: u64,
+        index: u32,
+        width: u32,
+        height: u32,
+        seed: u64,
+        png: String,
+    },
+    Done {
+        id: u64,
+    },
+    Unloaded {
+        id: u64,
+    },
+    Devices {
+        id: u64,
+        adapters: Vec<AdapterInfo>,
+    },
+    Error {
+        id: u64,
+        kind: ErrorKind,
+        message: String,
+    },
 }
 
 impl Event {

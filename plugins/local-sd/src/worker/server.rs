@@ -24,7 +24,9 @@ struct Out(Arc<Mutex<Box<dyn Write + Send>>>);
 
 impl Out {
     fn send(&self, event: &Event) {
-        let Ok(line) = serde_json::to_string(event) else { return };
+        let Ok(line) = serde_json::to_string(event) else {
+            return;
+        };
         if let Ok(mut w) = self.0.lock() {
             // A closed stdout means the host is gone; the read loop ends on its own then.
             let _ = writeln!(w, "{line}");
@@ -33,7 +35,11 @@ impl Out {
     }
 
     fn error(&self, id: u64, kind: ErrorKind, message: impl Into<String>) {
-        self.send(&Event::Error { id, kind, message: message.into() });
+        self.send(&Event::Error {
+            id,
+            kind,
+            message: message.into(),
+        });
     }
 }
 
@@ -56,7 +62,11 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 /// Sorts a backend failure into what the user should do about it.
 fn classify(message: &str) -> ErrorKind {
     let m = message.to_lowercase();
-    if m.contains("out of memory") || m.contains("outofmemory") || m.contains("oom") || m.contains("allocat") {
+    if m.contains("out of memory")
+        || m.contains("outofmemory")
+        || m.contains("oom")
+        || m.contains("allocat")
+    {
         ErrorKind::OutOfMemory
     } else if m.contains("device lost") || m.contains("devicelost") || m.contains("lost device") {
         ErrorKind::DeviceLost
@@ -69,7 +79,9 @@ fn error_kind(e: &Error) -> ErrorKind {
     match e {
         Error::Cancelled => ErrorKind::Cancelled,
         Error::ModelNotFound(_) => ErrorKind::ModelNotFound,
-        Error::InvalidRequest(_) | Error::PromptTooLong { .. } | Error::NoSuchDevice(_) => ErrorKind::InvalidRequest,
+        Error::InvalidRequest(_) | Error::PromptTooLong { .. } | Error::NoSuchDevice(_) => {
+            ErrorKind::InvalidRequest
+        }
         Error::Device(m) => classify(m),
         _ => ErrorKind::Model,
     }
@@ -78,7 +90,10 @@ fn error_kind(e: &Error) -> ErrorKind {
 /// Serves requests from `input` until `shutdown` or end of input.
 pub fn serve(input: impl BufRead + Send + 'static, output: impl Write + Send + 'static) {
     let out = Out(Arc::new(Mutex::new(Box::new(output))));
-    out.send(&Event::Ready { id: 0, version: env!("CARGO_PKG_VERSION").to_string() });
+    out.send(&Event::Ready {
+        id: 0,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    });
 
     let cancel = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel::<Request>();
@@ -98,7 +113,11 @@ pub fn serve(input: impl BufRead + Send + 'static, output: impl Write + Send + '
                             break;
                         }
                     }
-                    Err(e) => out.error(0, ErrorKind::InvalidRequest, format!("unreadable request ({e}): {line}")),
+                    Err(e) => out.error(
+                        0,
+                        ErrorKind::InvalidRequest,
+                        format!("unreadable request ({e}): {line}"),
+                    ),
                 }
             }
         });
@@ -109,7 +128,10 @@ pub fn serve(input: impl BufRead + Send + 'static, output: impl Write + Send + '
         match req {
             Request::Shutdown { .. } => break,
             Request::Cancel { .. } => {}
-            Request::ListDevices { id } => out.send(&Event::Devices { id, adapters: device::list_adapters() }),
+            Request::ListDevices { id } => out.send(&Event::Devices {
+                id,
+                adapters: device::list_adapters(),
+            }),
             Request::Unload { id } => {
                 loaded = None;
                 out.send(&Event::Unloaded { id });
@@ -141,11 +163,17 @@ pub fn serve(input: impl BufRead + Send + 'static, output: impl Write + Send + '
             }
             Request::Generate { id, generate } => {
                 let Some(l) = &loaded else {
-                    out.error(id, ErrorKind::NoModel, "no model is loaded; send a load request first");
+                    out.error(
+                        id,
+                        ErrorKind::NoModel,
+                        "no model is loaded; send a load request first",
+                    );
                     continue;
                 };
                 cancel.store(false, Ordering::SeqCst);
-                let result = catch_unwind(AssertUnwindSafe(|| run_generate(id, &generate, l, &out, &cancel)));
+                let result = catch_unwind(AssertUnwindSafe(|| {
+                    run_generate(id, &generate, l, &out, &cancel)
+                }));
                 match result {
                     Ok(Ok(())) => out.send(&Event::Done { id }),
                     Ok(Err(e)) => out.error(id, error_kind(&e), e.to_string()),
@@ -159,10 +187,13 @@ pub fn serve(input: impl BufRead + Send + 'static, output: impl Write + Send + '
                         };
                         let text = match kind {
                             ErrorKind::OutOfMemory => {
-                                format!("out of GPU memory at {w}x{h} {precision}: try fp16 or a smaller size")
+                                format!(
+                                    "out of GPU memory at {w}x{h} {precision}: try fp16 or a smaller size"
+                                )
                             }
                             ErrorKind::DeviceLost => {
-                                "the GPU was lost (driver reset or removed); load the model again".to_string()
+                                "the GPU was lost (driver reset or removed); load the model again"
+                                    .to_string()
                             }
                             _ => format!("the engine failed: {msg}"),
                         };
@@ -179,18 +210,37 @@ pub fn serve(input: impl BufRead + Send + 'static, output: impl Write + Send + '
 
 fn load_model(req: &LoadRequest) -> Result<Loaded, Error> {
     let root = model_files::resolve(&req.model)?;
-    let choice: DeviceChoice = req.device.as_deref().unwrap_or("auto").parse().unwrap_or_default();
+    let choice: DeviceChoice = req
+        .device
+        .as_deref()
+        .unwrap_or("auto")
+        .parse()
+        .unwrap_or_default();
     let (device, description) = device::select(&choice)?;
     let precision: Precision = match &req.precision {
         Some(p) => p.parse()?,
         None => Precision::Fp32,
     };
-    let options = LoadOptions { precision, vae_f32: None, low_memory: req.low_memory };
+    let options = LoadOptions {
+        precision,
+        vae_f32: None,
+        low_memory: req.low_memory,
+    };
     let model = StableDiffusion::load(&root, &device, options)?;
-    Ok(Loaded { model, description, precision })
+    Ok(Loaded {
+        model,
+        description,
+        precision,
+    })
 }
 
-fn run_generate(id: u64, req: &GenerateRequest, l: &Loaded, out: &Out, cancel: &AtomicBool) -> Result<(), Error> {
+fn run_generate(
+    id: u64,
+    req: &GenerateRequest,
+    l: &Loaded,
+    out: &Out,
+    cancel: &AtomicBool,
+) -> Result<(), Error> {
     let model = &l.model;
     let size = model.default_size();
     let scheduler = match &req.scheduler {
@@ -214,16 +264,24 @@ fn run_generate(id: u64, req: &GenerateRequest, l: &Loaded, out: &Out, cancel: &
                 Some(m) => {
                     let (mask_img, luma) = image_io::decode_png(&image_io::decode_base64(m)?)?;
                     if mask_img.width != image.width || mask_img.height != image.height {
-                        return Err(Error::InvalidRequest("the mask and the image differ in size".into()));
+                        return Err(Error::InvalidRequest(
+                            "the mask and the image differ in size".into(),
+                        ));
                     }
-                    Mode::Inpaint { image, mask: luma, strength }
+                    Mode::Inpaint {
+                        image,
+                        mask: luma,
+                        strength,
+                    }
                 }
             }
         }
     };
     let n = req.n.unwrap_or(1).max(1) as usize;
     let seed = req.seed.unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64 & 0xffff_ffff)
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64 & 0xffff_ffff)
     });
     let init_noise = match &req.init_noise {
         Some(path) => Some(image_io::read_init_noise(Path::new(path))?.1),
@@ -234,18 +292,42 @@ fn run_generate(id: u64, req: &GenerateRequest, l: &Loaded, out: &Out, cancel: &
         negative_prompt: req.negative_prompt.clone().unwrap_or_default(),
         width,
         height,
-        steps: req.steps.unwrap_or(if scheduler == SchedulerKind::Pndm { 50 } else { 30 }) as usize,
+        steps: req.steps.unwrap_or(if scheduler == SchedulerKind::Pndm {
+            50
+        } else {
+            30
+        }) as usize,
         guidance_scale: f64::from(req.guidance.unwrap_or(7.5)),
         seed,
         num_images: n,
         scheduler,
         mode,
         init_noise,
+        timestep_spacing: req
+            .timestep_spacing
+            .as_deref()
+            .map(str::parse)
+            .transpose()?,
     };
     let images = model.generate(&params, &mut |p| {
-        let preview_png = if req.preview { p.preview.as_ref().and_then(|i| image_io::encode_png_base64(i).ok()) } else { None };
-        out.send(&Event::Progress { id, step: p.step as u32, total: p.total as u32, preview_png });
-        if cancel.load(Ordering::SeqCst) { Control::Cancel } else { Control::Continue }
+        let preview_png = if req.preview {
+            p.preview
+                .as_ref()
+                .and_then(|i| image_io::encode_png_base64(i).ok())
+        } else {
+            None
+        };
+        out.send(&Event::Progress {
+            id,
+            step: p.step as u32,
+            total: p.total as u32,
+            preview_png,
+        });
+        if cancel.load(Ordering::SeqCst) {
+            Control::Cancel
+        } else {
+            Control::Continue
+        }
     })?;
     for (index, image) in images.iter().enumerate() {
         out.send(&Event::Image {

@@ -1,0 +1,53 @@
+//! Small helpers for labelled controls: every input gets an accessible name from its label.
+
+/// A label followed by a single-line text field named by it.
+pub fn text_field(ui: &mut egui::Ui, label: &str, value: &mut String) -> egui::Response {
+    ui.horizontal(|ui| {
+        let label = ui.label(label);
+        ui.add(egui::TextEdit::singleline(value).desired_width(360.0))
+            .labelled_by(label.id)
+    })
+    .inner
+}
+
+/// A label above a multi-line text field named by it.
+pub fn text_area(
+    ui: &mut egui::Ui,
+    label: &str,
+    value: &mut String,
+    rows: usize,
+) -> egui::Response {
+    let label = ui.label(label);
+    ui.add(
+        egui::TextEdit::multiline(value)
+            .desired_rows(rows)
+            .desired_width(f32::INFINITY),
+    )
+    .labelled_by(label.id)
+}
+
+/// A combo box of `(value, text)` choices named `label`.
+pub fn choice<T: PartialEq + Clone>(
+    ui: &mut egui::Ui,
+    label: &str,
+    value: &mut T,
+    choices: &[(T, String)],
+) -> bool {
+    let selected = choices
+        .iter()
+        .find(|(v, _)| v == value)
+        .map(|(_, t)| t.clone())
+        .unwrap_or_default();
+    let mut changed = false;
+    egui::ComboBox::from_label(label)
+        .selected_text(selected)
+        .show_ui(ui, |ui| {
+            for (v, text) in choices {
+                if ui.selectable_label(v == value, text).clicked() && v != value {
+                    *value = v.clone();
+                    changed = true;
+                }
+            }
+        });
+    changed
+}

@@ -1,0 +1,350 @@
+#![allow(clippy::unwrap_used)] // test helpers fail loudly on the first surprise
+
+//! The GUI driven the way a user drives it, through egui_kittest: real plugins in the real
+//! runtime, real HTTP to a local server that speaks OpenAI's wire format.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use egui::accesskit::Role;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use imageai_core::app::Core;
+use imageai_core::config::Config;
+use imageai_core::keys::{KeyStore, KeyringMode};
+use imageai_core::paths::Paths;
+use imageai_gui::{App, JobStatus, Tab};
+use imageai_tests::openai_server::{OpenAiServer, Scripted, TEST_KEY};
+
+/// A config folder in `tmp` with the OpenAI plugin as the only bundled plugin, pointed at
+/// `server`, and a key store that never touches the OS keyring.
+fn open_app(tmp: &Path, server: Option<&OpenAiServer>, key: Option<&str>) -> App {
+    let bundled = tmp.join("bundled");
+    let plugin = imageai_tests::plugins::plugin_dir("imageai-plugin-openai");
+    let dest = bundled.join("openai");
+    std::fs::create_dir_all(&dest).unwrap();
+    for file in ["plugin.toml", "plugin.wasm"] {
+        std::fs::copy(plugin.join(file), dest.join(file)).unwrap();
+    }
+    let paths = Paths::at(tmp.join("config"));
+    if let Some(server) = server {
+        let url = server.base_url();
+        Config::update(&paths, |c| {
+            c.set_provider_setting("openai", "base_url", &url)
+        })
+        .unwrap();
+    }
+    let keys = KeyStore::open_with(&paths, KeyringMode::Off);
+    if let Some(key) = key {
+        keys.set("openai", &imageai_core::Secret::new(key)).unwrap();
+    }
+    let mut core = Core::open(paths, std::slice::from_ref(&bundled)).unwrap();
+    core.keys = keys;
+    App::new(core, vec![bundled], &egui::Context::default())
+}
+
+fn harness(app: App) -> Harness<'static, App> {
+    Harness::builder()
+        .with_size(egui::vec2(1280.0, 860.0))
+        .build_ui_state(|ui, app: &mut App| app.ui(ui), app)
+}
+
+/// Step frames until `done` holds, failing after `secs` with `what` and the app's messages.
+fn wait_until(harness: &mut Harness<'_, App>, secs: u64, what: &str, done: impl Fn(&App) -> bool) {
+    let start = Instant::now();
+    loop {
+        harness.step();
+        if done(harness.state()) {
+            // A few more frames so the result is drawn.
+            harness.step();
+            harness.step();
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}; messages: {:?}",
+            harness.state().messages()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn provider_ready(harness: &mut Harness<'_, App>) {
+    wait_until(harness, 120, "the OpenAI plugin to load", |app| {
+        !app.busy() && app.messages().is_empty()
+    });
+    harness.get_by_label("Generate tab").click();
+    harness.step();
+}
+
+fn type_prompt(harness: &mut Harness<'_, App>, prompt: &str) {
+    let field = harness.get_by_role_and_label(Role::MultilineTextInput, "Prompt");
+    field.focus();
+    harness.step();
+    harness
+        .get_by_role_and_label(Role::MultilineTextInput, "Prompt")
+        .type_text(prompt);
+    harness.step();
+}
+
+#[test]
+fn typing_a_prompt_and_generating_shows_the_image_in_results_and_history() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = OpenAiServer::start();
+    let app = open_app(tmp.path(), Some(&server), Some(TEST_KEY));
+    let mut harness = harness(app);
+    provider_ready(&mut harness);
+    type_prompt(&mut harness, "a lighthouse at dusk");
+    assert_eq!(
+        harness.state().generate_tab().prompt,
+        "a lighthouse at dusk"
+    );
+    harness.get_by_label("Generate").click();
+    wait_until(&mut harness, 60, "the job to finish", |app| {
+        !app.generate_tab().results.is_empty()
+    });
+    let result = harness.state().generate_tab().results[0].path.clone();
+    assert!(result.is_file(), "{} was saved", result.display());
+    assert_eq!(server.requests_to("/v1/images/generations").len(), 1);
+    // History lists it with its metadata.
+    wait_until(&mut harness, 30, "History to list the image", |app| {
+        app.history_tab().entries.len() == 1 && !app.busy()
+    });
+    let entry = harness.state().history_tab().entries[0].clone();
+    assert_eq!(entry.prompt(), Some("a lighthouse at dusk"));
+    assert_eq!(entry.provider(), Some("openai"));
+    assert!(entry.model().is_some_and(|m| !m.is_empty()));
+    // The History tab shows it as a named thumbnail, and its details on click.
+    harness.get_by_label("History tab").click();
+    harness.step();
+    let name = entry.name();
+    wait_until(&mut harness, 30, "the thumbnail", |app| {
+        app.thumbs().textures() > 0
+    });
+    harness.get_by_label(&name).click();
+    harness.step();
+    harness.step();
+    harness.get_by_label("Details");
+    harness.get_by_label("a lighthouse at dusk");
+}
+
+#[test]
+fn a_running_job_can_be_cancelled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = OpenAiServer::start();
+    server.script([Scripted::Slow(Duration::from_secs(20))]);
+    let app = open_app(tmp.path(), Some(&server), Some(TEST_KEY));
+    let mut harness = harness(app);
+    provider_ready(&mut harness);
+    type_prompt(&mut harness, "slow painting");
+    harness.get_by_label("Generate").click();
+    wait_until(&mut harness, 60, "the job to start", |app| {
+        app.generate_tab()
+            .jobs
+            .iter()
+            .any(|j| matches!(j.status, JobStatus::Running(_)))
+    });
+    let started = Instant::now();
+    harness.get_by_label("Cancel job 1").click();
+    wait_until(&mut harness, 15, "the job to stop", |app| {
+        app.generate_tab().jobs[0].status == JobStatus::Cancelled
+    });
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert!(harness.state().generate_tab().results.is_empty());
+    assert_eq!(harness.state().active_jobs(), 0);
+}
+
+#[test]
+fn a_key_is_saved_masked_and_tested() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = OpenAiServer::start();
+    let app = open_app(tmp.path(), Some(&server), None);
+    let mut harness = harness(app);
+    harness.get_by_label("Settings tab").click();
+    wait_until(&mut harness, 60, "the key status", |app| {
+        app.key_status("openai") == Some("no key set")
+    });
+    let field = harness.get_by_role_and_label(Role::PasswordInput, "OpenAI API key");
+    field.focus();
+    harness.step();
+    harness
+        .get_by_role_and_label(Role::PasswordInput, "OpenAI API key")
+        .type_text(TEST_KEY);
+    harness.step();
+    // Masked: the key's text is nowhere in the UI tree.
+    assert!(harness.query_by_label_contains(TEST_KEY).is_none());
+    assert!(harness.query_by_value(TEST_KEY).is_none());
+    harness.get_by_label("Save OpenAI key").click();
+    wait_until(&mut harness, 30, "the key to be saved", |app| {
+        app.key_status("openai")
+            .is_some_and(|s| s.starts_with("key set"))
+    });
+    harness.get_by_label("Test OpenAI key").click();
+    wait_until(&mut harness, 60, "the key test", |app| {
+        app.key_test("openai").is_some()
+    });
+    assert_eq!(
+        harness.state().key_test("openai"),
+        Some(&Ok("The key works.".to_owned()))
+    );
+    // A wrong key typed in is what gets tested, and the failure says what to do.
+    harness
+        .get_by_role_and_label(Role::PasswordInput, "OpenAI API key")
+        .focus();
+    harness.step();
+    harness
+        .get_by_role_and_label(Role::PasswordInput, "OpenAI API key")
+        .type_text("sk-wrong-key-000000000");
+    harness.step();
+    harness.get_by_label("Test OpenAI key").click();
+    wait_until(&mut harness, 60, "the second key test", |app| {
+        app.key_test("openai").is_some_and(Result::is_err)
+    });
+    let Some(Err(message)) = harness.state().key_test("openai") else {
+        unreachable!()
+    };
+    assert!(message.contains("get a new one"), "{message}");
+    assert!(!message.contains("sk-wrong-key"), "{message}");
+}
+
+#[test]
+fn a_template_is_made_edited_and_used() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = OpenAiServer::start();
+    let app = open_app(tmp.path(), Some(&server), Some(TEST_KEY));
+    let mut harness = harness(app);
+    provider_ready(&mut harness);
+    harness.get_by_label("Templates tab").click();
+    harness.step();
+    harness.get_by_label("New template").click();
+    harness.step();
+    let type_into = |harness: &mut Harness<'_, App>, role: Role, label: &str, text: &str| {
+        harness.get_by_role_and_label(role, label).focus();
+        harness.step();
+        harness.get_by_role_and_label(role, label).type_text(text);
+        harness.step();
+    };
+    type_into(&mut harness, Role::TextInput, "Name", "Castle");
+    type_into(
+        &mut harness,
+        Role::MultilineTextInput,
+        "Template text (use [placeholders])",
+        "a [style] castle on a hill",
+    );
+    type_into(&mut harness, Role::TextInput, "Default for style", "gothic");
+    harness.get_by_label("Save template").click();
+    wait_until(&mut harness, 10, "the template to be saved", |app| {
+        app.template_store().get("Castle").is_some()
+    });
+    let saved = harness
+        .state()
+        .template_store()
+        .get("Castle")
+        .unwrap()
+        .template
+        .clone();
+    assert_eq!(saved.template, "a [style] castle on a hill");
+    assert_eq!(
+        saved.defaults.get("style").map(String::as_str),
+        Some("gothic")
+    );
+    assert!(
+        std::fs::read_to_string(tmp.path().join("config/templates.json"))
+            .unwrap()
+            .contains("Castle")
+    );
+    harness.get_by_label("Use in Generate").click();
+    harness.step();
+    harness.step();
+    assert_eq!(harness.state().tab(), Tab::Generate);
+    harness.get_by_label("Use template").click();
+    harness.step();
+    assert_eq!(
+        harness.state().generate_tab().prompt,
+        "a gothic castle on a hill"
+    );
+}
+
+#[test]
+fn history_delete_can_be_undone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let output = Paths::at(tmp.path().join("config")).output_dir();
+    let record = imageai_core::history::Record::new("openai", "dall-e-3", "a red fox".to_owned());
+    let image = imageai_core::Image {
+        mime: "image/png".into(),
+        data: imageai_tests::openai_server::png(32, 32, 3),
+    };
+    let saved = imageai_core::history::save(&output, &record, &[image]).unwrap();
+    let app = open_app(tmp.path(), None, None);
+    let mut harness = harness(app);
+    harness.get_by_label("History tab").click();
+    wait_until(&mut harness, 30, "History to load", |app| {
+        app.history_tab().entries.len() == 1 && !app.busy()
+    });
+    let name = harness.state().history_tab().entries[0].name();
+    harness.get_by_label(&name).click();
+    harness.step();
+    harness.step();
+    harness.get_by_label("Delete").click();
+    wait_until(&mut harness, 30, "the delete", |app| {
+        app.history_tab().entries.is_empty() && !app.busy()
+    });
+    assert!(!saved[0].image.exists() && !saved[0].sidecar.exists());
+    harness.get_by_label("Undo delete").click();
+    wait_until(&mut harness, 30, "the undo", |app| {
+        app.history_tab().entries.len() == 1 && !app.busy()
+    });
+    assert!(saved[0].image.is_file() && saved[0].sidecar.is_file());
+}
+
+#[test]
+fn every_tab_opens() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = open_app(tmp.path(), None, None);
+    let mut harness = harness(app);
+    for tab in Tab::ALL {
+        harness
+            .get_by_label(&format!("{} tab", tab.title()))
+            .click();
+        harness.step();
+        harness.step();
+        assert_eq!(harness.state().tab(), tab);
+    }
+    // The last tab is remembered in config.json.
+    wait_until(&mut harness, 10, "the config save", |app| !app.busy());
+    let saved = std::fs::read_to_string(tmp.path().join("config/config.json")).unwrap();
+    assert!(
+        saved.contains("\"tab\": \"Help\"") || saved.contains("\"tab\":\"Help\""),
+        "{saved}"
+    );
+}
+
+#[test]
+fn an_installed_model_is_deleted_after_confirming() {
+    let tmp = tempfile::tempdir().unwrap();
+    let paths = Paths::at(tmp.path().join("config"));
+    let cache = tmp.path().join("hub");
+    Config::update(&paths, |c| {
+        c.set_provider_setting("local-sd", "model_cache", &cache.display().to_string());
+    })
+    .unwrap();
+    let model = paths.config_dir().join("models").join("my-sd15");
+    std::fs::create_dir_all(model.join("unet")).unwrap();
+    std::fs::write(model.join("model_index.json"), "{}").unwrap();
+    std::fs::write(model.join("unet").join("weights.bin"), vec![0u8; 4096]).unwrap();
+    let app = open_app(tmp.path(), None, None);
+    let mut harness = harness(app);
+    harness.get_by_label("Models tab").click();
+    wait_until(&mut harness, 30, "the model list", |app| {
+        app.installed_models().is_some_and(|m| m.as_ref().is_ok_and(|m| m.len() == 1))
+    });
+    harness.get_by_label("Delete my-sd15").click();
+    harness.step();
+    assert!(model.is_dir(), "nothing is deleted before confirming");
+    harness.get_by_label("Really delete my-sd15").click();
+    wait_until(&mut harness, 30, "the delete", |app| {
+        app.installed_models().is_some_and(|m| m.as_ref().is_ok_and(Vec::is_empty)) && !app.busy()
+    });
+    assert!(!model.exists());
+    assert!(harness.state().messages().iter().any(|m| m.starts_with("Deleted my-sd15")));
+}
