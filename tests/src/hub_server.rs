@@ -1,5 +1,5 @@
 //! A local Hugging Face Hub on 127.0.0.1 for the models manager's tests: search with `Link`
-//! pagination, model info with `?blobs=true`, and `resolve` with the Hub's headers (`etag`,
+//! pagination, model info with `?blobs=true`, the file tree, and `resolve` with the Hub's headers (`etag`,
 //! `x-repo-commit`, `x-linked-etag`/`x-linked-size` and a redirect to a CDN for LFS files),
 //! byte ranges (206) — plus faults: a connection cut mid-file, corrupted bytes, gated repos.
 
@@ -499,6 +499,9 @@ fn info(state: &State, rest: &str, request: &Recorded) -> Reply {
             &format!("Invalid rev id: {}", parts[3]),
         );
     }
+    if parts.len() == 4 && parts[2] == "tree" {
+        return tree(repo, parts[3]);
+    }
     let blobs = query(request)
         .iter()
         .any(|(k, v)| k == "blobs" && v == "true");
@@ -525,6 +528,33 @@ fn info(state: &State, rest: &str, request: &Recorded) -> Reply {
             "siblings": siblings,
         }),
     )
+}
+
+/// `GET /api/models/{repo}/tree/{rev}?recursive=true` (what Python's `snapshot_download` lists
+/// files with): files with `oid`, `size` and `lfs {oid, size, pointerSize}`, and their folders.
+fn tree(repo: &HubRepo, rest: &str) -> Reply {
+    let revision = rest.split('/').next().unwrap_or("main");
+    if revision != "main" && revision != repo.commit {
+        return json_error(404, "RevisionNotFound", "Invalid rev id");
+    }
+    let mut folders = std::collections::BTreeSet::new();
+    let mut entries = Vec::new();
+    for file in &repo.files {
+        let mut parent = std::path::Path::new(&file.path).parent();
+        while let Some(dir) = parent.filter(|d| !d.as_os_str().is_empty()) {
+            folders.insert(dir.to_string_lossy().into_owned());
+            parent = dir.parent();
+        }
+        let mut entry = serde_json::json!({"type": "file", "oid": file.etag(), "size": file.content.len(), "path": file.path});
+        if file.lfs {
+            entry["lfs"] = serde_json::json!({"oid": file.sha256, "size": file.content.len(), "pointerSize": 134});
+        }
+        entries.push(entry);
+    }
+    for folder in folders {
+        entries.push(serde_json::json!({"type": "directory", "oid": commit_id(&folder), "size": 0, "path": folder}));
+    }
+    Reply::json(200, &serde_json::Value::Array(entries))
 }
 
 /// The gate: `None` when the request may have the files of `repo`.

@@ -177,12 +177,12 @@ fn info_lists_every_service_with_its_options() {
     assert_eq!(
         ids,
         [
-            "stable-image-ultra",
             "stable-image-core",
             "sd3.5-large",
             "sd3.5-large-turbo",
             "sd3.5-medium",
             "sd3.5-flash",
+            "stable-image-ultra",
             "stable-image-edit",
             "upscale-fast",
             "upscale-conservative",

@@ -37,9 +37,10 @@ from diffusers import (
     StableDiffusionImg2ImgPipeline,
     StableDiffusionInpaintPipeline,
     StableDiffusionPipeline,
+    StableDiffusionXLPipeline,
     UNet2DConditionModel,
 )
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "plugins" / "local-sd" / "tests" / "fixtures"
@@ -387,6 +388,108 @@ def add_inpaint_cases(pipe, base_config, refs, cases, prompts) -> None:
         cases["pipelines"].append({"key": key, "mode": "inpaint", "scheduler": sched_name, "seed": 88, **kwargs})
 
 
+def build_sdxl(name: str = "sdxl") -> None:
+    """SDXL-like: two text encoders (the second with a projection and `!` padding), their
+    second-to-last layers concatenated, the pooled projection and size/crop ids as added
+    conditioning (`addition_embed_type = "text_time"`), several transformer layers per block."""
+    out = FIXTURES / name
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    vocab, merges = build_tiny_clip_bpe()
+    tokenizer = write_tokenizer(out / "tokenizer", vocab, merges, "<|endoftext|>")
+    tokenizer_2 = write_tokenizer(out / "tokenizer_2", vocab, merges, "!")
+
+    def text_config(hidden: int, act: str, pad: str) -> CLIPTextConfig:
+        return CLIPTextConfig(vocab_size=len(vocab), hidden_size=hidden, intermediate_size=37, num_attention_heads=4,
+                              num_hidden_layers=3, max_position_embeddings=77, hidden_act=act, projection_dim=24,
+                              bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"],
+                              pad_token_id=vocab[pad], layer_norm_eps=1e-5)
+
+    torch.manual_seed(10)
+    text_encoder = CLIPTextModel(text_config(32, "quick_gelu", "<|endoftext|>")).eval()
+    scale_weights_(text_encoder, 1.0)
+    torch.manual_seed(11)
+    text_encoder_2 = CLIPTextModelWithProjection(text_config(32, "gelu", "!")).eval()
+    scale_weights_(text_encoder_2, 1.0)
+    torch.manual_seed(12)
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        transformer_layers_per_block=(1, 2),
+        cross_attention_dim=64,
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        projection_class_embeddings_input_dim=24 + 6 * 8,
+        norm_num_groups=8,
+    ).eval()
+    scale_weights_(unet, 1.5)
+    torch.manual_seed(13)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(16, 32), layers_per_block=1,
+                        latent_channels=4, norm_num_groups=8, sample_size=16, scaling_factor=0.13025).eval()
+    scale_weights_(vae, 1.3)
+    for m in (text_encoder, text_encoder_2, unet, vae):
+        round_to_fp16_(m)
+    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                       num_train_timesteps=1000, steps_offset=1, timestep_spacing="leading",
+                                       prediction_type="epsilon", interpolation_type="linear", use_karras_sigmas=False)
+    pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2,
+                                     tokenizer=tokenizer, tokenizer_2=tokenizer_2, unet=unet, scheduler=scheduler,
+                                     force_zeros_for_empty_prompt=True, add_watermarker=False)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.to(torch.float16).save_pretrained(out, safe_serialization=True)
+    pipe.to(torch.float32)
+    write_tokenizer(out / "tokenizer", vocab, merges, "<|endoftext|>")
+    write_tokenizer(out / "tokenizer_2", vocab, merges, "!")
+
+    refs: dict[str, torch.Tensor] = {}
+    cases: dict = {"pipelines": []}
+    prompts = ["a photo of an astronaut riding a horse on mars", "Blurry,  LOW quality!", ""]
+    cases["prompts"] = prompts
+    ids = tokenizer_2(prompts, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+    refs["clip2.input_ids"] = ids.to(torch.int64)
+    with torch.no_grad():
+        enc = text_encoder_2(ids, output_hidden_states=True)
+    refs["clip2.text_embeds"] = enc.text_embeds.contiguous()
+    refs["clip2.penultimate_hidden_state"] = enc.hidden_states[-2].contiguous()
+
+    # One UNet evaluation with the added conditioning.
+    g = torch.Generator("cpu").manual_seed(3)
+    sample = torch.randn((2, 4, 8, 8), generator=g)
+    ehs = torch.randn((2, 77, 64), generator=g)
+    text_embeds = torch.randn((2, 24), generator=g)
+    time_ids = torch.tensor([[64.0, 64.0, 0.0, 0.0, 64.0, 64.0], [32.0, 48.0, 4.0, 8.0, 32.0, 32.0]])
+    with torch.no_grad():
+        unet_out = unet(sample, torch.tensor(601), encoder_hidden_states=ehs,
+                        added_cond_kwargs={"text_embeds": text_embeds, "time_ids": time_ids}).sample
+    refs.update({"unet.sample": sample, "unet.encoder_hidden_states": ehs, "unet.text_embeds": text_embeds,
+                 "unet.time_ids": time_ids, "unet.timestep": torch.tensor([601]), "unet.out": unet_out.contiguous()})
+
+    base_config = pipe.scheduler.config
+    for sched_name, negative in [("euler", None), ("euler_a", "blurry, low quality"), ("dpmpp_2m_karras", None)]:
+        pipe.scheduler = SCHEDULERS[sched_name](base_config)
+        kwargs = dict(prompt=prompts[0], negative_prompt=negative, height=32, width=32, num_inference_steps=4, guidance_scale=5.0)
+        with torch.no_grad():
+            latents = pipe(**kwargs, generator=torch.Generator("cpu").manual_seed(31), output_type="latent").images
+            img = pipe(**kwargs, generator=torch.Generator("cpu").manual_seed(31), output_type="np").images
+        key = f"txt2img.{sched_name}"
+        refs[f"{key}.latents"] = latents.contiguous()
+        refs[f"{key}.image"] = torch.from_numpy(np.ascontiguousarray(img))
+        cases["pipelines"].append({"key": key, "mode": "txt2img", "scheduler": sched_name, "seed": 31,
+                                   **{**kwargs, "negative_prompt": negative or ""}})
+    save_file({k: v.contiguous() for k, v in refs.items()}, out / "reference.safetensors")
+    (out / "cases.json").write_text(json.dumps(cases, indent=1) + "\n")
+    print(f"wrote {out}")
+
+
 def build_randn() -> None:
     refs = {}
     for seed in [0, 42, 1234, 2**32 + 7]:
@@ -413,7 +516,7 @@ def build_randn() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["randn", "sd1", "sd2", "sd1-inpaint"], help="build one fixture set only")
+    parser.add_argument("--only", choices=["randn", "sd1", "sd2", "sd1-inpaint", "sdxl"], help="build one fixture set only")
     args = parser.parse_args()
     torch.set_num_threads(1)
     FIXTURES.mkdir(parents=True, exist_ok=True)
@@ -425,6 +528,8 @@ def main() -> None:
         build_sd("sd2", v_prediction=True)
     if args.only in (None, "sd1-inpaint"):
         build_sd("sd1-inpaint", v_prediction=False, inpaint_unet=True)
+    if args.only in (None, "sdxl"):
+        build_sdxl()
 
 
 if __name__ == "__main__":

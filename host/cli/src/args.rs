@@ -47,6 +47,8 @@ pub struct Legacy {
     pub generate: GenerateArgs,
 }
 
+// Parsed once per run: the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Generate images from a prompt, or edit images given with --image.

@@ -61,7 +61,15 @@ impl Failure {
             }
             ProviderError::Other(_) => (OTHER, String::new()),
         };
-        let message = if hint.is_empty() { format!("{provider}: {err}") } else { format!("{provider}: {err}. {hint}") };
+        let text = err.to_string();
+        let text = text.trim_end();
+        let message = match (hint.is_empty(), text.ends_with(['.', '!', '?'])) {
+            (true, _) => format!("{provider}: {text}"),
+            // The plugin may already say what to do: don't say it twice.
+            (false, _) if text.contains(hint.trim_end_matches('.')) => format!("{provider}: {text}"),
+            (false, true) => format!("{provider}: {text} {hint}"),
+            (false, false) => format!("{provider}: {text}. {hint}"),
+        };
         Self::new(code, err.class(), message)
     }
 }

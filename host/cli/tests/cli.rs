@@ -1,5 +1,6 @@
 //! The real `imageai` binary, as a user runs it: the real OpenAI plugin in the real runtime,
 //! against a local server on 127.0.0.1 that speaks OpenAI's wire format.
+#![allow(clippy::unwrap_used)] // test helpers: a failure is the test's failure
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

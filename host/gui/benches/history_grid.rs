@@ -31,11 +31,7 @@ fn resident_mib() -> f64 {
 fn png(seed: u32) -> Vec<u8> {
     let mut img = image::RgbImage::new(256, 256);
     for (x, y, p) in img.enumerate_pixels_mut() {
-        *p = image::Rgb([
-            (x as u32 + seed) as u8,
-            (y as u32 * 3 + seed) as u8,
-            (seed * 7) as u8,
-        ]);
+        *p = image::Rgb([(x + seed) as u8, (y * 3 + seed) as u8, (seed * 7) as u8]);
     }
     let mut bytes = Vec::new();
     img.write_to(
@@ -104,6 +100,7 @@ fn main() {
             delta: egui::vec2(0.0, -336.0),
             phase: egui::TouchPhase::Move,
             modifiers: egui::Modifiers::NONE,
+            source: egui::MouseWheelSource::Wheel,
         });
         let start = Instant::now();
         harness.step();

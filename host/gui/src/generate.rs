@@ -333,6 +333,11 @@ fn controls_ui(app: &mut App, ui: &mut egui::Ui) {
         .filter(|e| app.core.config.is_plugin_enabled(e.id()))
         .map(|e| (e.id().to_owned(), e.manifest.name.clone()))
         .collect();
+    if enabled.is_empty() && !app.core.providers().is_empty() {
+        ui.heading("Every provider is disabled");
+        ui.label("Enable one on the Plugins tab.");
+        return;
+    }
     if enabled.is_empty() {
         ui.heading("No providers installed");
         ui.label("Install a provider plugin on the Plugins tab, or build the bundled ones with `cargo xtask plugins`.");
@@ -350,16 +355,13 @@ fn controls_ui(app: &mut App, ui: &mut egui::Ui) {
                 .filter(|p| enabled.iter().any(|(id, _)| id == p))
         })
         .unwrap_or_else(|| enabled[0].0.clone());
-    let mut chosen = current.clone();
-    let choices: Vec<(String, String)> = enabled.clone();
-    if widgets::choice(ui, "Provider", &mut chosen, &choices)
-        || app.generate.provider.as_deref() != Some(&chosen)
-    {
-        app.generate.provider = Some(chosen.clone());
+    let mut chosen = current;
+    if widgets::choice(ui, "Provider", &mut chosen, &enabled) {
         app.generate.model = None;
         let id = chosen.clone();
         app.change_config(Arc::new(move |c| set_gui(c, "provider", &id)));
     }
+    app.generate.provider = Some(chosen.clone());
     let state = app.provider_state(&chosen);
     let info = match state {
         ProviderState::Loading => {

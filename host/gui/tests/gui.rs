@@ -336,15 +336,25 @@ fn an_installed_model_is_deleted_after_confirming() {
     let mut harness = harness(app);
     harness.get_by_label("Models tab").click();
     wait_until(&mut harness, 30, "the model list", |app| {
-        app.installed_models().is_some_and(|m| m.as_ref().is_ok_and(|m| m.len() == 1))
+        app.installed_models()
+            .is_some_and(|m| m.as_ref().is_ok_and(|m| m.len() == 1))
     });
     harness.get_by_label("Delete my-sd15").click();
+    harness.step();
     harness.step();
     assert!(model.is_dir(), "nothing is deleted before confirming");
     harness.get_by_label("Really delete my-sd15").click();
     wait_until(&mut harness, 30, "the delete", |app| {
-        app.installed_models().is_some_and(|m| m.as_ref().is_ok_and(Vec::is_empty)) && !app.busy()
+        app.installed_models()
+            .is_some_and(|m| m.as_ref().is_ok_and(Vec::is_empty))
+            && !app.busy()
     });
     assert!(!model.exists());
-    assert!(harness.state().messages().iter().any(|m| m.starts_with("Deleted my-sd15")));
+    assert!(
+        harness
+            .state()
+            .messages()
+            .iter()
+            .any(|m| m.starts_with("Deleted my-sd15"))
+    );
 }

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::schedulers::{self, SchedulerConfigFile, SchedulerKind};
 use crate::tokenizer::ClipTokenizer;
 use crate::torch_rng::TorchGenerator;
-use crate::unet_2d::{UNet2DConditionConfig, UNet2DConditionModel};
+use crate::unet_2d::{AddedCond, UNet2DConditionConfig, UNet2DConditionModel};
 use crate::vae::{AutoencoderKL, AutoencoderKLConfig};
 use crate::weights::{VarBuilder, Weights};
 
@@ -159,10 +159,9 @@ pub enum Control {
 pub struct StableDiffusion {
     root: PathBuf,
     family: ModelFamily,
-    tokenizer: ClipTokenizer,
-    text_encoder: Option<ClipTextModel>,
-    text_encoder_config: ClipTextConfig,
-    text_encoder_weights: Weights,
+    text_encoders: Vec<TextEncoder>,
+    /// SDXL: an empty negative prompt means zero embeddings (`model_index.json`).
+    force_zeros_for_empty_prompt: bool,
     unet: UNet2DConditionModel,
     vae: AutoencoderKL,
     scheduler_config: SchedulerConfigFile,
@@ -202,25 +201,39 @@ impl StableDiffusion {
         } else {
             ModelFamily::Sd
         };
-        if family == ModelFamily::Sdxl {
-            return Err(Error::Unsupported(
-                "SDXL models (two text encoders) are not supported yet by this engine version"
-                    .into(),
-            ));
-        }
-
-        let tokenizer = ClipTokenizer::from_dir(&component(root, "tokenizer")?)?;
-        let te_dir = component(root, "text_encoder")?;
-        let text_encoder_config = ClipTextConfig::from_file(&te_dir.join("config.json"))?;
-        let text_encoder_weights = Weights::open(&Weights::find_in_dir(&te_dir, prefer_fp16)?)?;
-        let text_encoder = if options.low_memory {
-            None
-        } else {
-            Some(ClipTextModel::load(
-                &VarBuilder::new(text_encoder_weights.clone(), device.clone(), dtype),
-                &text_encoder_config,
-            )?)
+        let names: &[(&str, &str)] = match family {
+            ModelFamily::Sd => &[("tokenizer", "text_encoder")],
+            ModelFamily::Sdxl => &[
+                ("tokenizer", "text_encoder"),
+                ("tokenizer_2", "text_encoder_2"),
+            ],
         };
+        let text_encoders = names
+            .iter()
+            .map(|(tok, enc)| {
+                TextEncoder::open(
+                    root,
+                    tok,
+                    enc,
+                    device,
+                    dtype,
+                    prefer_fp16,
+                    !options.low_memory,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        #[derive(Deserialize, Default)]
+        struct ModelIndex {
+            force_zeros_for_empty_prompt: Option<bool>,
+        }
+        let index_path = root.join("model_index.json");
+        let index: ModelIndex = if index_path.is_file() {
+            crate::config::read_json(&index_path, "model_index.json")?
+        } else {
+            ModelIndex::default()
+        };
+        let force_zeros_for_empty_prompt =
+            family == ModelFamily::Sdxl && index.force_zeros_for_empty_prompt.unwrap_or(true);
 
         let unet_dir = component(root, "unet")?;
         let unet_config = UNet2DConditionConfig::from_file(&unet_dir.join("config.json"))?;
@@ -254,10 +267,8 @@ impl StableDiffusion {
         Ok(Self {
             root: root.to_path_buf(),
             family,
-            tokenizer,
-            text_encoder,
-            text_encoder_config,
-            text_encoder_weights,
+            text_encoders,
+            force_zeros_for_empty_prompt,
             unet,
             vae,
             scheduler_config,
@@ -290,27 +301,71 @@ impl StableDiffusion {
         self.options.precision.dtype()
     }
 
-    fn encode_prompts(&self, prompts: &[&str]) -> Result<Tensor<3>> {
-        let ids = prompts
-            .iter()
-            .map(|p| self.tokenizer.encode_window(p))
-            .collect::<Result<Vec<_>>>()?;
-        let owned;
-        let encoder = match &self.text_encoder {
-            Some(e) => e,
-            None => {
-                owned = ClipTextModel::load(
-                    &VarBuilder::new(
-                        self.text_encoder_weights.clone(),
-                        self.device.clone(),
-                        self.dtype(),
-                    ),
-                    &self.text_encoder_config,
-                )?;
-                &owned
-            }
+    /// Prompt embeddings for `n` images: `[uncond x n, cond x n]` with guidance so one UNet call
+    /// serves both halves; SDXL's pooled embeddings in the same order.
+    fn conditioning(
+        &self,
+        params: &GenerateParams,
+        n: usize,
+        cfg: bool,
+    ) -> Result<(Tensor<3>, Option<Tensor<2>>)> {
+        let repeat2 = |t: Tensor<2>| t.repeat_dim(0, n);
+        if !cfg {
+            let (e, p) = self.encode_prompts(&[&params.prompt])?;
+            return Ok((e.repeat_dim(0, n), p.map(repeat2)));
+        }
+        let zero_negative = self.force_zeros_for_empty_prompt && params.negative_prompt.is_empty();
+        let (uncond, uncond_pooled, cond, cond_pooled) = if zero_negative {
+            let (e, p) = self.encode_prompts(&[&params.prompt])?;
+            (
+                e.clone().zeros_like(),
+                p.clone().map(|p| p.zeros_like()),
+                e,
+                p,
+            )
+        } else {
+            let (e, p) = self.encode_prompts(&[&params.negative_prompt, &params.prompt])?;
+            let [_, len, dim] = e.dims();
+            let split = |p: Tensor<2>, i: usize| {
+                let d = p.dims()[1];
+                p.slice([i..i + 1, 0..d])
+            };
+            (
+                e.clone().slice([0..1, 0..len, 0..dim]),
+                p.clone().map(|p| split(p, 0)),
+                e.slice([1..2, 0..len, 0..dim]),
+                p.map(|p| split(p, 1)),
+            )
         };
-        Ok(encoder.forward(&ids).last_hidden_state)
+        let context = Tensor::cat(vec![uncond.repeat_dim(0, n), cond.repeat_dim(0, n)], 0);
+        let pooled = match (uncond_pooled, cond_pooled) {
+            (Some(u), Some(c)) => Some(Tensor::cat(vec![repeat2(u), repeat2(c)], 0)),
+            _ => None,
+        };
+        Ok((context, pooled))
+    }
+
+    /// Text conditioning for a batch of prompts: the hidden states the UNet attends to and,
+    /// for SDXL, the pooled embedding of the second encoder. SD 1.x/2.x use the last layer;
+    /// SDXL concatenates both encoders' second-to-last layers.
+    fn encode_prompts(&self, prompts: &[&str]) -> Result<(Tensor<3>, Option<Tensor<2>>)> {
+        let mut hidden = Vec::new();
+        let mut pooled = None;
+        for te in &self.text_encoders {
+            let ids = prompts
+                .iter()
+                .map(|p| te.tokenizer.encode_window(p))
+                .collect::<Result<Vec<_>>>()?;
+            let out = te.with_model(&self.device, self.dtype(), |m| m.forward(&ids))?;
+            match self.family {
+                ModelFamily::Sd => hidden.push(out.last_hidden_state),
+                ModelFamily::Sdxl => {
+                    hidden.push(out.penultimate_hidden_state);
+                    pooled = out.text_embeds.or(Some(out.pooled));
+                }
+            }
+        }
+        Ok((Tensor::cat(hidden, 2), pooled))
     }
 
     /// Initial standard-normal noise for `shape`, drawn as `torch.randn` draws it.
@@ -373,14 +428,18 @@ impl StableDiffusion {
         let dtype = self.dtype();
 
         // Prompt embeddings: [uncond x n, cond x n] so one UNet call serves both halves.
-        let context = if cfg {
-            let e = self.encode_prompts(&[&params.negative_prompt, &params.prompt])?;
-            let [_, len, dim] = e.dims();
-            let uncond = e.clone().slice([0..1, 0..len, 0..dim]).repeat_dim(0, n);
-            let cond = e.slice([1..2, 0..len, 0..dim]).repeat_dim(0, n);
-            Tensor::cat(vec![uncond, cond], 0)
-        } else {
-            self.encode_prompts(&[&params.prompt])?.repeat_dim(0, n)
+        let (context, pooled) = self.conditioning(params, n, cfg)?;
+        let added = match pooled {
+            Some(text_embeds) => {
+                // SDXL's size/crop conditioning: original size, crop top-left, target size.
+                let (h, w) = (params.height as f64, params.width as f64);
+                let rows = text_embeds.dims()[0];
+                Some(AddedCond {
+                    text_embeds,
+                    time_ids: vec![[h, w, 0.0, 0.0, h, w]; rows],
+                })
+            }
+            None => None,
         };
 
         let mut scheduler = schedulers::build(
@@ -493,9 +552,12 @@ impl StableDiffusion {
                 Some(e) => Tensor::cat(vec![input, e.clone()], 1),
                 None => input,
             };
-            let out = self
-                .unet
-                .forward(crate::nn::to_dtype(input, dtype), t, &context, None)?;
+            let out = self.unet.forward(
+                crate::nn::to_dtype(input, dtype),
+                t,
+                &context,
+                added.as_ref(),
+            )?;
             let noise_pred = if cfg {
                 let [b2, c, h, w] = out.dims();
                 let half = b2 / 2;
@@ -654,5 +716,63 @@ impl StableDiffusion {
             height: h,
             rgb,
         })
+    }
+}
+
+/// One tokenizer + CLIP text encoder pair (SDXL has two). In low-memory mode the model is
+/// loaded for each prompt and dropped right after.
+struct TextEncoder {
+    tokenizer: ClipTokenizer,
+    config: ClipTextConfig,
+    weights: Weights,
+    model: Option<ClipTextModel>,
+}
+
+impl TextEncoder {
+    fn open(
+        root: &Path,
+        tokenizer: &str,
+        encoder: &str,
+        device: &Device,
+        dtype: DType,
+        prefer_fp16: bool,
+        keep_loaded: bool,
+    ) -> Result<Self> {
+        let tokenizer = ClipTokenizer::from_dir(&component(root, tokenizer)?)?;
+        let dir = component(root, encoder)?;
+        let config = ClipTextConfig::from_file(&dir.join("config.json"))?;
+        let weights = Weights::open(&Weights::find_in_dir(&dir, prefer_fp16)?)?;
+        let model = if keep_loaded {
+            Some(ClipTextModel::load(
+                &VarBuilder::new(weights.clone(), device.clone(), dtype),
+                &config,
+            )?)
+        } else {
+            None
+        };
+        Ok(Self {
+            tokenizer,
+            config,
+            weights,
+            model,
+        })
+    }
+
+    fn with_model<T>(
+        &self,
+        device: &Device,
+        dtype: DType,
+        f: impl FnOnce(&ClipTextModel) -> T,
+    ) -> Result<T> {
+        match &self.model {
+            Some(m) => Ok(f(m)),
+            None => {
+                let m = ClipTextModel::load(
+                    &VarBuilder::new(self.weights.clone(), device.clone(), dtype),
+                    &self.config,
+                )?;
+                Ok(f(&m))
+            }
+        }
     }
 }

@@ -87,3 +87,46 @@ fn clip_text_encoder_matches_transformers() {
         }
     }
 }
+
+#[test]
+fn sdxl_second_text_encoder_with_projection_matches_transformers() {
+    let dir = fixture("sdxl");
+    let refs = load_refs(dir.join("reference.safetensors"));
+    let tok = ClipTokenizer::from_dir(&dir.join("tokenizer_2")).unwrap();
+    let prompts = cases("sdxl")["prompts"].as_array().unwrap().clone();
+    let ids: Vec<Vec<i64>> = prompts
+        .iter()
+        .map(|p| tok.encode_window(p.as_str().unwrap()).unwrap())
+        .collect();
+    assert_eq!(
+        ids.concat(),
+        refs["clip2.input_ids"].ints,
+        "tokenizer_2 (`!` padding) ids"
+    );
+    let config =
+        ClipTextConfig::from_file(&dir.join("text_encoder_2").join("config.json")).unwrap();
+    let weights =
+        Weights::open(&Weights::find_in_dir(&dir.join("text_encoder_2"), false).unwrap()).unwrap();
+    for (dev_name, device) in devices() {
+        let model = ClipTextModel::load(
+            &VarBuilder::new(weights.clone(), device, DType::F32),
+            &config,
+        )
+        .unwrap();
+        let out = model.forward(&ids);
+        // Same reasoning and budget as the SD encoders above.
+        let tol = 1e-4;
+        assert_close(
+            &format!("sdxl/{dev_name} text_embeds"),
+            &to_vec(out.text_embeds.unwrap()),
+            &refs["clip2.text_embeds"],
+            tol,
+        );
+        assert_close(
+            &format!("sdxl/{dev_name} penultimate"),
+            &to_vec(out.penultimate_hidden_state),
+            &refs["clip2.penultimate_hidden_state"],
+            tol,
+        );
+    }
+}

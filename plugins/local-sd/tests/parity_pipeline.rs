@@ -170,6 +170,13 @@ fn sd1_inpainting_unet_matches_diffusers() {
 }
 
 #[test]
+fn sdxl_pipelines_match_diffusers() {
+    for (dev_name, device) in devices() {
+        run_fixture("sdxl", &device, dev_name);
+    }
+}
+
+#[test]
 fn same_seed_gives_identical_image() {
     for (dev_name, device) in devices() {
         let dir = fixture("sd1");

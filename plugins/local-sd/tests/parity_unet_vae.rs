@@ -96,3 +96,43 @@ fn missing_tensor_is_named() {
     let msg = err.to_string();
     assert!(msg.contains("down_blocks.0.resnets.1"), "{msg}");
 }
+
+#[test]
+fn sdxl_unet_with_added_conditioning_matches_diffusers() {
+    use imageai_local_sd::unet_2d::AddedCond;
+    let dir = fixture("sdxl").join("unet");
+    let refs = load_refs(fixture("sdxl").join("reference.safetensors"));
+    let config = UNet2DConditionConfig::from_file(&dir.join("config.json")).unwrap();
+    assert!(config.is_text_time());
+    let weights = Weights::open(&Weights::find_in_dir(&dir, false).unwrap()).unwrap();
+    let ids = &refs["unet.time_ids"].values;
+    let time_ids: Vec<[f64; 6]> = ids
+        .chunks(6)
+        .map(|c| std::array::from_fn(|i| f64::from(c[i])))
+        .collect();
+    for (dev_name, device) in devices() {
+        let unet = UNet2DConditionModel::load(
+            &VarBuilder::new(weights.clone(), device.clone(), DType::F32),
+            &config,
+        )
+        .unwrap();
+        let added = AddedCond {
+            text_embeds: tensor::<2>(&refs["unet.text_embeds"], &device),
+            time_ids: time_ids.clone(),
+        };
+        let out = unet
+            .forward(
+                tensor::<4>(&refs["unet.sample"], &device),
+                f64::from(refs["unet.timestep"].values[0]),
+                &tensor::<3>(&refs["unet.encoder_hidden_states"], &device),
+                Some(&added),
+            )
+            .unwrap();
+        assert_close(
+            &format!("sdxl/{dev_name} unet"),
+            &to_vec(out),
+            &refs["unet.out"],
+            COMPONENT_TOL,
+        );
+    }
+}

@@ -395,18 +395,43 @@ mod tests {
         assert_eq!(
             ids,
             [
-                "stable-image-ultra",
                 "stable-image-core",
                 "sd3.5-large",
                 "sd3.5-large-turbo",
                 "sd3.5-medium",
                 "sd3.5-flash",
+                "stable-image-ultra",
                 "stable-image-edit",
                 "upscale-fast",
                 "upscale-conservative",
                 "upscale-creative",
                 "stable-diffusion-xl-1024-v1-0"
             ]
+        );
+    }
+
+    #[test]
+    fn the_first_capable_model_is_the_intended_default() {
+        // The host fills in an empty model with the first one that can do what is asked.
+        let info = Stability.info();
+        let first = |capability| {
+            info.models
+                .iter()
+                .find(|m| m.supports(capability))
+                .map(|m| m.id.as_str())
+        };
+        assert_eq!(
+            first(imageai_sdk::Capability::TextToImage),
+            Some("stable-image-core")
+        );
+        assert_eq!(first(imageai_sdk::Capability::Edit), Some("sd3.5-large"));
+        assert_eq!(
+            first(imageai_sdk::Capability::Inpaint),
+            Some("stable-image-edit")
+        );
+        assert_eq!(
+            first(imageai_sdk::Capability::Upscale),
+            Some("upscale-fast")
         );
     }
 

@@ -1002,7 +1002,7 @@ mod tests {
                 .err()
                 .map(|e| e.to_string())
                 .unwrap_or_default()
-                .contains("`stable-image-ultra`, `stable-image-core`")
+                .contains("`stable-image-core`, `sd3.5-large`")
         );
         Ok(())
     }

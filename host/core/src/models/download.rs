@@ -690,7 +690,12 @@ impl FileContext<'_> {
             let file = out
                 .into_inner()
                 .map_err(|e| io_fatal("write the download", e.into_error()))?;
-            file.sync_all()
+            // On disk before it is renamed into place; off the async thread, so the other
+            // downloads keep flowing while the disk catches up.
+            tokio::task::spawn_blocking(move || file.sync_all())
+                .await
+                .map_err(io::Error::other)
+                .and_then(|synced| synced)
                 .map_err(|e| io_fatal("write the download", e))?;
         }
         self.sink.emit(&DownloadEvent::Bytes {

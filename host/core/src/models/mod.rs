@@ -414,7 +414,7 @@ impl std::fmt::Debug for ModelManager {
 impl ModelManager {
     pub fn new(config: ModelsConfig) -> Result<Self, ModelError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(4)
+            .worker_threads(2)
             .thread_name("imageai-models")
             .enable_all()
             .build()
@@ -988,7 +988,11 @@ impl ModelManager {
             .await
         });
         match result {
-            Ok(fetched) => Some(fetched.snapshot.join("tokenizer")),
+            Ok(fetched) => Some(fetched.snapshot.join("tokenizer")).filter(|dir| {
+                checkpoint::TOKENIZER_FILES
+                    .iter()
+                    .all(|f| dir.join(f).is_file())
+            }),
             Err(error) => {
                 tracing::warn!(%error, "could not fetch the SD 1.5 tokenizer");
                 None
