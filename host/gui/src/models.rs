@@ -68,14 +68,13 @@ pub(crate) fn ui(app: &mut App, ui: &mut egui::Ui) {
                         .num_columns(4)
                         .striped(true)
                         .show(ui, |ui| {
-                            for title in ["Model", "Size", "Location", ""] {
+                            for title in ["Model", "Size", "", "Location"] {
                                 ui.strong(title);
                             }
                             ui.end_row();
                             for model in models {
                                 ui.label(&model.id);
                                 ui.label(human_bytes(model.size_on_disk));
-                                ui.label(model.path.display().to_string());
                                 if app.models.confirm_delete.as_deref() == Some(model.id.as_str()) {
                                     ui.horizontal(|ui| {
                                         if ui
@@ -91,6 +90,8 @@ pub(crate) fn ui(app: &mut App, ui: &mut egui::Ui) {
                                 } else if ui.button(format!("Delete {}", model.id)).clicked() {
                                     app.models.confirm_delete = Some(model.id.clone());
                                 }
+                                // Last, so a long path moves nothing else.
+                                ui.label(model.path.display().to_string());
                                 ui.end_row();
                             }
                         });
