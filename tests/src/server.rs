@@ -29,7 +29,10 @@ pub struct Recorded {
 impl Recorded {
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn path(&self) -> &str {
@@ -55,15 +58,25 @@ pub struct Reply {
 
 impl Reply {
     pub fn new(status: u16) -> Self {
-        Self { status, headers: Vec::new(), body: Vec::new(), delay: Duration::ZERO, truncate_at: None }
+        Self {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+            delay: Duration::ZERO,
+            truncate_at: None,
+        }
     }
 
     pub fn json(status: u16, value: &serde_json::Value) -> Self {
-        Self::new(status).header("content-type", "application/json").body(value.to_string().into_bytes())
+        Self::new(status)
+            .header("content-type", "application/json")
+            .body(value.to_string().into_bytes())
     }
 
     pub fn bytes(status: u16, content_type: &str, body: Vec<u8>) -> Self {
-        Self::new(status).header("content-type", content_type).body(body)
+        Self::new(status)
+            .header("content-type", content_type)
+            .body(body)
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Self {
@@ -106,7 +119,11 @@ impl TestServer {
         let (shutdown_tx, mut shutdown_rx) = oneshot::channel::<()>();
         let recorded = requests.clone();
         let thread = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() else {
+            let Ok(rt) = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             rt.block_on(async move {
@@ -129,8 +146,15 @@ impl TestServer {
                 }
             });
         });
-        let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap_or_else(|_| panic!("test server did not start"));
-        Self { addr, requests, shutdown: Some(shutdown_tx), thread: Some(thread) }
+        let addr = addr_rx
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("test server did not start"));
+        Self {
+            addr,
+            requests,
+            shutdown: Some(shutdown_tx),
+            thread: Some(thread),
+        }
     }
 
     /// `http://127.0.0.1:PORT`
@@ -167,14 +191,33 @@ async fn serve(
     recorded: Arc<Mutex<Vec<Recorded>>>,
 ) -> Result<hyper::Response<ReplyBody>, Infallible> {
     let method = req.method().to_string();
-    let uri = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_else(|| "/".into());
+    let uri = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_else(|| "/".into());
     let headers = req
         .headers()
         .iter()
-        .map(|(k, v)| (k.as_str().to_ascii_lowercase(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_ascii_lowercase(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
-    let body = req.into_body().collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
-    let request = Recorded { method, uri, headers, body };
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes().to_vec())
+        .unwrap_or_default();
+    let request = Recorded {
+        method,
+        uri,
+        headers,
+        body,
+    };
     let reply = handler(&request);
     if let Ok(mut all) = recorded.lock() {
         all.push(request);
@@ -193,7 +236,10 @@ async fn serve(
             let first = Bytes::from(reply.body[..cut.min(full_len)].to_vec());
             let chunks: Vec<Result<Frame<Bytes>, std::io::Error>> = vec![
                 Ok(Frame::data(first)),
-                Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "truncated on purpose")),
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "truncated on purpose",
+                )),
             ];
             BodyExt::boxed(StreamBody::new(futures_util::stream::iter(chunks)))
         }
@@ -201,5 +247,9 @@ async fn serve(
             http_body_util::Full::new(Bytes::from(reply.body)).map_err(|never| match never {}),
         ),
     };
-    Ok(builder.body(body).unwrap_or_else(|_| hyper::Response::new(BodyExt::boxed(http_body_util::Empty::new().map_err(|never| match never {})))))
+    Ok(builder.body(body).unwrap_or_else(|_| {
+        hyper::Response::new(BodyExt::boxed(
+            http_body_util::Empty::new().map_err(|never| match never {}),
+        ))
+    }))
 }

@@ -10,14 +10,17 @@ use anyhow::{Context, Result, bail};
 
 const WASM_TARGET: &str = "wasm32-wasip2";
 
-
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (task, rest) = match args.split_first() {
         Some((task, rest)) => (task.as_str(), rest),
         None => ("help", &[][..]),
     };
-    let rest: Vec<String> = rest.iter().filter(|a| a.as_str() != "--").cloned().collect();
+    let rest: Vec<String> = rest
+        .iter()
+        .filter(|a| a.as_str() != "--")
+        .cloned()
+        .collect();
     match task {
         "plugins" => build_plugins().map(|_| ()),
         "run" => {
@@ -31,7 +34,17 @@ fn main() -> Result<()> {
         "ci" => {
             cargo(&["fmt", "--all", "--check"], &[])?;
             build_plugins()?;
-            cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], &[])?;
+            cargo(
+                &[
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--",
+                    "-D",
+                    "warnings",
+                ],
+                &[],
+            )?;
             cargo(&["test", "--workspace"], &rest)
         }
         "help" | "--help" | "-h" => {
@@ -45,11 +58,16 @@ fn main() -> Result<()> {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"))
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
 }
 
 fn cargo(args: &[&str], extra: &[String]) -> Result<()> {
@@ -68,14 +86,26 @@ fn cargo(args: &[&str], extra: &[String]) -> Result<()> {
 
 /// Make sure rustup has the wasm target; install it when missing.
 fn ensure_wasm_target() -> Result<()> {
-    let installed = Command::new("rustup").args(["target", "list", "--installed"]).output();
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output();
     match installed {
-        Ok(out) if String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == WASM_TARGET) => Ok(()),
+        Ok(out)
+            if String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l.trim() == WASM_TARGET) =>
+        {
+            Ok(())
+        }
         Ok(_) => {
             eprintln!("xtask: installing the {WASM_TARGET} target with rustup");
-            let status = Command::new("rustup").args(["target", "add", WASM_TARGET]).status()?;
+            let status = Command::new("rustup")
+                .args(["target", "add", WASM_TARGET])
+                .status()?;
             if !status.success() {
-                bail!("`rustup target add {WASM_TARGET}` failed: install the target by hand and retry");
+                bail!(
+                    "`rustup target add {WASM_TARGET}` failed: install the target by hand and retry"
+                );
             }
             Ok(())
         }
@@ -98,11 +128,16 @@ fn build_plugins() -> Result<PathBuf> {
         let manifest_path = folder.join("plugin.toml");
         let manifest = std::fs::read_to_string(&manifest_path)
             .with_context(|| format!("reading {}", manifest_path.display()))?;
-        let id = manifest_id(&manifest).with_context(|| format!("no `id` in {}", manifest_path.display()))?;
-        let wasm = target_dir().join(WASM_TARGET).join("plugin").join(format!("{}.wasm", package.replace('-', "_")));
+        let id = manifest_id(&manifest)
+            .with_context(|| format!("no `id` in {}", manifest_path.display()))?;
+        let wasm = target_dir()
+            .join(WASM_TARGET)
+            .join("plugin")
+            .join(format!("{}.wasm", package.replace('-', "_")));
         let dest = out.join(&id);
         std::fs::create_dir_all(&dest)?;
-        std::fs::copy(&wasm, dest.join("plugin.wasm")).with_context(|| format!("copying {}", wasm.display()))?;
+        std::fs::copy(&wasm, dest.join("plugin.wasm"))
+            .with_context(|| format!("copying {}", wasm.display()))?;
         std::fs::write(dest.join("plugin.toml"), manifest)?;
     }
     eprintln!("xtask: plugins ready in {}", out.display());
@@ -123,10 +158,16 @@ fn bundled_plugins() -> Result<Vec<(String, PathBuf)>> {
         let package = cargo_toml
             .lines()
             .find_map(|line| {
-                let rest = line.trim().strip_prefix("name")?.trim_start().strip_prefix('=')?;
+                let rest = line
+                    .trim()
+                    .strip_prefix("name")?
+                    .trim_start()
+                    .strip_prefix('=')?;
                 Some(rest.trim().trim_matches('"').to_owned())
             })
-            .with_context(|| format!("no package name in {}", folder.join("Cargo.toml").display()))?;
+            .with_context(|| {
+                format!("no package name in {}", folder.join("Cargo.toml").display())
+            })?;
         found.push((package, folder));
     }
     found.sort();
@@ -136,7 +177,11 @@ fn bundled_plugins() -> Result<Vec<(String, PathBuf)>> {
 /// The `id = "…"` line of a manifest (the app validates the whole manifest when loading).
 fn manifest_id(manifest: &str) -> Option<String> {
     manifest.lines().find_map(|line| {
-        let rest = line.trim().strip_prefix("id")?.trim_start().strip_prefix('=')?;
+        let rest = line
+            .trim()
+            .strip_prefix("id")?
+            .trim_start()
+            .strip_prefix('=')?;
         Some(rest.trim().trim_matches('"').to_owned())
     })
 }

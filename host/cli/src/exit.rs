@@ -24,7 +24,11 @@ pub struct Failure {
 
 impl Failure {
     pub fn new(code: i32, class: &'static str, message: impl Into<String>) -> Self {
-        Self { message: message.into(), class, code }
+        Self {
+            message: message.into(),
+            class,
+            code,
+        }
     }
 
     pub fn usage(message: impl Into<String>) -> Self {
@@ -38,8 +42,14 @@ impl Failure {
     /// A provider error, with the provider's name and the next step to take.
     pub fn provider(provider: &str, err: &ProviderError) -> Self {
         let (code, hint) = match err {
-            ProviderError::Auth(_) => (AUTH, format!("Set a new key with `imageai keys set {provider}`.")),
-            ProviderError::ContentPolicy(_) => (CONTENT_POLICY, "Rephrase the prompt or change the image.".into()),
+            ProviderError::Auth(_) => (
+                AUTH,
+                format!("Set a new key with `imageai keys set {provider}`."),
+            ),
+            ProviderError::ContentPolicy(_) => (
+                CONTENT_POLICY,
+                "Rephrase the prompt or change the image.".into(),
+            ),
             ProviderError::RateLimited { retry_after_ms, .. } => (
                 RATE_LIMIT,
                 match retry_after_ms {
@@ -47,18 +57,30 @@ impl Failure {
                     None => "Wait a minute and try again.".into(),
                 },
             ),
-            ProviderError::Quota(_) => (RATE_LIMIT, "Check your plan and credits on the provider's site.".into()),
-            ProviderError::Timeout(_) | ProviderError::Network(_) => {
-                (NETWORK, "Check your connection (and the provider's base URL setting), then try again.".into())
-            }
-            ProviderError::Server(_) => (SERVER, "The provider had a problem; try again later.".into()),
-            ProviderError::InvalidRequest(_) => {
-                (INVALID, format!("Check the options against `imageai providers` for {provider}."))
-            }
+            ProviderError::Quota(_) => (
+                RATE_LIMIT,
+                "Check your plan and credits on the provider's site.".into(),
+            ),
+            ProviderError::Timeout(_) | ProviderError::Network(_) => (
+                NETWORK,
+                "Check your connection (and the provider's base URL setting), then try again."
+                    .into(),
+            ),
+            ProviderError::Server(_) => (
+                SERVER,
+                "The provider had a problem; try again later.".into(),
+            ),
+            ProviderError::InvalidRequest(_) => (
+                INVALID,
+                format!("Check the options against `imageai providers` for {provider}."),
+            ),
             ProviderError::Cancelled => (CANCELLED, String::new()),
-            ProviderError::Plugin(_) => {
-                (PLUGIN, format!("The {provider} plugin failed; reinstall or update it (`imageai plugin list`)."))
-            }
+            ProviderError::Plugin(_) => (
+                PLUGIN,
+                format!(
+                    "The {provider} plugin failed; reinstall or update it (`imageai plugin list`)."
+                ),
+            ),
             ProviderError::Other(_) => (OTHER, String::new()),
         };
         let text = err.to_string();
@@ -66,7 +88,9 @@ impl Failure {
         let message = match (hint.is_empty(), text.ends_with(['.', '!', '?'])) {
             (true, _) => format!("{provider}: {text}"),
             // The plugin may already say what to do: don't say it twice.
-            (false, _) if text.contains(hint.trim_end_matches('.')) => format!("{provider}: {text}"),
+            (false, _) if text.contains(hint.trim_end_matches('.')) => {
+                format!("{provider}: {text}")
+            }
             (false, true) => format!("{provider}: {text} {hint}"),
             (false, false) => format!("{provider}: {text}. {hint}"),
         };

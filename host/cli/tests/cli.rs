@@ -34,7 +34,10 @@ struct Setup {
 
 impl Setup {
     fn new() -> Self {
-        Self { home: tempfile::tempdir().unwrap(), server: OpenAiServer::start() }
+        Self {
+            home: tempfile::tempdir().unwrap(),
+            server: OpenAiServer::start(),
+        }
     }
 
     fn config_dir(&self) -> PathBuf {
@@ -66,7 +69,10 @@ impl Setup {
     }
 
     fn run_with_key(&self, args: &[&str]) -> Output {
-        self.cmd(args).env("OPENAI_API_KEY", TEST_KEY).output().unwrap()
+        self.cmd(args)
+            .env("OPENAI_API_KEY", TEST_KEY)
+            .output()
+            .unwrap()
     }
 
     fn run_stdin(&self, args: &[&str], stdin: &str, key: bool) -> Output {
@@ -74,8 +80,18 @@ impl Setup {
         if key {
             cmd.env("OPENAI_API_KEY", TEST_KEY);
         }
-        let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
         child.wait_with_output().unwrap()
     }
 }
@@ -85,12 +101,19 @@ fn text(bytes: &[u8]) -> String {
 }
 
 fn ok(output: &Output) -> &Output {
-    assert!(output.status.success(), "exit {:?}\nstdout: {}\nstderr: {}", output.status.code(), text(&output.stdout), text(&output.stderr));
+    assert!(
+        output.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        output.status.code(),
+        text(&output.stdout),
+        text(&output.stderr)
+    );
     output
 }
 
 fn json(output: &Output) -> Value {
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&output.stdout)))
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&output.stdout)))
 }
 
 /// The text chunks of a PNG file, by keyword.
@@ -98,9 +121,16 @@ fn png_texts(path: &Path) -> Vec<(String, String)> {
     let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
     let reader = decoder.read_info().unwrap();
     let info = reader.info();
-    let mut texts: Vec<(String, String)> =
-        info.uncompressed_latin1_text.iter().map(|t| (t.keyword.clone(), t.text.clone())).collect();
-    texts.extend(info.utf8_text.iter().map(|t| (t.keyword.clone(), t.get_text().unwrap())));
+    let mut texts: Vec<(String, String)> = info
+        .uncompressed_latin1_text
+        .iter()
+        .map(|t| (t.keyword.clone(), t.text.clone()))
+        .collect();
+    texts.extend(
+        info.utf8_text
+            .iter()
+            .map(|t| (t.keyword.clone(), t.get_text().unwrap())),
+    );
     texts
 }
 
@@ -110,7 +140,11 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             let path = entry.path();
-            if path.is_dir() { stack.push(path) } else { files.push(path) }
+            if path.is_dir() {
+                stack.push(path)
+            } else {
+                files.push(path)
+            }
         }
     }
     files
@@ -121,22 +155,51 @@ fn generate_saves_the_image_with_sidecar_and_png_chunks() {
     let s = Setup::new();
     let out = s.home.path().join("fox.png");
     let output = ok(&s.run_with_key(&[
-        "generate", "-p", "a red fox in snow", "-m", "dall-e-3", "--size", "1792x1024", "--quality", "hd",
-        "--style", "natural", "-o", out.to_str().unwrap(), "--json",
+        "generate",
+        "-p",
+        "a red fox in snow",
+        "-m",
+        "dall-e-3",
+        "--size",
+        "1792x1024",
+        "--quality",
+        "hd",
+        "--style",
+        "natural",
+        "-o",
+        out.to_str().unwrap(),
+        "--json",
     ]))
     .clone();
     let result = json(&output);
     assert_eq!(result["provider"], "openai");
     assert_eq!(result["model"], "dall-e-3");
     let saved = PathBuf::from(result["images"][0]["path"].as_str().unwrap());
-    assert!(saved.starts_with(s.output_dir()), "{saved:?} is not in the history folder");
-    assert!(saved.file_name().unwrap().to_str().unwrap().starts_with("a_red_fox_in_snow_"));
-    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&saved).unwrap(), "-o holds the same image");
+    assert!(
+        saved.starts_with(s.output_dir()),
+        "{saved:?} is not in the history folder"
+    );
+    assert!(
+        saved
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("a_red_fox_in_snow_")
+    );
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        std::fs::read(&saved).unwrap(),
+        "-o holds the same image"
+    );
 
     // The request on the wire.
     let requests = s.server.requests_to("/v1/images/generations");
     assert_eq!(requests.len(), 1);
-    assert_eq!(requests[0].header("authorization"), Some(format!("Bearer {TEST_KEY}").as_str()));
+    assert_eq!(
+        requests[0].header("authorization"),
+        Some(format!("Bearer {TEST_KEY}").as_str())
+    );
     let body = requests[0].json();
     assert_eq!(body["model"], "dall-e-3");
     assert_eq!(body["prompt"], "a red fox in snow");
@@ -145,7 +208,9 @@ fn generate_saves_the_image_with_sidecar_and_png_chunks() {
     assert_eq!(body["style"], "natural");
 
     // The sidecar, as the Python ImageAI writes it, plus ours.
-    let sidecar: Value = serde_json::from_slice(&std::fs::read(format!("{}.json", saved.display())).unwrap()).unwrap();
+    let sidecar: Value =
+        serde_json::from_slice(&std::fs::read(format!("{}.json", saved.display())).unwrap())
+            .unwrap();
     assert_eq!(sidecar["prompt"], "a red fox in snow");
     assert_eq!(sidecar["provider"], "openai");
     assert_eq!(sidecar["model"], "dall-e-3");
@@ -153,14 +218,25 @@ fn generate_saves_the_image_with_sidecar_and_png_chunks() {
     assert!(sidecar["app_version"].as_str().is_some());
     assert_eq!(sidecar["settings"]["size"], "1792x1024");
     assert_eq!(sidecar["settings"]["quality"], "hd");
-    assert!(std::path::Path::new(&format!("{}.json", out.display())).is_file(), "-o copy has its sidecar");
+    assert!(
+        std::path::Path::new(&format!("{}.json", out.display())).is_file(),
+        "-o copy has its sidecar"
+    );
 
     // PNG chunks other tools read.
     let texts = png_texts(&saved);
-    let parameters = texts.iter().find(|(k, _)| k == "parameters").map(|(_, v)| v.clone()).unwrap();
+    let parameters = texts
+        .iter()
+        .find(|(k, _)| k == "parameters")
+        .map(|(_, v)| v.clone())
+        .unwrap();
     assert!(parameters.starts_with("a red fox in snow"), "{parameters}");
     assert!(parameters.contains("Model: dall-e-3"), "{parameters}");
-    let embedded = texts.iter().find(|(k, _)| k == "imageai").map(|(_, v)| v.clone()).unwrap();
+    let embedded = texts
+        .iter()
+        .find(|(k, _)| k == "imageai")
+        .map(|(_, v)| v.clone())
+        .unwrap();
     let embedded: Value = serde_json::from_str(&embedded).unwrap();
     assert_eq!(embedded["prompt"], "a red fox in snow");
 
@@ -179,21 +255,59 @@ fn python_imageai_flags_and_stdin_prompt_work() {
     // `-s -k KEY` stores the key; `-t` tests it; `-p -m -o` generates.
     ok(&s.run(&["-s", "-k", TEST_KEY, "--provider", "openai"]));
     let tested = ok(&s.run(&["-t", "--provider", "openai"])).clone();
-    assert!(text(&tested.stdout).contains("works"), "{}", text(&tested.stdout));
+    assert!(
+        text(&tested.stdout).contains("works"),
+        "{}",
+        text(&tested.stdout)
+    );
     assert_eq!(s.server.requests_to("/v1/models").len(), 1);
     let out = s.home.path().join("legacy.png");
-    ok(&s.run(&["-p", "a lighthouse", "-m", "dall-e-2", "--provider", "openai", "-o", out.to_str().unwrap()]));
+    ok(&s.run(&[
+        "-p",
+        "a lighthouse",
+        "-m",
+        "dall-e-2",
+        "--provider",
+        "openai",
+        "-o",
+        out.to_str().unwrap(),
+    ]));
     assert!(out.is_file());
     // -K reads the key from a file.
     let key_file = s.home.path().join("key.txt");
     std::fs::write(&key_file, format!("{TEST_KEY}\n")).unwrap();
     ok(&s.run(&["keys", "remove", "openai"]));
-    ok(&s.run(&["generate", "-p", "from -K", "-m", "dall-e-2", "--provider", "openai", "-K", key_file.to_str().unwrap()]));
+    ok(&s.run(&[
+        "generate",
+        "-p",
+        "from -K",
+        "-m",
+        "dall-e-2",
+        "--provider",
+        "openai",
+        "-K",
+        key_file.to_str().unwrap(),
+    ]));
     // The prompt from stdin.
-    let piped = s.run_stdin(&["generate", "-m", "gpt-image-1", "--provider", "openai", "--json"], "a prompt on stdin\n", true);
+    let piped = s.run_stdin(
+        &[
+            "generate",
+            "-m",
+            "gpt-image-1",
+            "--provider",
+            "openai",
+            "--json",
+        ],
+        "a prompt on stdin\n",
+        true,
+    );
     let result = json(ok(&piped));
     assert_eq!(result["prompt"], "a prompt on stdin");
-    let last = s.server.requests_to("/v1/images/generations").pop().unwrap();
+    let last = s
+        .server
+        .requests_to("/v1/images/generations")
+        .pop()
+        .unwrap();
     assert_eq!(last.json()["prompt"], "a prompt on stdin");
 }
 
@@ -202,19 +316,29 @@ fn keys_set_test_list_remove() {
     let s = Setup::new();
     let missing = s.run(&["generate", "-p", "x", "--provider", "openai"]);
     assert_eq!(missing.status.code(), Some(3), "{}", text(&missing.stderr));
-    assert!(text(&missing.stderr).contains("imageai keys set openai"), "{}", text(&missing.stderr));
+    assert!(
+        text(&missing.stderr).contains("imageai keys set openai"),
+        "{}",
+        text(&missing.stderr)
+    );
 
     ok(&s.run_stdin(&["keys", "set", "openai"], &format!("{TEST_KEY}\n"), false));
     let listed = text(&ok(&s.run(&["keys", "list"])).stdout);
     assert!(listed.contains("openai:"), "{listed}");
-    assert!(!listed.contains(TEST_KEY), "keys list must never print a key");
+    assert!(
+        !listed.contains(TEST_KEY),
+        "keys list must never print a key"
+    );
     ok(&s.run(&["keys", "test", "openai"]));
 
     let wrong = s.run(&["keys", "test", "openai", "-k", "sk-wrong-key-000000"]);
     assert_eq!(wrong.status.code(), Some(3));
     let stderr = text(&wrong.stderr);
     assert!(stderr.contains("imageai keys set openai"), "{stderr}");
-    assert!(!stderr.contains("sk-wrong-key-000000"), "the key must not be echoed: {stderr}");
+    assert!(
+        !stderr.contains("sk-wrong-key-000000"),
+        "the key must not be echoed: {stderr}"
+    );
 
     ok(&s.run(&["keys", "remove", "openai"]));
     assert_eq!(s.run(&["keys", "test", "openai"]).status.code(), Some(3));
@@ -232,22 +356,61 @@ fn error_classes_have_their_exit_codes_and_say_what_to_do() {
     ];
     for (scripted, code, hint) in cases {
         // The host retries a 429 twice (as OpenAI's own client does), so a quota error comes three times.
-        let times = if scripted == Scripted::InsufficientQuota { 3 } else { 1 };
-        s.server.script(std::iter::repeat_n(scripted.clone(), times));
-        let output = s.run_with_key(&["generate", "-p", "x", "-m", "dall-e-2", "--provider", "openai", "--json"]);
-        assert_eq!(output.status.code(), Some(code), "{scripted:?}: {}", text(&output.stderr));
-        assert!(text(&output.stderr).to_lowercase().contains(hint), "{scripted:?}: {}", text(&output.stderr));
+        let times = if scripted == Scripted::InsufficientQuota {
+            3
+        } else {
+            1
+        };
+        s.server
+            .script(std::iter::repeat_n(scripted.clone(), times));
+        let output = s.run_with_key(&[
+            "generate",
+            "-p",
+            "x",
+            "-m",
+            "dall-e-2",
+            "--provider",
+            "openai",
+            "--json",
+        ]);
+        assert_eq!(
+            output.status.code(),
+            Some(code),
+            "{scripted:?}: {}",
+            text(&output.stderr)
+        );
+        assert!(
+            text(&output.stderr).to_lowercase().contains(hint),
+            "{scripted:?}: {}",
+            text(&output.stderr)
+        );
         let error = json(&output);
         assert_eq!(error["error"]["exit_code"], code);
     }
     // Bad input is refused before anything is sent.
     let before = s.server.requests().len();
-    let bad = s.run_with_key(&["generate", "-p", "x", "-m", "dall-e-9", "--provider", "openai"]);
+    let bad = s.run_with_key(&[
+        "generate",
+        "-p",
+        "x",
+        "-m",
+        "dall-e-9",
+        "--provider",
+        "openai",
+    ]);
     assert_eq!(bad.status.code(), Some(9), "{}", text(&bad.stderr));
-    assert!(text(&bad.stderr).contains("dall-e-3"), "names the models to choose from: {}", text(&bad.stderr));
+    assert!(
+        text(&bad.stderr).contains("dall-e-3"),
+        "names the models to choose from: {}",
+        text(&bad.stderr)
+    );
     let unknown = s.run_with_key(&["generate", "-p", "x", "--provider", "nope"]);
     assert_eq!(unknown.status.code(), Some(2));
-    assert!(text(&unknown.stderr).contains("openai"), "{}", text(&unknown.stderr));
+    assert!(
+        text(&unknown.stderr).contains("openai"),
+        "{}",
+        text(&unknown.stderr)
+    );
     assert_eq!(s.server.requests().len(), before);
 }
 
@@ -257,24 +420,68 @@ fn the_key_never_reaches_outputs_or_logs() {
     let image = s.home.path().join("source.png");
     std::fs::write(&image, imageai_tests::openai_server::png(64, 64, 7)).unwrap();
     let outputs = [
-        s.run_with_key(&["-vv", "generate", "-p", "a cat", "-m", "dall-e-2", "--provider", "openai", "-n", "2"]),
-        s.run_with_key(&["-vv", "generate", "-p", "a hat", "-m", "gpt-image-1", "--provider", "openai", "--image", image.to_str().unwrap()]),
+        s.run_with_key(&[
+            "-vv",
+            "generate",
+            "-p",
+            "a cat",
+            "-m",
+            "dall-e-2",
+            "--provider",
+            "openai",
+            "-n",
+            "2",
+        ]),
+        s.run_with_key(&[
+            "-vv",
+            "generate",
+            "-p",
+            "a hat",
+            "-m",
+            "gpt-image-1",
+            "--provider",
+            "openai",
+            "--image",
+            image.to_str().unwrap(),
+        ]),
         s.run_with_key(&["-vv", "keys", "test", "openai"]),
     ];
     s.server.script([Scripted::InvalidKey]);
-    let failed = s.run_with_key(&["-vv", "generate", "-p", "x", "-m", "dall-e-2", "--provider", "openai"]);
+    let failed = s.run_with_key(&[
+        "-vv",
+        "generate",
+        "-p",
+        "x",
+        "-m",
+        "dall-e-2",
+        "--provider",
+        "openai",
+    ]);
     for output in outputs.iter() {
         ok(output);
     }
     for output in outputs.iter().chain([&failed]) {
         assert!(!text(&output.stdout).contains(TEST_KEY));
-        assert!(!text(&output.stderr).contains(TEST_KEY), "key in the log: {}", text(&output.stderr));
+        assert!(
+            !text(&output.stderr).contains(TEST_KEY),
+            "key in the log: {}",
+            text(&output.stderr)
+        );
     }
     let files = files_under(&s.config_dir());
-    assert!(files.len() >= 6, "images and sidecars were written: {files:?}");
+    assert!(
+        files.len() >= 6,
+        "images and sidecars were written: {files:?}"
+    );
     for file in files {
         let bytes = std::fs::read(&file).unwrap();
-        assert!(!bytes.windows(TEST_KEY.len()).any(|w| w == TEST_KEY.as_bytes()), "key found in {}", file.display());
+        assert!(
+            !bytes
+                .windows(TEST_KEY.len())
+                .any(|w| w == TEST_KEY.as_bytes()),
+            "key found in {}",
+            file.display()
+        );
         assert!(!file.to_string_lossy().contains(TEST_KEY));
     }
 }
@@ -291,34 +498,67 @@ fn reads_python_imageai_config_and_keeps_unknown_fields() {
         "window_geometry": {"x": 10, "y": 20, "w": 800, "h": 600},
         "something_newer": {"kept": [1, 2, 3]}
     });
-    std::fs::write(s.config_dir().join("config.json"), serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    std::fs::write(
+        s.config_dir().join("config.json"),
+        serde_json::to_vec_pretty(&config).unwrap(),
+    )
+    .unwrap();
     // No --provider, no key in the environment: both come from the Python config.
     ok(&s.run(&["generate", "-p", "from the old config", "-m", "dall-e-2"]));
     let sent = s.server.requests_to("/v1/images/generations");
-    assert_eq!(sent[0].header("authorization"), Some(format!("Bearer {TEST_KEY}").as_str()));
+    assert_eq!(
+        sent[0].header("authorization"),
+        Some(format!("Bearer {TEST_KEY}").as_str())
+    );
     // A key command saves config.json: every field survives.
     ok(&s.run(&["keys", "remove", "openai"]));
-    let after: Value = serde_json::from_slice(&std::fs::read(s.config_dir().join("config.json")).unwrap()).unwrap();
+    let after: Value =
+        serde_json::from_slice(&std::fs::read(s.config_dir().join("config.json")).unwrap())
+            .unwrap();
     assert_eq!(after["something_newer"], config["something_newer"]);
     assert_eq!(after["window_geometry"], config["window_geometry"]);
     assert_eq!(after["provider"], "openai");
-    assert!(after["keys"].get("openai").is_none(), "the removed key is gone: {after}");
+    assert!(
+        after["keys"].get("openai").is_none(),
+        "the removed key is gone: {after}"
+    );
 }
 
 #[test]
 fn a_corrupt_config_is_backed_up_and_reported() {
     let s = Setup::new();
     std::fs::create_dir_all(s.config_dir()).unwrap();
-    std::fs::write(s.config_dir().join("config.json"), b"{\"keys\": {\"openai\": ").unwrap();
-    let output = ok(&s.run_with_key(&["generate", "-p", "still works", "-m", "dall-e-2", "--provider", "openai"])).clone();
+    std::fs::write(
+        s.config_dir().join("config.json"),
+        b"{\"keys\": {\"openai\": ",
+    )
+    .unwrap();
+    let output = ok(&s.run_with_key(&[
+        "generate",
+        "-p",
+        "still works",
+        "-m",
+        "dall-e-2",
+        "--provider",
+        "openai",
+    ]))
+    .clone();
     let stderr = text(&output.stderr);
     assert!(stderr.contains("corrupt"), "{stderr}");
     let backups: Vec<PathBuf> = files_under(&s.config_dir())
         .into_iter()
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("config.json.corrupt"))
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("config.json.corrupt")
+        })
         .collect();
     assert_eq!(backups.len(), 1, "{backups:?}");
-    assert_eq!(std::fs::read(&backups[0]).unwrap(), b"{\"keys\": {\"openai\": ");
+    assert_eq!(
+        std::fs::read(&backups[0]).unwrap(),
+        b"{\"keys\": {\"openai\": "
+    );
 }
 
 #[test]
@@ -331,18 +571,43 @@ fn edits_send_multipart_with_images_and_mask() {
         std::fs::write(path, imageai_tests::openai_server::png(64, 64, seed)).unwrap();
     }
     let result = json(ok(&s.run_with_key(&[
-        "generate", "-p", "merge these", "-m", "gpt-image-1", "--provider", "openai", "--image", a.to_str().unwrap(),
-        "--image", b.to_str().unwrap(), "--mask", mask.to_str().unwrap(), "--json",
+        "generate",
+        "-p",
+        "merge these",
+        "-m",
+        "gpt-image-1",
+        "--provider",
+        "openai",
+        "--image",
+        a.to_str().unwrap(),
+        "--image",
+        b.to_str().unwrap(),
+        "--mask",
+        mask.to_str().unwrap(),
+        "--json",
     ])));
     assert_eq!(result["images"].as_array().unwrap().len(), 1);
     let edit = s.server.requests_to("/v1/images/edits").pop().unwrap();
-    let parts = imageai_tests::openai_server::parse_multipart(edit.header("content-type").unwrap(), &edit.body).unwrap();
+    let parts = imageai_tests::openai_server::parse_multipart(
+        edit.header("content-type").unwrap(),
+        &edit.body,
+    )
+    .unwrap();
     let names: Vec<&str> = parts.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(names.iter().filter(|n| **n == "image[]").count(), 2, "{names:?}");
+    assert_eq!(
+        names.iter().filter(|n| **n == "image[]").count(),
+        2,
+        "{names:?}"
+    );
     assert!(names.contains(&"mask"), "{names:?}");
     let saved = PathBuf::from(result["images"][0]["path"].as_str().unwrap());
-    let sidecar: Value = serde_json::from_slice(&std::fs::read(format!("{}.json", saved.display())).unwrap()).unwrap();
-    assert_eq!(sidecar["source_images"], serde_json::json!(["a.png", "b.png"]));
+    let sidecar: Value =
+        serde_json::from_slice(&std::fs::read(format!("{}.json", saved.display())).unwrap())
+            .unwrap();
+    assert_eq!(
+        sidecar["source_images"],
+        serde_json::json!(["a.png", "b.png"])
+    );
     assert_eq!(sidecar["settings"]["mode"], "inpaint");
 }
 
@@ -350,15 +615,35 @@ fn edits_send_multipart_with_images_and_mask() {
 fn templates_fill_the_prompt_and_are_recorded() {
     let s = Setup::new();
     let listed = json(ok(&s.run(&["templates", "list", "--json"])));
-    let template = listed.as_array().unwrap().iter().find(|t| !t["placeholders"].as_array().unwrap().is_empty()).unwrap().clone();
+    let template = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| !t["placeholders"].as_array().unwrap().is_empty())
+        .unwrap()
+        .clone();
     let name = template["name"].as_str().unwrap();
     let slot = template["placeholders"][0].as_str().unwrap();
     let result = json(ok(&s.run_with_key(&[
-        "generate", "--template", name, "--field", &format!("{slot}=a tiny robot"), "-m", "dall-e-2", "--provider", "openai", "--json",
+        "generate",
+        "--template",
+        name,
+        "--field",
+        &format!("{slot}=a tiny robot"),
+        "-m",
+        "dall-e-2",
+        "--provider",
+        "openai",
+        "--json",
     ])));
-    assert!(result["prompt"].as_str().unwrap().contains("a tiny robot"), "{result}");
+    assert!(
+        result["prompt"].as_str().unwrap().contains("a tiny robot"),
+        "{result}"
+    );
     let saved = PathBuf::from(result["images"][0]["path"].as_str().unwrap());
-    let sidecar: Value = serde_json::from_slice(&std::fs::read(format!("{}.json", saved.display())).unwrap()).unwrap();
+    let sidecar: Value =
+        serde_json::from_slice(&std::fs::read(format!("{}.json", saved.display())).unwrap())
+            .unwrap();
     assert_eq!(sidecar["template"]["name"], name);
     assert_eq!(sidecar["template"]["fields"][slot], "a tiny robot");
     assert!(s.config_dir().join("details.jsonl").is_file());
@@ -370,7 +655,12 @@ fn plugins_install_list_remove_and_refuse_a_broken_one() {
     let hostile = plugin_dir("imageai-plugin-hostile");
     ok(&s.run(&["plugin", "install", hostile.to_str().unwrap()]));
     let listed = json(ok(&s.run(&["plugin", "list", "--json"])));
-    let ids: Vec<&str> = listed.as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["hostile", "openai"]);
     assert_eq!(listed[0]["source"], "user");
     ok(&s.run(&["plugin", "remove", "hostile"]));
@@ -391,8 +681,18 @@ fn plugins_install_list_remove_and_refuse_a_broken_one() {
 #[test]
 fn ctrl_c_cancels_a_running_generation() {
     let s = Setup::new();
-    s.server.script([Scripted::Slow(std::time::Duration::from_secs(20))]);
-    let child = s.cmd(&["generate", "-p", "slow", "-m", "dall-e-2", "--provider", "openai"])
+    s.server
+        .script([Scripted::Slow(std::time::Duration::from_secs(20))]);
+    let child = s
+        .cmd(&[
+            "generate",
+            "-p",
+            "slow",
+            "-m",
+            "dall-e-2",
+            "--provider",
+            "openai",
+        ])
         .env("OPENAI_API_KEY", TEST_KEY)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -400,10 +700,15 @@ fn ctrl_c_cancels_a_running_generation() {
         .unwrap();
     // Wait until the request is on the server, then interrupt.
     let started = std::time::Instant::now();
-    while s.server.requests_to("/v1/images/generations").is_empty() && started.elapsed().as_secs() < 20 {
+    while s.server.requests_to("/v1/images/generations").is_empty()
+        && started.elapsed().as_secs() < 20
+    {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(130), "{}", text(&output.stderr));
     assert!(started.elapsed().as_secs() < 15, "cancelled promptly");

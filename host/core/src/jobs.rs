@@ -103,8 +103,12 @@ pub fn resolve_model(
     request: &mut JobRequest,
 ) -> Result<ModelInfo, ProviderError> {
     let capability = request.capability();
-    let models: Vec<&str> =
-        info.models.iter().map(|m| m.id.as_str()).filter(|id| *id != ANY_MODEL).collect();
+    let models: Vec<&str> = info
+        .models
+        .iter()
+        .map(|m| m.id.as_str())
+        .filter(|id| *id != ANY_MODEL)
+        .collect();
     if request.model().is_empty() {
         let model = info
             .models
@@ -122,19 +126,27 @@ pub fn resolve_model(
     }
     // A provider that runs any model by id (Replicate, Hugging Face) lists its curated models
     // and then an entry `*` describing what any other model gets.
-    let any = info.model(ANY_MODEL).filter(|_| request.model() != ANY_MODEL).map(|any| ModelInfo {
-        id: request.model().to_owned(),
-        name: request.model().to_owned(),
-        ..any.clone()
-    });
-    let model = info.model(request.model()).filter(|m| m.id != ANY_MODEL).cloned().or(any).ok_or_else(|| {
-        ProviderError::InvalidRequest(format!(
-            "{} has no model `{}`; choose one of: {}",
-            info.name,
-            request.model(),
-            models.join(", ")
-        ))
-    })?;
+    let any = info
+        .model(ANY_MODEL)
+        .filter(|_| request.model() != ANY_MODEL)
+        .map(|any| ModelInfo {
+            id: request.model().to_owned(),
+            name: request.model().to_owned(),
+            ..any.clone()
+        });
+    let model = info
+        .model(request.model())
+        .filter(|m| m.id != ANY_MODEL)
+        .cloned()
+        .or(any)
+        .ok_or_else(|| {
+            ProviderError::InvalidRequest(format!(
+                "{} has no model `{}`; choose one of: {}",
+                info.name,
+                request.model(),
+                models.join(", ")
+            ))
+        })?;
     if !model.supports(capability) {
         let able: Vec<&str> = info
             .models
@@ -399,7 +411,9 @@ mod tests {
         let mut encoder = png::Encoder::new(&mut bytes, 2, 2);
         encoder.set_color(png::ColorType::Rgb);
         let mut writer = encoder.write_header().unwrap();
-        writer.write_image_data(&[255, 0, 0, 0, 255, 0, 0, 0, 255, 9, 9, 9]).unwrap();
+        writer
+            .write_image_data(&[255, 0, 0, 0, 255, 0, 0, 0, 255, 9, 9, 9])
+            .unwrap();
         writer.finish().unwrap();
         bytes
     }
@@ -436,7 +450,11 @@ mod tests {
             })
         }
 
-        fn generate(&self, request: &GenerateRequest, ctx: &CallContext) -> Result<Generation, ProviderError> {
+        fn generate(
+            &self,
+            request: &GenerateRequest,
+            ctx: &CallContext,
+        ) -> Result<Generation, ProviderError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             let steps = 10;
             for step in 0..steps {
@@ -446,9 +464,18 @@ mod tests {
                 ctx.report(step as f32 / steps as f32, "painting");
                 std::thread::sleep(self.delay / steps);
             }
-            let key = ctx.api_key.as_ref().map(|k| k.expose().to_owned()).unwrap_or_default();
+            let key = ctx
+                .api_key
+                .as_ref()
+                .map(|k| k.expose().to_owned())
+                .unwrap_or_default();
             Ok(Generation {
-                images: (0..request.n.max(1)).map(|_| Image { mime: "image/png".into(), data: tiny_png() }).collect(),
+                images: (0..request.n.max(1))
+                    .map(|_| Image {
+                        mime: "image/png".into(),
+                        data: tiny_png(),
+                    })
+                    .collect(),
                 seed: request.seed.or(Some(7)),
                 note: Some(format!("made with {key}")),
                 ..Generation::default()
@@ -459,7 +486,11 @@ mod tests {
             Err(ProviderError::Server("edit failed".into()))
         }
 
-        fn upscale(&self, _: &UpscaleRequest, _: &CallContext) -> Result<Generation, ProviderError> {
+        fn upscale(
+            &self,
+            _: &UpscaleRequest,
+            _: &CallContext,
+        ) -> Result<Generation, ProviderError> {
             Err(ProviderError::InvalidRequest("no upscaling".into()))
         }
 
@@ -469,7 +500,10 @@ mod tests {
     }
 
     fn fake(delay_ms: u64) -> Arc<Fake> {
-        Arc::new(Fake { delay: Duration::from_millis(delay_ms), calls: AtomicUsize::new(0) })
+        Arc::new(Fake {
+            delay: Duration::from_millis(delay_ms),
+            calls: AtomicUsize::new(0),
+        })
     }
 
     fn job(model: &str, prompt: &str, n: u32) -> Job {
@@ -493,14 +527,24 @@ mod tests {
     fn run_saves_every_image_and_keeps_the_key_out() {
         let dir = tempfile::tempdir().unwrap();
         let provider = fake(0);
-        let output = run(provider.as_ref(), &job("painter", "three dots", 3), &ctx(), dir.path()).unwrap();
+        let output = run(
+            provider.as_ref(),
+            &job("painter", "three dots", 3),
+            &ctx(),
+            dir.path(),
+        )
+        .unwrap();
         assert_eq!(output.saved.len(), 3);
         assert_eq!(output.record.seed, Some(7));
         assert_eq!(output.record.output_text.as_deref(), Some("made with ***"));
         for saved in &output.saved {
             for path in [&saved.image, &saved.sidecar] {
                 let bytes = std::fs::read(path).unwrap();
-                assert!(!bytes.windows(KEY.len()).any(|w| w == KEY.as_bytes()), "key in {}", path.display());
+                assert!(
+                    !bytes.windows(KEY.len()).any(|w| w == KEY.as_bytes()),
+                    "key in {}",
+                    path.display()
+                );
             }
         }
     }
@@ -511,8 +555,17 @@ mod tests {
         let provider = fake(0);
         let err = run(provider.as_ref(), &job("nope", "x", 1), &ctx(), dir.path()).unwrap_err();
         assert!(err.to_string().contains("painter, editor"), "{err}");
-        let err = run(provider.as_ref(), &job("editor", "x", 1), &ctx(), dir.path()).unwrap_err();
-        assert!(err.to_string().contains("models that can: painter"), "{err}");
+        let err = run(
+            provider.as_ref(),
+            &job("editor", "x", 1),
+            &ctx(),
+            dir.path(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("models that can: painter"),
+            "{err}"
+        );
         assert_eq!(provider.calls.load(Ordering::SeqCst), 0, "nothing was sent");
         let output = run(provider.as_ref(), &job("", "x", 1), &ctx(), dir.path()).unwrap();
         assert_eq!(output.record.model, "painter");
@@ -530,14 +583,23 @@ mod tests {
         });
         let mut request = job("owner/some-model:abc", "x", 1).request;
         let model = resolve_model(&info, &mut request).unwrap();
-        assert_eq!((model.id.as_str(), model.max_n), ("owner/some-model:abc", 2));
+        assert_eq!(
+            (model.id.as_str(), model.max_n),
+            ("owner/some-model:abc", 2)
+        );
         let mut star = job(ANY_MODEL, "x", 1).request;
-        assert!(resolve_model(&info, &mut star).is_err(), "`*` itself is no model");
+        assert!(
+            resolve_model(&info, &mut star).is_err(),
+            "`*` itself is no model"
+        );
         let mut default = job("", "x", 1).request;
         assert_eq!(resolve_model(&info, &mut default).unwrap().id, "painter");
         info.models.retain(|m| m.id == ANY_MODEL);
         let mut none = job("", "x", 1).request;
-        assert!(resolve_model(&info, &mut none).is_err(), "`*` is never the default");
+        assert!(
+            resolve_model(&info, &mut none).is_err(),
+            "`*` is never the default"
+        );
     }
 
     #[test]
@@ -545,14 +607,32 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let queue = JobQueue::new(1);
         let provider = fake(300);
-        let first = queue.submit(provider.clone(), job("painter", "first", 1), ctx(), dir.path().into());
-        let second = queue.submit(provider.clone(), job("painter", "second", 1), ctx(), dir.path().into());
-        let third = queue.submit(provider.clone(), job("painter", "third", 1), ctx(), dir.path().into());
+        let first = queue.submit(
+            provider.clone(),
+            job("painter", "first", 1),
+            ctx(),
+            dir.path().into(),
+        );
+        let second = queue.submit(
+            provider.clone(),
+            job("painter", "second", 1),
+            ctx(),
+            dir.path().into(),
+        );
+        let third = queue.submit(
+            provider.clone(),
+            job("painter", "third", 1),
+            ctx(),
+            dir.path().into(),
+        );
         second.cancel.cancel(); // still queued: it must not run at all
         let mut finished = Vec::new();
         let mut progress = 0;
         while finished.len() < 3 {
-            match queue.recv_timeout(Duration::from_secs(10)).expect("the queue stalled") {
+            match queue
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the queue stalled")
+            {
                 JobEvent::Started { .. } => {}
                 JobEvent::Progress { id, .. } => {
                     assert_ne!(id, second.id);
@@ -574,10 +654,18 @@ mod tests {
     fn a_running_job_stops_when_cancelled() {
         let dir = tempfile::tempdir().unwrap();
         let queue = JobQueue::new(2);
-        let handle = queue.submit(fake(5_000), job("painter", "slow", 1), ctx(), dir.path().into());
+        let handle = queue.submit(
+            fake(5_000),
+            job("painter", "slow", 1),
+            ctx(),
+            dir.path().into(),
+        );
         let started = std::time::Instant::now();
         loop {
-            match queue.recv_timeout(Duration::from_secs(10)).expect("the queue stalled") {
+            match queue
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the queue stalled")
+            {
                 JobEvent::Progress { .. } => handle.cancel.cancel(),
                 JobEvent::Finished { result, .. } => {
                     assert!(result.is_err_and(|e| e.is_cancelled()));
@@ -587,6 +675,12 @@ mod tests {
             }
         }
         assert!(started.elapsed() < Duration::from_secs(3));
-        assert_eq!(std::fs::read_dir(dir.path()).map(|d| d.count()).unwrap_or(0), 0, "nothing saved");
+        assert_eq!(
+            std::fs::read_dir(dir.path())
+                .map(|d| d.count())
+                .unwrap_or(0),
+            0,
+            "nothing saved"
+        );
     }
 }

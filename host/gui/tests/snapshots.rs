@@ -119,29 +119,3 @@ fn templates_tab() {
     open_tab(&mut harness, "Templates");
     harness.snapshot("templates_tab");
 }
-
-#[test]
-fn models_tab_with_an_imported_model() {
-    let tmp = tempfile::tempdir().unwrap();
-    let paths = Paths::at(tmp.path().join("config"));
-    // A relative cache that does not exist: no Hub models, and a path that reads the same on
-    // every machine.
-    imageai_core::config::Config::update(&paths, |c| {
-        c.set_provider_setting("local-sd", "model_cache", "no-hub-cache");
-    })
-    .unwrap();
-    let model = paths.config_dir().join("models").join("my-sd15");
-    std::fs::create_dir_all(model.join("unet")).unwrap();
-    std::fs::write(model.join("model_index.json"), "{}").unwrap();
-    std::fs::write(model.join("unet").join("weights.bin"), vec![0u8; 3 << 20]).unwrap();
-    let mut harness = harness(open_app(tmp.path(), false));
-    open_tab(&mut harness, "Models");
-    settle(&mut harness, |app| {
-        app.installed_models()
-            .is_some_and(|m| m.as_ref().is_ok_and(|m| m.len() == 1))
-    });
-    // The model's folder is in the temporary directory: hide it.
-    let location = harness.get_by_label(&model.display().to_string()).rect();
-    harness.mask(location);
-    harness.snapshot("models_tab");
-}

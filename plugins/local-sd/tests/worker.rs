@@ -21,6 +21,7 @@ fn load_sd1(w: &mut WorkerClient) {
             device: Some("cpu".into()),
             precision: Some("fp32".into()),
             low_memory: false,
+            idle_unload_secs: None,
         })
         .unwrap();
     assert_eq!(loaded.family, "sd");
@@ -152,4 +153,28 @@ fn a_dying_worker_is_a_clear_error() {
         other => panic!("expected WorkerDied, got {other:?}"),
     }
     assert!(err.to_string().contains("stopped unexpectedly"));
+}
+
+#[test]
+fn idle_unload_then_transparent_reload() {
+    let mut w = worker();
+    w.load(LoadRequest {
+        model: fixture("sd1").display().to_string(),
+        device: Some("cpu".into()),
+        idle_unload_secs: Some(1),
+        ..Default::default()
+    })
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    // The model was dropped while idle; the next request loads it again.
+    let images = w
+        .generate(
+            GenerateRequest {
+                n: Some(1),
+                ..request(1)
+            },
+            |_| {},
+        )
+        .unwrap();
+    assert_eq!(images.len(), 1);
 }

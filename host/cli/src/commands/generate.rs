@@ -20,7 +20,11 @@ const LOCAL_SD: &str = "local-sd";
 
 pub fn run(args: GenerateArgs) -> Result<(), Failure> {
     let core = super::open_core(args.json)?;
-    let id = core.choose_provider(args.provider.as_deref())?.manifest.id.clone();
+    let id = core
+        .choose_provider(args.provider.as_deref())?
+        .manifest
+        .id
+        .clone();
 
     let (prompt, template_use) = prompt_of(&core, &args, &id)?;
     let mut extra = parse_extra(&args.extra)?;
@@ -28,7 +32,10 @@ pub fn run(args: GenerateArgs) -> Result<(), Failure> {
         ("scheduler", args.scheduler.clone()),
         ("device", args.device.clone()),
         ("precision", args.precision.clone()),
-        ("init_noise", args.init_noise.as_ref().map(|p| p.display().to_string())),
+        (
+            "init_noise",
+            args.init_noise.as_ref().map(|p| p.display().to_string()),
+        ),
     ];
     for (name, value) in local_flags {
         if let Some(value) = value {
@@ -59,11 +66,17 @@ pub fn run(args: GenerateArgs) -> Result<(), Failure> {
     };
     let request = if args.images.is_empty() {
         if args.mask.is_some() || args.mode.is_some() || args.strength.is_some() {
-            return Err(Failure::usage("--mask, --mode and --strength need a source image: add --image FILE"));
+            return Err(Failure::usage(
+                "--mask, --mode and --strength need a source image: add --image FILE",
+            ));
         }
         JobRequest::Generate(base)
     } else {
-        let images = args.images.iter().map(|p| read_image(p)).collect::<Result<Vec<_>, _>>()?;
+        let images = args
+            .images
+            .iter()
+            .map(|p| read_image(p))
+            .collect::<Result<Vec<_>, _>>()?;
         let mask = args.mask.as_deref().map(read_image).transpose()?;
         let mode = match args.mode {
             Some(mode) => edit_mode(mode),
@@ -71,9 +84,22 @@ pub fn run(args: GenerateArgs) -> Result<(), Failure> {
             None => EditMode::Edit,
         };
         let sources = args.images.iter().map(|p| file_name(p)).collect();
-        JobRequest::Edit { request: EditRequest { mode, base, images, mask, strength: args.strength }, sources }
+        JobRequest::Edit {
+            request: EditRequest {
+                mode,
+                base,
+                images,
+                mask,
+                strength: args.strength,
+            },
+            sources,
+        }
     };
-    let job = Job { provider: id.clone(), request, template: template_use };
+    let job = Job {
+        provider: id.clone(),
+        request,
+        template: template_use,
+    };
     let result = execute(&core, &id, &job, &args.key, args.json)?;
     if let Some(used) = &job.template {
         let _ = imageai_core::history::append_event(&core.paths, &used.event());
@@ -83,7 +109,11 @@ pub fn run(args: GenerateArgs) -> Result<(), Failure> {
 
 pub fn upscale(args: UpscaleArgs) -> Result<(), Failure> {
     let core = super::open_core(args.json)?;
-    let id = core.choose_provider(args.provider.as_deref())?.manifest.id.clone();
+    let id = core
+        .choose_provider(args.provider.as_deref())?
+        .manifest
+        .id
+        .clone();
     let request = UpscaleRequest {
         model: args.model.clone().unwrap_or_default(),
         image: read_image(&args.image)?,
@@ -96,7 +126,10 @@ pub fn upscale(args: UpscaleArgs) -> Result<(), Failure> {
     };
     let job = Job {
         provider: id.clone(),
-        request: JobRequest::Upscale { request, source: file_name(&args.image) },
+        request: JobRequest::Upscale {
+            request,
+            source: file_name(&args.image),
+        },
         template: None,
     };
     let result = execute(&core, &id, &job, &args.key, args.json)?;
@@ -104,8 +137,17 @@ pub fn upscale(args: UpscaleArgs) -> Result<(), Failure> {
 }
 
 /// Run the job in the foreground with a spinner; Ctrl+C cancels it (a second Ctrl+C exits).
-fn execute(core: &Core, id: &str, job: &Job, key: &KeyArgs, json: bool) -> Result<JobOutput, Failure> {
-    let over = KeyOverride { key: key.api_key.clone(), key_file: key.api_key_file.clone() };
+fn execute(
+    core: &Core,
+    id: &str,
+    job: &Job,
+    key: &KeyArgs,
+    json: bool,
+) -> Result<JobOutput, Failure> {
+    let over = KeyOverride {
+        key: key.api_key.clone(),
+        key_file: key.api_key_file.clone(),
+    };
     let mut ctx: CallContext = core.context(id, &over)?;
     let provider = core.provider(id)?;
     let bar = output::progress(json || !std::io::stderr().is_terminal());
@@ -139,17 +181,25 @@ fn prompt_of(
     provider: &str,
 ) -> Result<(String, Option<templates::TemplateUse>), Failure> {
     if let Some(name) = &args.template {
-        let loaded = TemplateStore::load(&core.paths).map_err(|err| Failure::other(err.to_string()))?;
+        let loaded =
+            TemplateStore::load(&core.paths).map_err(|err| Failure::other(err.to_string()))?;
         if let Some(corrupt) = &loaded.warning {
             output::warn(&corrupt.to_string());
         }
-        let listed = loaded.store.get(name).ok_or_else(|| super::templates::not_found(name))?;
+        let listed = loaded
+            .store
+            .get(name)
+            .ok_or_else(|| super::templates::not_found(name))?;
         let template = listed.template;
         if !template.suits(provider) {
-            output::warn(&format!("template `{name}` was written for another provider; using it with {provider}"));
+            output::warn(&format!(
+                "template `{name}` was written for another provider; using it with {provider}"
+            ));
         }
         let fields = super::templates::parse_fields(&args.fields)?;
-        let filled = template.fill(&fields).map_err(|err| Failure::usage(err.to_string()))?;
+        let filled = template
+            .fill(&fields)
+            .map_err(|err| Failure::usage(err.to_string()))?;
         let current = args.prompt.clone().unwrap_or_default();
         let append = !current.trim().is_empty();
         let prompt = templates::apply(&current, &filled, append);
@@ -163,22 +213,27 @@ fn prompt_of(
         Some(prompt) => prompt.clone(),
         None if !std::io::stdin().is_terminal() => {
             let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .map_err(|err| Failure::usage(format!("could not read the prompt from stdin: {err}")))?;
+            std::io::stdin().read_to_string(&mut text).map_err(|err| {
+                Failure::usage(format!("could not read the prompt from stdin: {err}"))
+            })?;
             text
         }
         None => String::new(),
     };
     let prompt = prompt.trim().to_owned();
     if prompt.is_empty() {
-        return Err(Failure::usage("no prompt: pass -p \"…\", pipe one on stdin, or use --template NAME"));
+        return Err(Failure::usage(
+            "no prompt: pass -p \"…\", pipe one on stdin, or use --template NAME",
+        ));
     }
     Ok((prompt, None))
 }
 
 fn parse_extra(pairs: &[String]) -> Result<std::collections::BTreeMap<String, String>, Failure> {
-    pairs.iter().map(|p| super::name_value(p, "--set")).collect()
+    pairs
+        .iter()
+        .map(|p| super::name_value(p, "--set"))
+        .collect()
 }
 
 fn edit_mode(mode: EditModeArg) -> EditMode {
@@ -193,17 +248,37 @@ fn edit_mode(mode: EditModeArg) -> EditMode {
 }
 
 fn file_name(path: &Path) -> String {
-    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string())
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
 }
 
 /// Read an input image and tell its type from its first bytes.
 fn read_image(path: &Path) -> Result<Image, Failure> {
-    let data = std::fs::read(path)
-        .map_err(|err| Failure::usage(format!("could not read the image ({err}): {}", path.display())))?;
+    let data = std::fs::read(path).map_err(|err| {
+        Failure::usage(format!(
+            "could not read the image ({err}): {}",
+            path.display()
+        ))
+    })?;
     let mime = match data.as_slice() {
         [0x89, b'P', b'N', b'G', ..] => "image/png",
         [0xFF, 0xD8, 0xFF, ..] => "image/jpeg",
-        [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'E', b'B', b'P', ..] => "image/webp",
+        [
+            b'R',
+            b'I',
+            b'F',
+            b'F',
+            _,
+            _,
+            _,
+            _,
+            b'W',
+            b'E',
+            b'B',
+            b'P',
+            ..,
+        ] => "image/webp",
         [b'G', b'I', b'F', b'8', ..] => "image/gif",
         _ => {
             return Err(Failure::usage(format!(
@@ -212,7 +287,10 @@ fn read_image(path: &Path) -> Result<Image, Failure> {
             )));
         }
     };
-    Ok(Image { mime: mime.to_owned(), data })
+    Ok(Image {
+        mime: mime.to_owned(),
+        data,
+    })
 }
 
 /// Copy the saved images (and their sidecars) to `-o`, then print what was made.
@@ -268,7 +346,11 @@ fn all_warnings(result: &JobOutput) -> Vec<String> {
 /// `-o out.png` writes the first image there and the others as `out_2.png`, …; `-o folder/`
 /// keeps the history's file names. Each copy gets its sidecar beside it.
 fn copy_out(saved: &[SavedImage], out: &Path) -> Result<Vec<PathBuf>, Failure> {
-    let is_dir = out.is_dir() || out.as_os_str().to_string_lossy().ends_with(std::path::MAIN_SEPARATOR);
+    let is_dir = out.is_dir()
+        || out
+            .as_os_str()
+            .to_string_lossy()
+            .ends_with(std::path::MAIN_SEPARATOR);
     let mut copies = Vec::new();
     for (i, image) in saved.iter().enumerate() {
         let dest = if is_dir {
@@ -276,16 +358,30 @@ fn copy_out(saved: &[SavedImage], out: &Path) -> Result<Vec<PathBuf>, Failure> {
         } else if i == 0 {
             out.to_path_buf()
         } else {
-            let stem = out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-            let ext = out.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
+            let stem = out
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let ext = out
+                .extension()
+                .map(|e| format!(".{}", e.to_string_lossy()))
+                .unwrap_or_default();
             out.with_file_name(format!("{stem}_{}{ext}", i + 1))
         };
         if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .map_err(|err| Failure::other(format!("could not create the folder ({err}): {}", parent.display())))?;
+            std::fs::create_dir_all(parent).map_err(|err| {
+                Failure::other(format!(
+                    "could not create the folder ({err}): {}",
+                    parent.display()
+                ))
+            })?;
         }
-        let bytes = std::fs::read(&image.image)
-            .map_err(|err| Failure::other(format!("could not read the saved image ({err}): {}", image.image.display())))?;
+        let bytes = std::fs::read(&image.image).map_err(|err| {
+            Failure::other(format!(
+                "could not read the saved image ({err}): {}",
+                image.image.display()
+            ))
+        })?;
         imageai_core::atomic::write_atomic(&dest, &bytes)
             .map_err(|err| Failure::other(format!("could not write the image: {err}")))?;
         if let Ok(sidecar) = std::fs::read(&image.sidecar) {

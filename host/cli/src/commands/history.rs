@@ -10,7 +10,11 @@ pub fn run(action: HistoryAction) -> Result<(), Failure> {
     let core = super::open_core(false)?;
     let dir = core.paths.output_dir();
     match action {
-        HistoryAction::List { search, limit, json } => {
+        HistoryAction::List {
+            search,
+            limit,
+            json,
+        } => {
             let entries = history::list(&dir).map_err(|err| Failure::other(err.to_string()))?;
             let shown: Vec<&Entry> = match &search {
                 Some(query) => history::search(&entries, query),
@@ -18,23 +22,43 @@ pub fn run(action: HistoryAction) -> Result<(), Failure> {
             };
             let shown: Vec<&Entry> = shown.into_iter().take(limit).collect();
             if json {
-                output::json(&serde_json::Value::Array(shown.iter().map(|e| entry_json(e)).collect()));
+                output::json(&serde_json::Value::Array(
+                    shown.iter().map(|e| entry_json(e)).collect(),
+                ));
                 return Ok(());
             }
             if shown.is_empty() {
-                output::note(&format!("No images yet in {}. Make one with `imageai generate -p \"…\"`.", dir.display()));
+                output::note(&format!(
+                    "No images yet in {}. Make one with `imageai generate -p \"…\"`.",
+                    dir.display()
+                ));
             }
             for entry in shown {
-                let when = entry.created_at.map(|t| t.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default();
-                let who = format!("{}/{}", entry.provider().unwrap_or("?"), entry.model().unwrap_or("?"));
+                let when = entry
+                    .created_at
+                    .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                    .unwrap_or_default();
+                let who = format!(
+                    "{}/{}",
+                    entry.provider().unwrap_or("?"),
+                    entry.model().unwrap_or("?")
+                );
                 let prompt: String = entry.prompt().unwrap_or("").chars().take(60).collect();
-                let problem = entry.problem.as_deref().map(|p| format!("  ({p})")).unwrap_or_default();
-                output::line(&format!("{when:<16}  {:<44}  {who:<24}  {prompt}{problem}", entry.name()));
+                let problem = entry
+                    .problem
+                    .as_deref()
+                    .map(|p| format!("  ({p})"))
+                    .unwrap_or_default();
+                output::line(&format!(
+                    "{when:<16}  {:<44}  {who:<24}  {prompt}{problem}",
+                    entry.name()
+                ));
             }
             Ok(())
         }
         HistoryAction::Show { image, json } => {
-            let entry = history::find(&dir, &image).map_err(|err| Failure::usage(err.to_string()))?;
+            let entry =
+                history::find(&dir, &image).map_err(|err| Failure::usage(err.to_string()))?;
             if json {
                 output::json(&entry_json(&entry));
                 return Ok(());

@@ -3,8 +3,8 @@
 
 use std::io::{IsTerminal, Read};
 
-use imageai_core::app::KeyOverride;
 use imageai_core::Secret;
+use imageai_core::app::KeyOverride;
 
 use crate::args::{KeyArgs, KeysAction};
 use crate::exit::Failure;
@@ -26,26 +26,40 @@ pub fn set(provider: &str, args: &KeyArgs) -> Result<(), Failure> {
     let key = match (&args.api_key, &args.api_key_file) {
         (Some(key), _) => key.trim().to_owned(),
         (None, Some(file)) => std::fs::read_to_string(file)
-            .map_err(|err| Failure::usage(format!("could not read the key file ({err}): {}", file.display())))?
+            .map_err(|err| {
+                Failure::usage(format!(
+                    "could not read the key file ({err}): {}",
+                    file.display()
+                ))
+            })?
             .trim()
             .to_owned(),
         (None, None) => read_key_from_stdin(&id)?,
     };
     if key.is_empty() {
-        return Err(Failure::usage("the key is empty: pass it with --api-key, --api-key-file, or on stdin"));
+        return Err(Failure::usage(
+            "the key is empty: pass it with --api-key, --api-key-file, or on stdin",
+        ));
     }
     core.set_key(&id, &Secret::new(key))?;
-    output::note(&format!("Stored the {id} key in the {}. Check it with `imageai keys test {id}`.", core.keys.backend()));
+    output::note(&format!(
+        "Stored the {id} key in the {}. Check it with `imageai keys test {id}`.",
+        core.keys.backend()
+    ));
     Ok(())
 }
 
 fn read_key_from_stdin(id: &str) -> Result<String, Failure> {
     let mut stdin = std::io::stdin();
     if stdin.is_terminal() {
-        output::note(&format!("Paste the {id} API key and press Enter (Ctrl+D when done):"));
+        output::note(&format!(
+            "Paste the {id} API key and press Enter (Ctrl+D when done):"
+        ));
     }
     let mut text = String::new();
-    stdin.read_to_string(&mut text).map_err(|err| Failure::other(format!("could not read the key from stdin: {err}")))?;
+    stdin
+        .read_to_string(&mut text)
+        .map_err(|err| Failure::other(format!("could not read the key from stdin: {err}")))?;
     Ok(text.trim().to_owned())
 }
 
@@ -53,10 +67,15 @@ fn read_key_from_stdin(id: &str) -> Result<String, Failure> {
 pub fn test(provider: &str, args: &KeyArgs) -> Result<(), Failure> {
     let core = super::open_core(false)?;
     let id = core.entry(provider)?.manifest.id.clone();
-    let over = KeyOverride { key: args.api_key.clone(), key_file: args.api_key_file.clone() };
+    let over = KeyOverride {
+        key: args.api_key.clone(),
+        key_file: args.api_key_file.clone(),
+    };
     let ctx = core.context(&id, &over)?;
     let plugin = core.provider(&id)?;
-    plugin.check_key(&ctx).map_err(|err| Failure::provider(&id, &err))?;
+    plugin
+        .check_key(&ctx)
+        .map_err(|err| Failure::provider(&id, &err))?;
     output::line(&format!("The {id} key works."));
     Ok(())
 }
@@ -85,4 +104,3 @@ fn list() -> Result<(), Failure> {
     }
     Ok(())
 }
-

@@ -31,7 +31,11 @@ pub fn legacy(legacy: Legacy) -> Result<(), Failure> {
     let args = legacy.generate;
     if legacy.help_api_key || legacy.set_key || legacy.test {
         let core = open_core(false)?;
-        let id = core.choose_provider(args.provider.as_deref())?.manifest.id.clone();
+        let id = core
+            .choose_provider(args.provider.as_deref())?
+            .manifest
+            .id
+            .clone();
         drop(core);
         if legacy.help_api_key {
             return help_api_key(&id);
@@ -56,7 +60,10 @@ fn help_api_key(id: &str) -> Result<(), Failure> {
     let entry = core.entry(id)?;
     let text = match &entry.manifest.key {
         Some(spec) if !spec.help.is_empty() => spec.help.clone(),
-        Some(_) => format!("Get a key from {}'s website, then run `imageai keys set {id}`.", entry.manifest.name),
+        Some(_) => format!(
+            "Get a key from {}'s website, then run `imageai keys set {id}`.",
+            entry.manifest.name
+        ),
         None => format!("{} needs no API key.", entry.manifest.name),
     };
     output::line(&text);
@@ -69,7 +76,11 @@ fn help_api_key(id: &str) -> Result<(), Failure> {
 /// Split `NAME=VALUE`.
 pub fn name_value(text: &str, flag: &str) -> Result<(String, String), Failure> {
     match text.split_once('=') {
-        Some((name, value)) if !name.trim().is_empty() => Ok((name.trim().to_owned(), value.to_owned())),
-        _ => Err(Failure::usage(format!("{flag} takes NAME=VALUE, got `{text}`"))),
+        Some((name, value)) if !name.trim().is_empty() => {
+            Ok((name.trim().to_owned(), value.to_owned()))
+        }
+        _ => Err(Failure::usage(format!(
+            "{flag} takes NAME=VALUE, got `{text}`"
+        ))),
     }
 }

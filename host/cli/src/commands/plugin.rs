@@ -21,7 +21,8 @@ pub fn run(action: PluginAction) -> Result<(), Failure> {
 }
 
 fn new(name: &str, dir: &Path) -> Result<(), Failure> {
-    let created = authoring::new_plugin(name, dir, SdkSource::detect()).map_err(|err| Failure::usage(err.to_string()))?;
+    let created = authoring::new_plugin(name, dir, SdkSource::detect())
+        .map_err(|err| Failure::usage(err.to_string()))?;
     output::note(&format!(
         "Created {}.\nNext: cd {} && imageai plugin build && imageai plugin install .",
         created.display(),
@@ -32,8 +33,13 @@ fn new(name: &str, dir: &Path) -> Result<(), Failure> {
 
 fn build(path: &Path, release: bool) -> Result<PathBuf, Failure> {
     output::note(&format!("Building {} for wasm32-wasip2…", path.display()));
-    let built = authoring::build_plugin(path, release).map_err(|err| Failure::other(err.to_string()))?;
-    output::note(&format!("Built plugin `{}` in {}", built.manifest_id, built.dir.display()));
+    let built =
+        authoring::build_plugin(path, release).map_err(|err| Failure::other(err.to_string()))?;
+    output::note(&format!(
+        "Built plugin `{}` in {}",
+        built.manifest_id,
+        built.dir.display()
+    ));
     Ok(built.dir)
 }
 
@@ -57,7 +63,11 @@ fn install(path: &Path) -> Result<(), Failure> {
         manifest.name,
         manifest.version,
         manifest.id,
-        if manifest.allowed_hosts.is_empty() { "only its configured URLs".into() } else { manifest.allowed_hosts.join(", ") }
+        if manifest.allowed_hosts.is_empty() {
+            "only its configured URLs".into()
+        } else {
+            manifest.allowed_hosts.join(", ")
+        }
     ));
     Ok(())
 }
@@ -82,7 +92,11 @@ fn list(json: bool) -> Result<(), Failure> {
     }
     for entry in core.providers() {
         let m = &entry.manifest;
-        let state = if core.config.is_plugin_enabled(&m.id) { "" } else { " [disabled]" };
+        let state = if core.config.is_plugin_enabled(&m.id) {
+            ""
+        } else {
+            " [disabled]"
+        };
         output::line(&format!(
             "{:<14} {} {} (contract {}, {:?}){state}\n{:<14} hosts: {}\n{:<14} {}",
             m.id,
@@ -101,7 +115,8 @@ fn list(json: bool) -> Result<(), Failure> {
 
 fn remove(id: &str) -> Result<(), Failure> {
     let core = super::open_core(false)?;
-    registry::remove(id, &core.paths.plugins_dir()).map_err(|err| Failure::usage(err.to_string()))?;
+    registry::remove(id, &core.paths.plugins_dir())
+        .map_err(|err| Failure::usage(err.to_string()))?;
     output::note(&format!("Removed plugin {id}."));
     Ok(())
 }

@@ -11,7 +11,10 @@ pub fn run(args: ProvidersArgs) -> Result<(), Failure> {
     let mut listed = Vec::new();
     for entry in core.providers() {
         let manifest = &entry.manifest;
-        let models = match core.provider(&manifest.id).and_then(|p| p.info().map_err(|e| load_error(&manifest.id, &e))) {
+        let models = match core
+            .provider(&manifest.id)
+            .and_then(|p| p.info().map_err(|e| load_error(&manifest.id, &e)))
+        {
             Ok(info) => Ok(info.models),
             Err(err) => Err(err.to_string()),
         };
@@ -37,7 +40,9 @@ pub fn run(args: ProvidersArgs) -> Result<(), Failure> {
         return Ok(());
     }
     if listed.is_empty() {
-        output::note("No providers installed. Build the bundled ones with `cargo xtask plugins`, or install one with `imageai plugin install PATH`.");
+        output::note(
+            "No providers installed. Build the bundled ones with `cargo xtask plugins`, or install one with `imageai plugin install PATH`.",
+        );
     }
     for (entry, models, key) in &listed {
         let m = &entry.manifest;
@@ -48,7 +53,9 @@ pub fn run(args: ProvidersArgs) -> Result<(), Failure> {
         };
         output::line(&format!("{} — {} {} ({key})", m.id, m.name, m.version));
         match models {
-            Ok(models) => models.iter().for_each(|model| output::line(&describe(model))),
+            Ok(models) => models
+                .iter()
+                .for_each(|model| output::line(&describe(model))),
             Err(err) => output::line(&format!("  could not load: {err}")),
         }
     }
@@ -56,22 +63,31 @@ pub fn run(args: ProvidersArgs) -> Result<(), Failure> {
 }
 
 fn load_error(id: &str, err: &imageai_core::ProviderError) -> imageai_core::app::CoreError {
-    imageai_core::app::CoreError::Load { id: id.to_owned(), message: err.to_string() }
+    imageai_core::app::CoreError::Load {
+        id: id.to_owned(),
+        message: err.to_string(),
+    }
 }
 
 fn describe(model: &ModelInfo) -> String {
     let caps: Vec<&str> = model.capabilities.iter().map(|c| c.as_str()).collect();
-    let id = if model.id == imageai_core::jobs::ANY_MODEL { "(any model id)" } else { model.id.as_str() };
+    let id = if model.id == imageai_core::jobs::ANY_MODEL {
+        "(any model id)"
+    } else {
+        model.id.as_str()
+    };
     let mut text = format!("  {id:<24} {}", caps.join(", "));
     if !model.sizes.is_empty() {
         text.push_str(&format!("; sizes {}", model.sizes.join(" ")));
     }
     if !model.aspect_ratios.is_empty() {
-        text.push_str(&format!("; aspect ratios {}", model.aspect_ratios.join(" ")));
+        text.push_str(&format!(
+            "; aspect ratios {}",
+            model.aspect_ratios.join(" ")
+        ));
     }
     if model.max_n > 1 {
         text.push_str(&format!("; up to {} images", model.max_n));
     }
     text
 }
-

@@ -15,7 +15,10 @@ pub fn run(action: Option<TemplatesAction>) -> Result<(), Failure> {
         output::warn(&corrupt.to_string());
     }
     let store = loaded.store;
-    match action.unwrap_or(TemplatesAction::List { provider: None, json: false }) {
+    match action.unwrap_or(TemplatesAction::List {
+        provider: None,
+        json: false,
+    }) {
         TemplatesAction::List { provider, json } => {
             let listed = store.list(provider.as_deref());
             if json {
@@ -34,7 +37,11 @@ pub fn run(action: Option<TemplatesAction>) -> Result<(), Failure> {
             } else {
                 for l in listed {
                     let t = l.template;
-                    let provider = t.provider.as_deref().map(|p| format!(" [{p}]")).unwrap_or_default();
+                    let provider = t
+                        .provider
+                        .as_deref()
+                        .map(|p| format!(" [{p}]"))
+                        .unwrap_or_default();
                     output::line(&format!("{}{provider}: {}", t.name, t.template));
                 }
             }
@@ -49,7 +56,11 @@ pub fn run(action: Option<TemplatesAction>) -> Result<(), Failure> {
             }
             output::line(&format!("template: {}", t.template));
             for slot in t.placeholders() {
-                let default = t.defaults.get(&slot).map(|d| format!(" (default: {d})")).unwrap_or_default();
+                let default = t
+                    .defaults
+                    .get(&slot)
+                    .map(|d| format!(" (default: {d})"))
+                    .unwrap_or_default();
                 output::line(&format!("  [{slot}]{default}"));
             }
             if let Some(negative) = &t.negative {
@@ -60,7 +71,10 @@ pub fn run(action: Option<TemplatesAction>) -> Result<(), Failure> {
         TemplatesAction::Fill { name, fields } => {
             let listed = store.get(&name).ok_or_else(|| not_found(&name))?;
             let values = parse_fields(&fields)?;
-            let filled = listed.template.fill(&values).map_err(|err| Failure::usage(err.to_string()))?;
+            let filled = listed
+                .template
+                .fill(&values)
+                .map_err(|err| Failure::usage(err.to_string()))?;
             output::line(&filled);
             Ok(())
         }
@@ -68,9 +82,14 @@ pub fn run(action: Option<TemplatesAction>) -> Result<(), Failure> {
 }
 
 pub fn parse_fields(fields: &[String]) -> Result<BTreeMap<String, String>, Failure> {
-    fields.iter().map(|f| super::name_value(f, "--field")).collect()
+    fields
+        .iter()
+        .map(|f| super::name_value(f, "--field"))
+        .collect()
 }
 
 pub fn not_found(name: &str) -> Failure {
-    Failure::usage(format!("no template named `{name}`: list them with `imageai templates list`"))
+    Failure::usage(format!(
+        "no template named `{name}`: list them with `imageai templates list`"
+    ))
 }

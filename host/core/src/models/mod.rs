@@ -413,8 +413,7 @@ impl std::fmt::Debug for ModelManager {
 
 impl ModelManager {
     pub fn new(config: ModelsConfig) -> Result<Self, ModelError> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+        let runtime = tokio::runtime::Builder::new_current_thread()
             .thread_name("imageai-models")
             .enable_all()
             .build()

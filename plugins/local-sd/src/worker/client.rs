@@ -243,7 +243,8 @@ impl WorkerClient {
     ) -> Result<(), ClientError> {
         loop {
             let event = self.next_event()?;
-            if event.id() != id && event.id() != 0 {
+            // Id 0 carries worker-wide news: an unreadable request (an error) or an idle unload.
+            if event.id() != id && !(event.id() == 0 && matches!(event, Event::Error { .. })) {
                 continue;
             }
             if let Event::Error { kind, message, .. } = event {

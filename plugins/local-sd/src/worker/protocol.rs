@@ -44,6 +44,9 @@ pub struct LoadRequest {
     /// Text encoder loaded per prompt and dropped, VAE decoded in tiles.
     #[serde(default)]
     pub low_memory: bool,
+    /// Free the model's memory after this many idle seconds; the next generate reloads it.
+    #[serde(default)]
+    pub idle_unload_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]

@@ -124,7 +124,28 @@ pub fn serve(input: impl BufRead + Send + 'static, output: impl Write + Send + '
     }
 
     let mut loaded: Option<Loaded> = None;
-    for req in rx {
+    // The last successful load, to reload after an idle unload.
+    let mut last_load: Option<LoadRequest> = None;
+    loop {
+        let idle = last_load
+            .as_ref()
+            .and_then(|l| l.idle_unload_secs)
+            .filter(|_| loaded.is_some());
+        let req = match idle {
+            Some(secs) => match rx.recv_timeout(std::time::Duration::from_secs(secs)) {
+                Ok(r) => r,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    loaded = None;
+                    out.send(&Event::Unloaded { id: 0 });
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            },
+            None => match rx.recv() {
+                Ok(r) => r,
+                Err(_) => break,
+            },
+        };
         match req {
             Request::Shutdown { .. } => break,
             Request::Cancel { .. } => {}
@@ -134,6 +155,7 @@ pub fn serve(input: impl BufRead + Send + 'static, output: impl Write + Send + '
             }),
             Request::Unload { id } => {
                 loaded = None;
+                last_load = None;
                 out.send(&Event::Unloaded { id });
             }
             Request::Load { id, load } => {
@@ -148,6 +170,7 @@ pub fn serve(input: impl BufRead + Send + 'static, output: impl Write + Send + '
                             default_size: l.model.default_size() as u32,
                         });
                         loaded = Some(l);
+                        last_load = Some(load);
                     }
                     Ok(Err(e)) => out.error(id, error_kind(&e), e.to_string()),
                     Err(p) => {
@@ -162,6 +185,22 @@ pub fn serve(input: impl BufRead + Send + 'static, output: impl Write + Send + '
                 }
             }
             Request::Generate { id, generate } => {
+                if loaded.is_none()
+                    && let Some(load) = &last_load
+                {
+                    // Unloaded while idle: load again before generating.
+                    match catch_unwind(AssertUnwindSafe(|| load_model(load))) {
+                        Ok(Ok(l)) => loaded = Some(l),
+                        Ok(Err(e)) => {
+                            out.error(id, error_kind(&e), e.to_string());
+                            continue;
+                        }
+                        Err(p) => {
+                            out.error(id, classify(&panic_text(&*p)), "reloading the model failed");
+                            continue;
+                        }
+                    }
+                }
                 let Some(l) = &loaded else {
                     out.error(
                         id,
