@@ -57,10 +57,12 @@ fn main() {
     }
     // Rounds interleave the contenders, so a busy machine slows them alike; the best of each counts.
     let (mut curl, mut ours1, mut ours4) = (Duration::MAX, Duration::MAX, Duration::MAX);
+    let mut bare = Duration::MAX;
     for _ in 0..ROUNDS {
         if has_curl {
             curl = curl.min(time_curl(&server, &paths));
         }
+        bare = bare.min(time_reqwest(&server, &paths));
         ours1 = ours1.min(time_install(&server, 1));
         ours4 = ours4.min(time_install(&server, 4));
     }
@@ -71,6 +73,11 @@ fn main() {
             human_bytes(rate(bytes, curl))
         );
     }
+    println!(
+        "reqwest alone (bytes read and dropped, sequential): {:.3} s  {}/s",
+        bare.as_secs_f64(),
+        human_bytes(rate(bytes, bare))
+    );
     for (parallel, ours) in [(1, ours1), (4, ours4)] {
         let versus = if has_curl {
             format!("  = {:.2}x curl", curl.as_secs_f64() / ours.as_secs_f64())
@@ -111,6 +118,40 @@ fn time_install(server: &HubServer, parallel: usize) -> Duration {
         report.inspection.problems
     );
     took
+}
+
+/// The same files read with reqwest and dropped: the HTTP client's own ceiling, no disk, no hash.
+fn time_reqwest(server: &HubServer, paths: &[&str]) -> Duration {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("no runtime: {e}"));
+    let client = reqwest::Client::new();
+    let start = Instant::now();
+    runtime.block_on(async {
+        for path in paths {
+            let url = format!("{}/{REPO}/resolve/main/{path}", server.url());
+            let mut response = client
+                .get(&url)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let mode = std::env::var("BARE").unwrap_or_default();
+            let dir = tempfile::tempdir().unwrap();
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(dir.path().join("x")).unwrap());
+            use sha2::Digest;
+            let mut h = sha2::Sha256::new();
+            while let Some(chunk) = response.chunk().await.unwrap_or_else(|e| panic!("{e}")) {
+                if mode.contains('w') { std::io::Write::write_all(&mut out, &chunk).unwrap(); }
+                if mode.contains('h') { h.update(&chunk); }
+                std::hint::black_box(chunk);
+            }
+            let f = out.into_inner().unwrap();
+            if mode.contains('s') { f.sync_all().unwrap(); }
+            std::hint::black_box(h.finalize());
+        }
+    });
+    start.elapsed()
 }
 
 /// One `curl` fetching every file (following the LFS redirects, one connection reused).

@@ -25,6 +25,8 @@ use crate::cancel::CancelToken;
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 /// The write buffer per file.
 const WRITE_BUFFER: usize = 1 << 20;
+/// Chunks in flight between the network and the writer thread (a few MB).
+const CHANNEL_CHUNKS: usize = 64;
 
 /// Totals for the whole install, sent with every progress event.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -620,23 +622,36 @@ impl FileContext<'_> {
         self.counter.remove(*counted);
         self.counter.add(have, false);
         *counted = have;
-        // The part already on disk goes through the hash first.
-        let mut hasher = job.sha256.as_ref().map(|_| Sha256::new());
-        if let Some(hasher) = hasher.as_mut()
-            && have > 0
-        {
-            hash_prefix(&partial, have, hasher)
-                .map_err(|e| io_fatal("read the partial download", e))?;
-        }
+        // Hashing and writing run on a blocking thread fed through a bounded channel: the
+        // network, the hash and the disk work at the same time, and no file I/O blocks the
+        // async thread. The part already on disk goes through the hash first.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(CHANNEL_CHUNKS);
+        let want_hash = job.sha256.is_some();
+        let target = partial.clone();
+        let writer = tokio::task::spawn_blocking(move || -> io::Result<Option<Sha256>> {
+            let mut hasher = want_hash.then(Sha256::new);
+            if let Some(hasher) = hasher.as_mut()
+                && have > 0
+            {
+                hash_prefix(&target, have, hasher)?;
+            }
+            let file = OpenOptions::new().create(true).append(true).open(&target)?;
+            let mut out = BufWriter::with_capacity(WRITE_BUFFER, file);
+            while let Some(chunk) = rx.blocking_recv() {
+                if let Some(hasher) = hasher.as_mut() {
+                    hasher.update(&chunk);
+                }
+                out.write_all(&chunk)?;
+            }
+            // On disk before it is renamed into place.
+            let file = out.into_inner().map_err(|e| e.into_error())?;
+            file.sync_all()?;
+            Ok(hasher)
+        });
 
         let mut written = have;
+        let mut outcome = Ok(());
         if let Some(mut answer) = response {
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&partial)
-                .map_err(|e| io_fatal("open the partial download", e))?;
-            let mut out = BufWriter::with_capacity(WRITE_BUFFER, file);
             let mut last_report = Instant::now();
             // One watcher for the whole file: a timer per chunk would cost more than the copy.
             let mut stop = std::pin::pin!(cancelled(self.cancel));
@@ -645,38 +660,33 @@ impl FileContext<'_> {
                     biased;
                     chunk = answer.chunk() => chunk,
                     () = &mut stop => {
-                        let _ = out.flush();
-                        return Err(Attempt::Fatal(ModelError::Cancelled));
+                        outcome = Err(Attempt::Fatal(ModelError::Cancelled));
+                        break;
                     }
                 };
                 let chunk = match chunk {
                     Ok(Some(chunk)) => chunk,
                     Ok(None) => break,
                     Err(e) => {
-                        let _ = out.flush();
-                        return Err(Attempt::Broken(reason_of(&e)));
+                        outcome = Err(Attempt::Broken(reason_of(&e)));
+                        break;
                     }
                 };
-                if written + chunk.len() as u64 > job.size {
-                    drop(out);
-                    let _ = fs::remove_file(&partial);
-                    self.counter.remove(*counted);
-                    *counted = 0;
-                    return Err(Attempt::Fatal(ModelError::SizeMismatch {
+                let len = chunk.len() as u64;
+                if written + len > job.size {
+                    outcome = Err(Attempt::Fatal(ModelError::SizeMismatch {
                         file: path.clone(),
                         expected: job.size,
-                        actual: written + chunk.len() as u64,
+                        actual: written + len,
                     }));
+                    break;
                 }
-                if let Err(e) = out.write_all(&chunk) {
-                    return Err(io_fatal("write the download", e));
+                if tx.send(chunk).await.is_err() {
+                    break; // the writer failed: its error comes from joining it
                 }
-                if let Some(hasher) = hasher.as_mut() {
-                    hasher.update(&chunk);
-                }
-                written += chunk.len() as u64;
-                *counted += chunk.len() as u64;
-                self.counter.add(chunk.len() as u64, true);
+                written += len;
+                *counted += len;
+                self.counter.add(len, true);
                 if last_report.elapsed() >= PROGRESS_EVERY {
                     last_report = Instant::now();
                     self.sink.emit(&DownloadEvent::Bytes {
@@ -687,16 +697,20 @@ impl FileContext<'_> {
                     });
                 }
             }
-            let file = out
-                .into_inner()
-                .map_err(|e| io_fatal("write the download", e.into_error()))?;
-            // On disk before it is renamed into place; off the async thread, so the other
-            // downloads keep flowing while the disk catches up.
-            tokio::task::spawn_blocking(move || file.sync_all())
-                .await
-                .map_err(io::Error::other)
-                .and_then(|synced| synced)
-                .map_err(|e| io_fatal("write the download", e))?;
+        }
+        drop(tx);
+        let hasher = match writer.await {
+            Ok(Ok(hasher)) => hasher,
+            Ok(Err(e)) => return Err(io_fatal("write the download", e)),
+            Err(e) => return Err(io_fatal("write the download", io::Error::other(e))),
+        };
+        if let Err(attempt) = outcome {
+            if let Attempt::Fatal(ModelError::SizeMismatch { .. }) = &attempt {
+                let _ = fs::remove_file(&partial);
+                self.counter.remove(*counted);
+                *counted = 0;
+            }
+            return Err(attempt);
         }
         self.sink.emit(&DownloadEvent::Bytes {
             path: path.clone(),
