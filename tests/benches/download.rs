@@ -3,8 +3,12 @@
 //! redirect and write every byte to disk; ours also asks for the model info, `HEAD`s each file,
 //! checks SHA-256 and size, fsyncs and links the snapshot — the real install, end to end.
 //!
-//! Target: ours ≥ 0.9× curl. Run with `cargo bench -p imageai-tests --bench download`
-//! (`IMAGEAI_BENCH_MB` sets the fake model's weight size, default 512: about 400 MB fetched).
+//! Also printed: reqwest alone (the bytes read and dropped: the HTTP client's ceiling) and curl
+//! followed by `sha256sum` (download and verify by hand).
+//!
+//! Target: ours ≥ 0.9× curl. Run with `cargo bench -p imageai-tests --bench download` (or add
+//! `--profile dev` to skip the release build; `IMAGEAI_BENCH_MB` sets the fake model's weight
+//! size, default 512: about 400 MB fetched).
 
 #![allow(clippy::print_stdout)] // a benchmark reports its numbers on stdout
 
@@ -57,10 +61,12 @@ fn main() {
     }
     // Rounds interleave the contenders, so a busy machine slows them alike; the best of each counts.
     let (mut curl, mut ours1, mut ours4) = (Duration::MAX, Duration::MAX, Duration::MAX);
-    let mut bare = Duration::MAX;
+    let (mut bare, mut curl_verified) = (Duration::MAX, Duration::MAX);
     for _ in 0..ROUNDS {
         if has_curl {
-            curl = curl.min(time_curl(&server, &paths));
+            let (fetched, verified) = time_curl(&server, &paths);
+            curl = curl.min(fetched);
+            curl_verified = curl_verified.min(verified);
         }
         bare = bare.min(time_reqwest(&server, &paths));
         ours1 = ours1.min(time_install(&server, 1));
@@ -73,17 +79,27 @@ fn main() {
             human_bytes(rate(bytes, curl))
         );
     }
+    if has_curl && curl_verified < Duration::MAX {
+        println!(
+            "curl, then sha256sum of the files (download and verify): {:.3} s  {}/s",
+            curl_verified.as_secs_f64(),
+            human_bytes(rate(bytes, curl_verified))
+        );
+    }
     println!(
         "reqwest alone (bytes read and dropped, sequential): {:.3} s  {}/s",
         bare.as_secs_f64(),
         human_bytes(rate(bytes, bare))
     );
     for (parallel, ours) in [(1, ours1), (4, ours4)] {
-        let versus = if has_curl {
-            format!("  = {:.2}x curl", curl.as_secs_f64() / ours.as_secs_f64())
-        } else {
-            String::new()
-        };
+        let mut versus = String::new();
+        if has_curl {
+            versus = format!("  = {:.2}x curl", curl.as_secs_f64() / ours.as_secs_f64());
+        }
+        if curl_verified < Duration::MAX {
+            let ratio = curl_verified.as_secs_f64() / ours.as_secs_f64();
+            versus.push_str(&format!(", {ratio:.2}x curl+sha256sum"));
+        }
         println!(
             "imageai install (parallel {parallel}): {:.3} s  {}/s{versus}",
             ours.as_secs_f64(),
@@ -136,26 +152,17 @@ fn time_reqwest(server: &HubServer, paths: &[&str]) -> Duration {
                 .send()
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
-            let mode = std::env::var("BARE").unwrap_or_default();
-            let dir = tempfile::tempdir().unwrap();
-            let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(dir.path().join("x")).unwrap());
-            use sha2::Digest;
-            let mut h = sha2::Sha256::new();
             while let Some(chunk) = response.chunk().await.unwrap_or_else(|e| panic!("{e}")) {
-                if mode.contains('w') { std::io::Write::write_all(&mut out, &chunk).unwrap(); }
-                if mode.contains('h') { h.update(&chunk); }
                 std::hint::black_box(chunk);
             }
-            let f = out.into_inner().unwrap();
-            if mode.contains('s') { f.sync_all().unwrap(); }
-            std::hint::black_box(h.finalize());
         }
     });
     start.elapsed()
 }
 
-/// One `curl` fetching every file (following the LFS redirects, one connection reused).
-fn time_curl(server: &HubServer, paths: &[&str]) -> Duration {
+/// One `curl` fetching every file (following the LFS redirects, one connection reused); and
+/// that time plus `sha256sum` over the files (what checking them by hand adds), when it exists.
+fn time_curl(server: &HubServer, paths: &[&str]) -> (Duration, Duration) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("no temp dir: {e}"));
     let mut command = Command::new("curl");
     command.args(["-sS", "-f", "-L"]);
@@ -170,7 +177,14 @@ fn time_curl(server: &HubServer, paths: &[&str]) -> Duration {
     let took = start.elapsed();
     assert!(status.success(), "curl failed: {status}");
     check_sizes(dir.path(), paths.len());
-    took
+    let mut sum = Command::new("sha256sum");
+    sum.args((0..paths.len()).map(|i| dir.path().join(format!("f{i}"))));
+    let hashing = Instant::now();
+    let verified = match sum.output() {
+        Ok(out) if out.status.success() => took + hashing.elapsed(),
+        _ => Duration::MAX,
+    };
+    (took, verified)
 }
 
 fn check_sizes(dir: &Path, count: usize) {

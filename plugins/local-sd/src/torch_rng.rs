@@ -158,7 +158,7 @@ impl TorchGenerator {
 
     /// `torch.randn(n, generator=g, dtype=torch.float16)`, flattened in row-major order.
     ///
-    /// torch (2.10 and later) draws each block of 16 in float32 precision, transforms it with
+    /// Recent torch (verified: 2.15) draws each block of 16 in float32 precision, transforms it with
     /// the float32 kernel and rounds to half; the last partial block is redrawn like the float32
     /// path, but the uniforms are not drawn ahead for the whole tensor, so the redraw starts
     /// right after the last full block.
