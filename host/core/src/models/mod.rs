@@ -413,6 +413,9 @@ impl std::fmt::Debug for ModelManager {
 
 impl ModelManager {
     pub fn new(config: ModelsConfig) -> Result<Self, ModelError> {
+        // One thread drives the HTTP connections and the download loops: handing every chunk
+        // from a connection thread to a consumer thread cost more than it saved (measured).
+        // Hashing, writing and fsync run on the runtime's blocking threads, one per file.
         let runtime = tokio::runtime::Builder::new_current_thread()
             .thread_name("imageai-models")
             .enable_all()
