@@ -66,6 +66,9 @@ impl std::fmt::Debug for Request {
     }
 }
 
+/// The header that carries [`Request::no_retry_on`] to the host (which reads it, never sends it).
+const NO_RETRY_HEADER: &str = "x-imageai-no-retry";
+
 impl Request {
     /// A request with any method (`PATCH`, `HEAD`…).
     pub fn new(method: impl Into<String>, url: impl Into<String>) -> Self {
@@ -122,6 +125,18 @@ impl Request {
     /// Wait at most this long for the response (instead of the host's read timeout).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Have the host hand these statuses to the plugin at once instead of retrying them (it
+    /// still retries other transient failures). For answers the plugin handles itself, such as
+    /// a 503 "model is loading" that says how long to wait.
+    pub fn no_retry_on(mut self, statuses: &[u16]) -> Self {
+        self.headers
+            .retain(|(name, _)| !name.eq_ignore_ascii_case(NO_RETRY_HEADER));
+        let list: Vec<String> = statuses.iter().map(u16::to_string).collect();
+        self.headers
+            .push((NO_RETRY_HEADER.to_owned(), list.join(",")));
         self
     }
 

@@ -268,8 +268,8 @@ fn an_aspect_ratio_becomes_a_size_of_about_a_megapixel() {
 #[test]
 fn a_loading_model_is_waited_for_with_progress_then_retried() {
     let server = HuggingFaceServer::start();
-    // The host retries a 503 twice itself before the plugin sees it; four in a row make the
-    // plugin wait at least once.
+    // The plugin asks the host not to retry a 503, so it sees each loading answer itself and
+    // waits by the estimate (clamped to at least 1 s) instead of the host's backoff.
     server.script([
         Scripted::Loading {
             estimated_secs: 0.3,
@@ -277,19 +277,23 @@ fn a_loading_model_is_waited_for_with_progress_then_retried() {
         Scripted::Loading {
             estimated_secs: 0.3,
         },
-        Scripted::Loading {
-            estimated_secs: 0.3,
-        },
-        Scripted::Loading {
-            estimated_secs: 0.3,
-        },
     ]);
+    let started = Instant::now();
     let (ctx, reports) = ctx_with_progress(&server);
     let generation = huggingface()
         .generate(&request(SDXL, "a cat"), &ctx)
         .unwrap_or_else(|err| panic!("{err}"));
     assert_eq!(generation.images.len(), 1);
-    assert_eq!(server.inference_requests(SDXL).len(), 5);
+    assert_eq!(
+        server.inference_requests(SDXL).len(),
+        3,
+        "two waits, no host retries"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(4500),
+        "two 1 s waits, not the host's backoff as well: {:?}",
+        started.elapsed()
+    );
     let reports = reports.lock().map(|r| r.clone()).unwrap_or_default();
     assert!(
         reports

@@ -627,7 +627,7 @@ fn an_unknown_official_model_says_to_give_a_version() {
 }
 
 #[test]
-fn a_user_cancel_stops_polling_at_once() {
+fn a_user_cancel_stops_polling_at_once_and_cancels_the_prediction() {
     let server = ReplicateServer::start();
     server.script([Scripted::Polls(FOREVER)]);
     let ctx = ctx(&server);
@@ -655,6 +655,14 @@ fn a_user_cancel_stops_polling_at_once() {
         .requests_to("GET", &format!("/v1/predictions/{id}"))
         .len();
     assert!(polls >= 1, "it was polling before the cancel");
+    // The prediction would keep running (and billing) on Replicate: the plugin cancels it there
+    // within the host's tidy-up grace.
+    let cancel = only(server.requests_to("POST", &format!("/v1/predictions/{id}/cancel")));
+    assert_eq!(
+        cancel.header("authorization"),
+        Some(format!("Bearer {TEST_TOKEN}").as_str())
+    );
+    assert_eq!(server.predictions()[0].status, "canceled");
     std::thread::sleep(Duration::from_millis(800));
     assert_eq!(
         server

@@ -27,6 +27,7 @@ fn small_options() -> RuntimeOptions {
         memory_limit: 32 * MIB,
         cpu_timeout: Duration::from_secs(2),
         max_response_bytes: MIB,
+        cancel_grace: Duration::from_secs(1),
         ..RuntimeOptions::default()
     }
 }
@@ -702,6 +703,70 @@ fn a_busy_plugin_stops_on_cancel() {
     );
     let _ = canceller.join();
     assert_still_serves(provider);
+}
+
+#[test]
+fn a_cancelled_plugin_may_send_two_tidy_up_requests_and_no_more() {
+    let provider = hostile(); // loaded before the clock starts
+    let (server, count) = counting_server(|_| Reply::new(200));
+    let ctx = ctx(&server.url());
+    let canceller = cancel_later(&ctx, Duration::from_millis(200));
+    let generation = generate_with(
+        provider,
+        "after-cancel",
+        &[("paths", "/cancel-job,/again,/third".into())],
+        &ctx,
+    )
+    .unwrap_or_else(|err| panic!("{err}"));
+    let _ = canceller.join();
+    assert_eq!(generation.note.as_deref(), Some("200,200,cancelled"));
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        2,
+        "only two requests went out"
+    );
+    assert_still_serves(provider);
+}
+
+#[test]
+fn a_tidy_up_request_ends_with_the_grace() {
+    let provider = hostile(); // loaded before the clock starts
+    let server = TestServer::start(|_| Reply::new(200).delay(Duration::from_secs(30)));
+    let ctx = ctx(&server.url());
+    let canceller = cancel_later(&ctx, Duration::from_millis(200));
+    let started = Instant::now();
+    // The request is cut at the grace's end, and the plugin with it.
+    let err = expect_err(generate_with(
+        provider,
+        "after-cancel",
+        &[("paths", "/slow".into())],
+        &ctx,
+    ));
+    let _ = canceller.join();
+    assert_eq!(err, ProviderError::Cancelled);
+    // The cancel at 0.2 s plus the tests' 1 s grace, with room for a loaded machine.
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_plugin_can_turn_the_hosts_retries_off() {
+    let provider = hostile(); // loaded before the clock starts
+    let (server, count) = counting_server(|_| Reply::new(503));
+    let generation =
+        generate(provider, "no-retry", &ctx(&server.url())).unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(generation.note.as_deref(), Some("status 503"));
+    assert_eq!(count.load(Ordering::SeqCst), 1, "no retry");
+    let recorded = server.requests();
+    assert!(
+        recorded
+            .iter()
+            .all(|r| r.header("x-imageai-no-retry").is_none()),
+        "the instruction to the host was sent to the server"
+    );
 }
 
 // ---- loading: contract versions, invalid components, the compile cache ----

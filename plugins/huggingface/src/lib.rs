@@ -116,12 +116,19 @@ fn one_image(
     let mut waited = Duration::ZERO;
     loop {
         // HF caches answers to identical requests; a user asking again wants a new image.
-        let response = http::post(url)
-            .bearer(key)
-            .header("accept", "image/png")
-            .header("x-use-cache", "false")
-            .json(body)
-            .send()?;
+        let request = || {
+            http::post(url)
+                .bearer(key)
+                .header("accept", "image/png")
+                .header("x-use-cache", "false")
+                .json(body)
+        };
+        // A 503 "model is loading" comes straight here (the host's backoff would ignore its
+        // estimate); a 503 without one is sent once more, with the host's retries.
+        let mut response = request().no_retry_on(&[503]).send()?;
+        if response.status == 503 && wire::loading(&response).is_none() {
+            response = request().send()?;
+        }
         if response.is_success() {
             return Ok((wire::image(&response, &model.id)?, response));
         }

@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, LOCATION};
@@ -34,6 +34,10 @@ const FORBIDDEN_HEADERS: [&str; 12] = [
 const CREDENTIAL_HEADERS: [&str; 4] = ["authorization", "x-api-key", "x-goog-api-key", "cookie"];
 /// How often an in-flight request looks at the cancel flag.
 const CANCEL_POLL: Duration = Duration::from_millis(20);
+/// A request header that is an instruction to the host, never sent: statuses (comma-separated)
+/// the host must hand to the plugin at once instead of retrying, for answers the plugin handles
+/// itself (Hugging Face's 503 "model is loading" comes with its own wait estimate).
+pub const NO_RETRY_HEADER: &str = "x-imageai-no-retry";
 
 /// Timeouts, retries and redirects of the host's HTTP client.
 #[derive(Debug, Clone, PartialEq)]
@@ -176,6 +180,7 @@ impl HttpClient {
         request: HttpRequest,
         allowed: &AllowedHosts,
         cancel: &CancelToken,
+        deadline: Option<Instant>,
         plugin: &str,
     ) -> Result<HttpResponse, HttpFailure> {
         let Some(runtime) = &self.runtime else {
@@ -186,7 +191,7 @@ impl HttpClient {
         // Refuse what can be refused before touching the network.
         let url = allowed.check(&request.url).map_err(HttpFailure::Denied)?;
         let method = parse_method(&request.method)?;
-        let headers = build_headers(&request.headers)?;
+        let (headers, no_retry) = build_headers(&request.headers)?;
         let job = Job {
             client: self.client.clone(),
             options: self.options.clone(),
@@ -199,10 +204,17 @@ impl HttpClient {
             headers,
             body: Bytes::from(request.body),
             read_timeout: request.timeout.unwrap_or(self.options.read_timeout),
+            no_retry,
         };
         let (tx, rx) = mpsc::sync_channel(1);
         runtime.spawn(async move {
-            let _ = tx.send(job.run().await);
+            let answer = match deadline {
+                None => job.run().await,
+                Some(deadline) => tokio::time::timeout_at(deadline.into(), job.run())
+                    .await
+                    .unwrap_or(Err(HttpFailure::Cancelled)),
+            };
+            let _ = tx.send(answer);
         });
         rx.recv().unwrap_or_else(|_| {
             Err(HttpFailure::Network(
@@ -236,10 +248,22 @@ fn parse_method(method: &str) -> Result<Method, HttpFailure> {
     }
 }
 
-fn build_headers(headers: &[(String, String)]) -> Result<HeaderMap, HttpFailure> {
+/// The headers to send, and the statuses the plugin asked not to retry ([`NO_RETRY_HEADER`]).
+fn build_headers(headers: &[(String, String)]) -> Result<(HeaderMap, Vec<u16>), HttpFailure> {
     let mut map = HeaderMap::new();
+    let mut no_retry = Vec::new();
     for (name, value) in headers {
         let lower = name.trim().to_ascii_lowercase();
+        if lower == NO_RETRY_HEADER {
+            for status in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                no_retry.push(status.parse::<u16>().map_err(|_| {
+                    HttpFailure::Denied(format!(
+                        "`{NO_RETRY_HEADER}: {value}` is not a list of HTTP statuses (e.g. `503` or `502, 503`)"
+                    ))
+                })?);
+            }
+            continue;
+        }
         if FORBIDDEN_HEADERS.contains(&lower.as_str()) {
             return Err(HttpFailure::Denied(format!(
                 "the `{name}` header is set by the host; leave it out"
@@ -254,7 +278,7 @@ fn build_headers(headers: &[(String, String)]) -> Result<HeaderMap, HttpFailure>
         })?;
         map.append(header, value);
     }
-    Ok(map)
+    Ok((map, no_retry))
 }
 
 /// Everything one request needs, owned, so it can run on the runtime's workers.
@@ -270,6 +294,8 @@ struct Job {
     headers: HeaderMap,
     body: Bytes,
     read_timeout: Duration,
+    /// Statuses handed to the plugin without a retry.
+    no_retry: Vec<u16>,
 }
 
 impl Job {
@@ -281,7 +307,11 @@ impl Job {
                 attempt = self.attempt() => attempt,
             };
             let delay = match attempt {
-                Ok(response) if retryable(response.status) && retry < self.options.max_retries => {
+                Ok(response)
+                    if retryable(response.status)
+                        && !self.no_retry.contains(&response.status)
+                        && retry < self.options.max_retries =>
+                {
                     let delay = self.retry_delay(&response.headers, retry);
                     tracing::info!(
                         plugin = %self.plugin, status = response.status, retry = retry + 1,
@@ -615,6 +645,23 @@ mod tests {
             ]))
             .is_ok()
         );
+    }
+
+    #[test]
+    fn the_no_retry_header_is_read_not_sent() {
+        let (map, no_retry) = build_headers(&headers(&[
+            ("X-ImageAI-No-Retry", "503, 502"),
+            ("accept", "image/png"),
+        ]))
+        .unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(no_retry, [503, 502]);
+        assert!(map.get(NO_RETRY_HEADER).is_none());
+        assert_eq!(map.len(), 1);
+        assert_eq!(build_headers(&headers(&[])).map(|h| h.1), Ok(Vec::new()));
+        match build_headers(&headers(&[(NO_RETRY_HEADER, "loading")])) {
+            Err(HttpFailure::Denied(message)) => assert!(message.contains("e.g. `503`")),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
     }
 
     #[test]

@@ -37,6 +37,9 @@ pub struct RuntimeOptions {
     pub cpu_timeout: Duration,
     /// Largest HTTP response body a plugin may receive.
     pub max_response_bytes: usize,
+    /// After the user cancels, how long a plugin may still run to tidy up (at most two requests,
+    /// e.g. to cancel a remote prediction) before it is stopped.
+    pub cancel_grace: Duration,
     pub http: HttpOptions,
 }
 
@@ -47,6 +50,7 @@ impl Default for RuntimeOptions {
             memory_limit: 256 * 1024 * 1024,
             cpu_timeout: Duration::from_secs(60),
             max_response_bytes: 64 * 1024 * 1024,
+            cancel_grace: Duration::from_secs(10),
             http: HttpOptions::default(),
         }
     }
@@ -301,7 +305,12 @@ impl WasmProvider {
             ctx: ctx.clone(),
             http: self.runtime.http.clone(),
         };
-        let state = PluginState::new(env, options.memory_limit, options.cpu_timeout);
+        let state = PluginState::new(
+            env,
+            options.memory_limit,
+            options.cpu_timeout,
+            options.cancel_grace,
+        );
         let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|state| &mut state.limiter);
         // Check every tick: the plugin's own compute time (host calls excluded) against its
@@ -309,7 +318,7 @@ impl WasmProvider {
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut store| {
             let state = store.data_mut();
-            if state.is_cancelled() {
+            if state.must_stop() {
                 return Err(wasmtime::Error::new(CancelledHit));
             }
             if state.clock.used() >= state.clock.limit {

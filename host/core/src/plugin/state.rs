@@ -16,6 +16,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use super::hosts::AllowedHosts;
 use super::http::{HttpClient, HttpFailure, HttpRequest, HttpResponse};
 use super::manifest::Manifest;
+use crate::cancel::CancelToken;
 use crate::provider::CallContext;
 use crate::secret::{Secret, redact};
 
@@ -23,6 +24,13 @@ use crate::secret::{Secret, redact};
 const OUTPUT_CAPTURE_BYTES: usize = 64 * 1024;
 /// How often a host `sleep` looks at the cancel flag.
 const CANCEL_POLL: Duration = Duration::from_millis(20);
+/// After the user cancels, a plugin may still send this many requests (within the runtime's
+/// `cancel_grace`) to tidy up, e.g. cancel a remote job that would otherwise keep running and
+/// billing. Everything else it asks for is refused as cancelled.
+const GRACE_REQUESTS: u32 = 2;
+/// WebAssembly compute a plugin may still use after the cancel: enough to send its tidy-up
+/// requests, far too little to keep a busy loop alive.
+const GRACE_CPU: Duration = Duration::from_millis(200);
 /// Header values that carry credentials; they are redacted wherever they could be echoed.
 const SECRET_HEADERS: [&str; 3] = ["authorization", "x-api-key", "x-goog-api-key"];
 
@@ -54,6 +62,7 @@ pub(crate) struct PluginState {
     table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
     pub(crate) clock: CpuClock,
+    grace: Grace,
     env: CallEnv,
     allowed: OnceLock<AllowedHosts>,
     /// The plugin's key and every credential header it sent: redacted from logs and errors.
@@ -63,7 +72,12 @@ pub(crate) struct PluginState {
 }
 
 impl PluginState {
-    pub(crate) fn new(env: CallEnv, memory_limit: usize, cpu_limit: Duration) -> Self {
+    pub(crate) fn new(
+        env: CallEnv,
+        memory_limit: usize,
+        cpu_limit: Duration,
+        cancel_grace: Duration,
+    ) -> Self {
         let stdout = Capture::default();
         let stderr = Capture::default();
         // The builder's defaults are already closed: no preopens, no environment, no
@@ -83,6 +97,7 @@ impl PluginState {
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(memory_limit),
             clock: CpuClock::new(cpu_limit),
+            grace: Grace::new(cancel_grace),
             env,
             allowed: OnceLock::new(),
             secrets,
@@ -97,6 +112,17 @@ impl PluginState {
 
     pub(crate) fn is_cancelled(&self) -> bool {
         self.env.ctx.cancel.is_cancelled()
+    }
+
+    /// Whether the plugin must stop now: the user cancelled and the plugin has used up its
+    /// grace (wall time or compute) for tidying up.
+    pub(crate) fn must_stop(&mut self) -> bool {
+        if !self.is_cancelled() {
+            return false;
+        }
+        let used = self.clock.used();
+        let grace = self.grace.start(used);
+        grace.wall_left().is_zero() || used.saturating_sub(grace.cpu_at_cancel) >= GRACE_CPU
     }
 
     /// Remove every secret this call has seen from `text`.
@@ -144,13 +170,28 @@ impl PluginState {
             .get_or_init(|| AllowedHosts::for_call(&self.env.manifest, &self.env.ctx.settings));
         let method = request.method.clone();
         let url = self.redact(&request.url);
+        // Once cancelled, only the grace's few tidy-up requests go out, on a token of their own
+        // and cut off at the grace's end.
+        let (cancel, deadline) = if self.is_cancelled() {
+            let used = self.clock.used();
+            let grace = self.grace.start(used);
+            if grace.requests_left == 0 || grace.wall_left().is_zero() {
+                return Err(HttpFailure::Cancelled);
+            }
+            grace.requests_left -= 1;
+            tracing::info!(
+                plugin = %self.env.manifest.id, %method, %url,
+                "request after the cancel (tidy-up grace)"
+            );
+            (CancelToken::new(), grace.ends_at())
+        } else {
+            (self.env.ctx.cancel.clone(), None)
+        };
         let started = Instant::now();
-        let result = self.env.http.send(
-            request,
-            allowed,
-            &self.env.ctx.cancel,
-            &self.env.manifest.id,
-        );
+        let result = self
+            .env
+            .http
+            .send(request, allowed, &cancel, deadline, &self.env.manifest.id);
         let elapsed = started.elapsed();
         // Error texts can quote the URL or the server; scrub them before the plugin (and
         // through it, the user) sees them.
@@ -330,6 +371,44 @@ impl CpuClock {
 
     pub(crate) fn used(&self) -> Duration {
         self.started.elapsed().saturating_sub(self.in_host)
+    }
+}
+
+/// What a cancelled plugin may still do, counted from the first moment it could see the cancel.
+pub(crate) struct Grace {
+    length: Duration,
+    started: Option<Instant>,
+    cpu_at_cancel: Duration,
+    requests_left: u32,
+}
+
+impl Grace {
+    fn new(length: Duration) -> Self {
+        Self {
+            length,
+            started: None,
+            cpu_at_cancel: Duration::ZERO,
+            requests_left: GRACE_REQUESTS,
+        }
+    }
+
+    /// Start the grace (once) and return it.
+    fn start(&mut self, cpu_used: Duration) -> &mut Self {
+        if self.started.is_none() {
+            self.started = Some(Instant::now());
+            self.cpu_at_cancel = cpu_used;
+        }
+        self
+    }
+
+    fn ends_at(&self) -> Option<Instant> {
+        self.started.map(|started| started + self.length)
+    }
+
+    fn wall_left(&self) -> Duration {
+        self.ends_at().map_or(self.length, |end| {
+            end.saturating_duration_since(Instant::now())
+        })
     }
 }
 

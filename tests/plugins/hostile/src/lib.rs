@@ -123,6 +123,34 @@ impl Guest for Hostile {
                     Err(ProviderError::Cancelled)
                 }
             }
+            "after-cancel" => {
+                // Wait for the cancel, then ask for every path in `paths` (comma-separated)
+                // and report what came back for each: `200`, or the error's kind.
+                while !host::sleep(10_000) && !host::is_cancelled() {}
+                let paths = extra("paths").unwrap_or_default();
+                let outcomes: Vec<String> = paths
+                    .split(',')
+                    .map(
+                        |path| match get(&format!("{}{}", base_url()?, path.trim()), Vec::new()) {
+                            Ok(response) => Ok(response.status.to_string()),
+                            Err(error) => Ok(match error {
+                                HttpError::Cancelled => "cancelled".to_owned(),
+                                HttpError::Timeout(_) => "timeout".to_owned(),
+                                other => format!("{other:?}"),
+                            }),
+                        },
+                    )
+                    .collect::<Result<_, ProviderError>>()?;
+                Ok(note(outcomes.join(",")))
+            }
+            "no-retry" => {
+                let response = get(
+                    &format!("{}/flaky", base_url()?),
+                    vec![("X-ImageAI-No-Retry".into(), "503".into())],
+                )
+                .map_err(http_error)?;
+                Ok(note(format!("status {}", response.status)))
+            }
             "flaky" => {
                 let response =
                     get(&format!("{}/flaky", base_url()?), Vec::new()).map_err(http_error)?;
