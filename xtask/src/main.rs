@@ -1,5 +1,6 @@
 //! Developer tasks that plain cargo can't express: build the WASM provider plugins for
-//! wasm32-wasip2 and put them where the app finds its bundled plugins, then run or test.
+//! wasm32-wasip2 and put them where the app finds its bundled plugins, build the local Stable
+//! Diffusion worker beside `imageai`, then run or test.
 //!
 //! `cargo xtask run [-- ARGS]`, `cargo xtask test`, `cargo xtask ci`, `cargo xtask plugins`.
 
@@ -25,15 +26,18 @@ fn main() -> Result<()> {
         "plugins" => build_plugins().map(|_| ()),
         "run" => {
             build_plugins()?;
+            build_worker()?;
             cargo(&["run", "--package", "imageai", "--"], &rest)
         }
         "test" => {
             build_plugins()?;
+            build_worker()?;
             cargo(&["test", "--workspace"], &rest)
         }
         "ci" => {
             cargo(&["fmt", "--all", "--check"], &[])?;
             build_plugins()?;
+            build_worker()?;
             cargo(
                 &[
                     "clippy",
@@ -49,7 +53,7 @@ fn main() -> Result<()> {
         }
         "help" | "--help" | "-h" => {
             eprintln!(
-                "usage: cargo xtask <task>\n\n  run [-- ARGS]   build the plugins, then run imageai (no ARGS opens the app)\n  test [ARGS]     build the plugins, then run every test\n  ci              what CI runs: fmt check, plugins, clippy -D warnings, tests\n  plugins         build the bundled plugins into target/plugins/"
+                "usage: cargo xtask <task>\n\n  run [-- ARGS]   build the plugins and the local SD worker, then run imageai (no ARGS opens the app)\n  test [ARGS]     build the plugins, then run every test\n  ci              what CI runs: fmt check, plugins, clippy -D warnings, tests\n  plugins         build the bundled plugins into target/plugins/"
             );
             Ok(())
         }
@@ -82,6 +86,21 @@ fn cargo(args: &[&str], extra: &[String]) -> Result<()> {
         bail!("`cargo {}` failed ({status})", args.join(" "));
     }
     Ok(())
+}
+
+/// Build `imageai-sd-worker` (the local Stable Diffusion engine's process) into
+/// `target/<profile>/`, beside `imageai`, where the app looks for it.
+fn build_worker() -> Result<()> {
+    cargo(
+        &[
+            "build",
+            "--package",
+            "imageai-local-sd",
+            "--bin",
+            "imageai-sd-worker",
+        ],
+        &[],
+    )
 }
 
 /// Make sure rustup has the wasm target; install it when missing.

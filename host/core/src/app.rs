@@ -1,5 +1,6 @@
 //! The facade the CLI and the GUI share: opens config, keys and the plugin runtime, discovers
-//! providers, and hands out a provider with its call context (its own key and settings only).
+//! providers (WASM plugins, and the native local Stable Diffusion engine when its worker is
+//! installed), and hands out a provider with its call context (its own key and settings only).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -7,10 +8,12 @@ use std::sync::{Arc, OnceLock};
 
 use crate::config::Config;
 use crate::keys::{self, KeySource, KeyStore, ResolvedKey};
+use crate::local_sd::{self, LocalSdProvider};
+use crate::models::ModelsConfig;
 use crate::paths::Paths;
 use crate::plugin::manifest::{Manifest, SettingKind};
 use crate::plugin::registry::{self, Discovered, Source as PluginSource};
-use crate::plugin::{Runtime, RuntimeOptions, WasmProvider};
+use crate::plugin::{Runtime, RuntimeOptions};
 use crate::provider::{CallContext, Provider};
 use crate::secret::Secret;
 
@@ -48,17 +51,24 @@ pub struct KeyOverride {
     pub key_file: Option<PathBuf>,
 }
 
-/// A discovered provider plugin, loaded on first use.
+/// A discovered provider: a WASM plugin (loaded on first use) or a native one built into the
+/// host (the local Stable Diffusion engine, whose `dir` is the worker binary's folder).
 pub struct ProviderEntry {
     pub manifest: Manifest,
     pub dir: PathBuf,
     pub source: PluginSource,
-    loaded: OnceLock<Result<Arc<WasmProvider>, String>>,
+    native: bool,
+    loaded: OnceLock<Result<Arc<dyn Provider>, String>>,
 }
 
 impl ProviderEntry {
     pub fn id(&self) -> &str {
         &self.manifest.id
+    }
+
+    /// True for a provider built into the host rather than a WASM plugin.
+    pub fn is_native(&self) -> bool {
+        self.native
     }
 }
 
@@ -98,12 +108,29 @@ pub fn bundled_plugin_dirs() -> Vec<PathBuf> {
 }
 
 impl Core {
-    /// Open the core at the standard paths (`IMAGEAI_CONFIG_DIR` overrides them).
+    /// Open the core at the standard paths (`IMAGEAI_CONFIG_DIR` overrides them), with the
+    /// bundled plugins and, when its worker is installed, local Stable Diffusion
+    /// (see [`local_sd::find_worker`]).
     pub fn open_default() -> Result<Self, CoreError> {
-        Self::open(Paths::from_env()?, &bundled_plugin_dirs())
+        Self::open_with(
+            Paths::from_env()?,
+            &bundled_plugin_dirs(),
+            local_sd::find_worker(),
+        )
     }
 
+    /// Open the core with the WASM plugins in `bundled_dirs` and the user's plugin folder only.
     pub fn open(paths: Paths, bundled_dirs: &[PathBuf]) -> Result<Self, CoreError> {
+        Self::open_with(paths, bundled_dirs, None)
+    }
+
+    /// Like [`Core::open`], plus the `local-sd` provider running the worker binary
+    /// `sd_worker` when given. A user plugin with the id `local-sd` takes its place.
+    pub fn open_with(
+        paths: Paths,
+        bundled_dirs: &[PathBuf],
+        sd_worker: Option<PathBuf>,
+    ) -> Result<Self, CoreError> {
         let loaded = Config::load(&paths)?;
         let mut warnings = Vec::new();
         if let Some(corrupt) = &loaded.warning {
@@ -121,7 +148,7 @@ impl Core {
             .map(|d| (d.clone(), PluginSource::Bundled))
             .collect();
         search.push((paths.plugins_dir(), PluginSource::User));
-        let providers = registry::discover(search)
+        let mut providers: Vec<ProviderEntry> = registry::discover(search)
             .into_iter()
             .map(
                 |Discovered {
@@ -132,10 +159,38 @@ impl Core {
                     manifest,
                     dir,
                     source,
+                    native: false,
                     loaded: OnceLock::new(),
                 },
             )
             .collect();
+        if let Some(worker) = sd_worker
+            && !providers
+                .iter()
+                .any(|p| crate::config::same_id(&p.manifest.id, local_sd::ID))
+        {
+            let manifest = local_sd::manifest();
+            let mut models = ModelsConfig::from_settings(&paths, &config);
+            // The settings' environment override, as `Core::settings` reads it for each call.
+            if let Some(cache) = std::env::var(manifest.setting_env_var("model_cache"))
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+            {
+                models.cache_dir = crate::models::cache::resolve_cache_dir(Some(&cache), &|name| {
+                    std::env::var_os(name)
+                });
+            }
+            let provider: Arc<dyn Provider> =
+                Arc::new(LocalSdProvider::new(worker.clone(), models));
+            providers.push(ProviderEntry {
+                manifest,
+                dir: worker.parent().map(Path::to_path_buf).unwrap_or_default(),
+                source: PluginSource::Bundled,
+                native: true,
+                loaded: OnceLock::from(Ok(provider)),
+            });
+            providers.sort_by(|a, b| a.manifest.id.cmp(&b.manifest.id));
+        }
         Ok(Self {
             paths,
             config,
@@ -203,11 +258,11 @@ impl Core {
         let loaded = entry.loaded.get_or_init(|| {
             self.runtime
                 .load(&entry.dir)
-                .map(Arc::new)
+                .map(|p| Arc::new(p) as Arc<dyn Provider>)
                 .map_err(|err| err.to_string())
         });
         match loaded {
-            Ok(provider) => Ok(provider.clone() as Arc<dyn Provider>),
+            Ok(provider) => Ok(provider.clone()),
             Err(message) => Err(CoreError::Load {
                 id: entry.manifest.id.clone(),
                 message: message.clone(),
@@ -313,5 +368,73 @@ impl Core {
             self.config.save(&self.paths)?;
         }
         Ok(from_store || from_config)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a test fails loudly on the first surprise
+mod tests {
+    use super::*;
+
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap().flatten() {
+            let dest = to.join(entry.file_name());
+            if entry.path().is_dir() {
+                copy_dir(&entry.path(), &dest);
+            } else {
+                std::fs::copy(entry.path(), dest).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn local_sd_is_a_native_provider_with_settings_and_installed_models() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config_dir = tmp.path().join("config");
+        let cache = tmp.path().join("hub");
+        let commit = "0123456789abcdef0123456789abcdef01234567";
+        let fixture =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins/local-sd/tests/fixtures/sd1");
+        copy_dir(
+            &fixture,
+            &cache.join("models--test--tiny-sd/snapshots").join(commit),
+        );
+        std::fs::create_dir_all(cache.join("models--test--tiny-sd/refs")).unwrap();
+        std::fs::write(cache.join("models--test--tiny-sd/refs/main"), commit).unwrap();
+        std::fs::create_dir_all(&config_dir).unwrap();
+        let config = serde_json::json!({
+            "providers": {"local_sd": {"device": "cpu", "model_cache": cache}}
+        });
+        std::fs::write(
+            config_dir.join("config.json"),
+            serde_json::to_vec(&config).unwrap(),
+        )
+        .unwrap();
+
+        // Without a worker there is no local-sd.
+        let core = Core::open(Paths::at(&config_dir), &[]).unwrap();
+        assert!(core.providers().is_empty());
+
+        let worker = tmp.path().join("bin").join(local_sd::WORKER_FILE);
+        let core = Core::open_with(Paths::at(&config_dir), &[], Some(worker.clone())).unwrap();
+        let ids: Vec<&str> = core.providers().iter().map(ProviderEntry::id).collect();
+        assert_eq!(ids, ["local-sd"]);
+        let entry = core.choose_provider(None).unwrap();
+        assert!(entry.is_native());
+        assert_eq!(entry.dir, tmp.path().join("bin"));
+
+        let settings = core.settings(&entry.manifest);
+        assert_eq!(settings["device"], "cpu");
+        assert_eq!(settings["precision"], "fp16");
+        assert_eq!(settings["model_cache"], cache.display().to_string());
+        let ctx = core.context("local_sd", &KeyOverride::default()).unwrap();
+        assert!(ctx.api_key.is_none());
+
+        let provider = core.provider("local-sd").unwrap();
+        let info = provider.info().unwrap();
+        let models: Vec<&str> = info.models.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(models, ["test/tiny-sd", crate::jobs::ANY_MODEL]);
+        assert!(provider.check_key(&ctx).is_ok());
     }
 }

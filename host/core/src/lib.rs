@@ -9,6 +9,7 @@ pub mod config;
 pub mod history;
 pub mod jobs;
 pub mod keys;
+pub mod local_sd;
 pub mod models;
 pub mod paths;
 pub mod plugin;
@@ -19,6 +20,6 @@ pub mod templates;
 pub use cancel::CancelToken;
 pub use provider::{
     CallContext, Capability, EditMode, EditRequest, GenerateRequest, Generation, Image, ModelInfo,
-    Param, Provider, ProviderError, ProviderInfo, UpscaleRequest,
+    Param, PreviewFn, Provider, ProviderError, ProviderInfo, UpscaleRequest,
 };
 pub use secret::Secret;

@@ -289,6 +289,10 @@ impl ProviderError {
 /// Progress callback: fraction in 0.0..=1.0 and a short message.
 pub type ProgressFn = std::sync::Arc<dyn Fn(f32, &str) + Send + Sync>;
 
+/// Preview callback: a low-resolution image of the work in progress (local Stable Diffusion
+/// sends one per step).
+pub type PreviewFn = std::sync::Arc<dyn Fn(&Image) + Send + Sync>;
+
 /// What the host hands a provider for one call: the provider's own key and settings only.
 #[derive(Clone)]
 pub struct CallContext {
@@ -297,6 +301,8 @@ pub struct CallContext {
     pub settings: BTreeMap<String, String>,
     pub cancel: CancelToken,
     pub progress: Option<ProgressFn>,
+    /// Where per-step previews go; providers that can make them only do when this is set.
+    pub preview: Option<PreviewFn>,
 }
 
 impl CallContext {
@@ -306,6 +312,7 @@ impl CallContext {
             settings,
             cancel: CancelToken::new(),
             progress: None,
+            preview: None,
         }
     }
 

@@ -34,17 +34,7 @@ impl std::str::FromStr for DeviceChoice {
     }
 }
 
-/// One wgpu adapter as the user sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AdapterInfo {
-    pub index: usize,
-    pub name: String,
-    /// `discrete`, `integrated`, `virtual`, `cpu` (a software rasterizer such as lavapipe) or
-    /// `other`.
-    pub kind: String,
-    pub backend: String,
-    pub driver: String,
-}
+pub use crate::worker::protocol::AdapterInfo;
 
 fn block_on<F: Future>(future: F) -> F::Output {
     // wgpu's native adapter enumeration completes on first poll; loop defensively anyway.

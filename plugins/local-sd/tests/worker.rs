@@ -178,3 +178,50 @@ fn idle_unload_then_transparent_reload() {
         .unwrap();
     assert_eq!(images.len(), 1);
 }
+
+#[test]
+fn the_worker_stops_generating_when_the_host_goes_away() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_imageai-sd-worker"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let model = serde_json::to_string(&fixture("sd1").display().to_string()).unwrap();
+    writeln!(
+        stdin,
+        r#"{{"op":"load","id":1,"model":{model},"device":"cpu"}}
+{{"op":"generate","id":2,"prompt":"x","width":128,"height":128,"steps":1000,"scheduler":"euler"}}"#
+    )
+    .unwrap();
+    stdin.flush().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // Wait until it is sampling.
+    loop {
+        let line = lines.next().unwrap().unwrap();
+        assert!(!line.contains(r#""event":"error""#), "{line}");
+        if line.contains(r#""event":"progress""#) {
+            break;
+        }
+    }
+    // The host exits: its end of the pipe closes. The worker stops at the next step and exits.
+    drop(stdin);
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("the worker kept generating after the host left");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // It got nowhere near the 1000 steps.
+    let steps = lines
+        .map_while(Result::ok)
+        .filter(|l| l.contains(r#""event":"progress""#))
+        .count();
+    assert!(steps < 900, "{steps} more steps after the host left");
+}

@@ -9,7 +9,9 @@ use imageai_core::app::{Core, KeyOverride};
 use imageai_core::history::SavedImage;
 use imageai_core::jobs::{self, Job, JobError, JobOutput, JobRequest};
 use imageai_core::templates::{self, TemplateStore};
-use imageai_core::{CallContext, EditMode, EditRequest, GenerateRequest, Image, UpscaleRequest};
+use imageai_core::{
+    CallContext, EditMode, EditRequest, GenerateRequest, Image, ProviderError, UpscaleRequest,
+};
 
 use crate::args::{EditModeArg, GenerateArgs, KeyArgs, UpscaleArgs};
 use crate::exit::Failure;
@@ -168,6 +170,11 @@ fn execute(
     let result = jobs::run(provider.as_ref(), job, &ctx, &output_dir);
     bar.finish_and_clear();
     result.map_err(|err| match err {
+        // The local engine's own messages already say what to do; the generic plugin hint
+        // (reinstall a WASM plugin) does not apply to it.
+        JobError::Provider(ProviderError::Plugin(message)) if id == LOCAL_SD => {
+            Failure::new(crate::exit::PLUGIN, "plugin", format!("{id}: {message}"))
+        }
         JobError::Provider(err) => Failure::provider(id, &err),
         JobError::Save(err) => Failure::other(err.to_string()),
     })

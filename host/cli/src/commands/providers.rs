@@ -29,7 +29,7 @@ pub fn run(args: ProvidersArgs) -> Result<(), Failure> {
                 serde_json::json!({
                     "id": m.id, "name": m.name, "version": m.version, "contract": m.contract,
                     "description": m.description, "source": format!("{:?}", entry.source).to_lowercase(),
-                    "allowed_hosts": m.allowed_hosts,
+                    "allowed_hosts": m.allowed_hosts, "native": entry.is_native(),
                     "key": key.as_ref().map(|k| k.to_string()),
                     "models": models.as_ref().ok(),
                     "error": models.as_ref().err(),
@@ -52,6 +52,12 @@ pub fn run(args: ProvidersArgs) -> Result<(), Failure> {
             (None, None) => "no key needed".into(),
         };
         output::line(&format!("{} — {} {} ({key})", m.id, m.name, m.version));
+        if entry.is_native() {
+            output::line(&format!(
+                "  runs on this machine (engine: {})",
+                entry.dir.display()
+            ));
+        }
         match models {
             Ok(models) => models
                 .iter()

@@ -10,8 +10,12 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::device::AdapterInfo;
-use crate::worker::protocol::{ErrorKind, Event, GenerateRequest, LoadRequest, Request};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+use crate::worker::protocol::{
+    AdapterInfo, ErrorKind, Event, GenerateRequest, LoadRequest, Request,
+};
 
 /// The binary's name, for hosts that look it up next to their own executable.
 pub const WORKER_BINARY: &str = "imageai-sd-worker";
@@ -256,6 +260,16 @@ impl WorkerClient {
         }
     }
 
+    /// Whether the worker process is still running (false once it exited or was killed).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The worker's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Loads a model (replacing any loaded one).
     pub fn load(&mut self, load: LoadRequest) -> Result<LoadedModel, ClientError> {
         let id = self.send(|id| Request::Load { id, load })?;
@@ -297,7 +311,7 @@ impl WorkerClient {
                 preview_png,
                 ..
             } => {
-                let preview_png = preview_png.and_then(|p| crate::image_io::decode_base64(&p).ok());
+                let preview_png = preview_png.and_then(|p| STANDARD.decode(p.trim()).ok());
                 on_progress(WorkerProgress {
                     step,
                     total,
@@ -313,7 +327,7 @@ impl WorkerClient {
                 png,
                 ..
             } => {
-                match crate::image_io::decode_base64(&png) {
+                match STANDARD.decode(png.trim()) {
                     Ok(png) => images.push(WorkerImage {
                         index,
                         width,
@@ -321,7 +335,7 @@ impl WorkerClient {
                         seed,
                         png,
                     }),
-                    Err(e) => bad = Some(e.to_string()),
+                    Err(e) => bad = Some(format!("invalid base64 image data: {e}")),
                 }
                 None
             }

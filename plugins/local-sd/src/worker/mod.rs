@@ -3,4 +3,5 @@
 
 pub mod client;
 pub mod protocol;
+#[cfg(feature = "engine")]
 pub mod server;

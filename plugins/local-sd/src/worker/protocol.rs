@@ -3,7 +3,17 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::device::AdapterInfo;
+/// One wgpu adapter as the user sees it (the engine lists them in `device`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdapterInfo {
+    pub index: usize,
+    pub name: String,
+    /// `discrete`, `integrated`, `virtual`, `cpu` (a software rasterizer such as lavapipe) or
+    /// `other`.
+    pub kind: String,
+    pub backend: String,
+    pub driver: String,
+}
 
 /// A request from the host.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -120,6 +120,9 @@ pub fn serve(input: impl BufRead + Send + 'static, output: impl Write + Send + '
                     ),
                 }
             }
+            // The host is gone (its end of stdin closed): stop a running generation at the next
+            // step instead of finishing images nobody will read.
+            cancel.store(true, Ordering::SeqCst);
         });
     }
 

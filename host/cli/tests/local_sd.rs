@@ -1,0 +1,440 @@
+//! Local Stable Diffusion through the real `imageai` binary, as a user runs it: the host finds
+//! `imageai-sd-worker` beside itself, spawns it and drives it over stdio. The model is the tiny
+//! random-weight diffusers fixture of `plugins/local-sd`, on the CPU, so no GPU is needed.
+#![cfg(unix)]
+#![allow(clippy::unwrap_used)] // test helpers: a failure is the test's failure
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Exit codes documented in `src/exit.rs` (the binary's module is not importable from here).
+const EXIT_PLUGIN: i32 = 8;
+const EXIT_INVALID: i32 = 9;
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .unwrap()
+        .to_path_buf()
+}
+
+fn fixture() -> PathBuf {
+    workspace_root().join("plugins/local-sd/tests/fixtures/sd1")
+}
+
+/// `imageai-sd-worker`, built into the folder of the `imageai` under test (where users have it
+/// and where the app looks). Cargo builds a package's binaries only for that package's tests,
+/// so build it here, once.
+fn worker() -> &'static Path {
+    static WORKER: OnceLock<PathBuf> = OnceLock::new();
+    WORKER.get_or_init(|| {
+        let bin_dir = Path::new(env!("CARGO_BIN_EXE_imageai"))
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cmd.args([
+            "build",
+            "--package",
+            "imageai-local-sd",
+            "--bin",
+            "imageai-sd-worker",
+        ])
+        .current_dir(workspace_root());
+        if bin_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().unwrap();
+        assert!(status.success(), "building imageai-sd-worker failed");
+        let worker = bin_dir.join("imageai-sd-worker");
+        assert!(worker.is_file(), "no worker at {}", worker.display());
+        worker
+    })
+}
+
+/// One user's machine: a config folder and a Hugging Face home of its own.
+struct Setup {
+    home: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new() -> Self {
+        worker();
+        Self {
+            home: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.home.path().join(name)
+    }
+
+    fn hf_home(&self) -> PathBuf {
+        self.path("huggingface")
+    }
+
+    /// `imageai ARGS` with this setup's folders, nothing else from the environment.
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_imageai"));
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.home.path())
+            .env("IMAGEAI_CONFIG_DIR", self.path("config"))
+            .env("IMAGEAI_KEYRING", "off")
+            .env("HF_HOME", self.hf_home())
+            .env("HF_HUB_OFFLINE", "1")
+            .current_dir(self.home.path())
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `cmd` and fails the test if it takes more than two minutes (a hang).
+    fn run_cmd(mut cmd: Command) -> Output {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if start.elapsed() > Duration::from_secs(120) {
+                let _ = child.kill();
+                panic!("imageai did not finish in 120 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Self::run_cmd(self.cmd(args))
+    }
+
+    /// `imageai generate` on local-sd with the fixture settings plus `more`.
+    fn generate(&self, model: &str, out: &Path, more: &[&str]) -> Output {
+        let mut args = vec![
+            "generate",
+            "--provider",
+            "local-sd",
+            "--model",
+            model,
+            "-p",
+            "a photo of an astronaut",
+            "--steps",
+            "2",
+            "--size",
+            "64x64",
+            "--seed",
+            "1",
+            "--device",
+            "cpu",
+            "-o",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(more);
+        self.run(&args)
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn ok(output: &Output) -> &Output {
+    assert!(
+        output.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        output.status.code(),
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    output
+}
+
+fn failed_with(output: &Output, code: i32, needle: &str) -> String {
+    let stderr = text(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "stdout: {}\nstderr: {stderr}",
+        text(&output.stdout)
+    );
+    assert!(stderr.contains(needle), "`{needle}` not in: {stderr}");
+    stderr
+}
+
+/// Width, height and RGB(A) bytes of a PNG.
+fn pixels(path: &Path) -> (u32, u32, Vec<u8>) {
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    buf.truncate(info.buffer_size());
+    (info.width, info.height, buf)
+}
+
+fn sidecar(image: &Path) -> Value {
+    let mut name = image.as_os_str().to_owned();
+    name.push(".json");
+    serde_json::from_slice(&std::fs::read(name).unwrap()).unwrap()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), dest).unwrap();
+        }
+    }
+}
+
+#[test]
+fn generates_a_png_with_its_sidecar_and_the_same_seed_gives_the_same_pixels() {
+    let s = Setup::new();
+    let model = fixture().display().to_string();
+    let first = s.path("first.png");
+    ok(&s.generate(&model, &first, &[]));
+    let (w, h, px) = pixels(&first);
+    assert_eq!((w, h), (64, 64));
+    let meta = sidecar(&first);
+    assert_eq!(meta["provider"], "local-sd");
+    assert_eq!(meta["seed"], 1);
+    assert_eq!(meta["model"], model.as_str());
+    assert_eq!(meta["settings"]["steps"], 2);
+
+    let again = s.path("again.png");
+    ok(&s.generate(&model, &again, &[]));
+    assert!(pixels(&again).2 == px, "same seed, different pixels");
+
+    let euler = s.path("euler.png");
+    ok(&s.generate(&model, &euler, &["--scheduler", "euler"]));
+    assert_eq!(sidecar(&euler)["settings"]["extra"]["scheduler"], "euler");
+    assert_eq!(pixels(&euler).0, 64);
+}
+
+/// A grey PNG mask, white (repaint) on its right half.
+fn write_mask(path: &Path, size: u32) {
+    let mut data = Vec::new();
+    for _ in 0..size {
+        data.extend((0..size).map(|x| if x >= size / 2 { 255u8 } else { 0 }));
+    }
+    let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut encoder = png::Encoder::new(file, size, size);
+    encoder.set_color(png::ColorType::Grayscale);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder
+        .write_header()
+        .unwrap()
+        .write_image_data(&data)
+        .unwrap();
+}
+
+#[test]
+fn img2img_and_inpaint_take_a_source_image() {
+    let s = Setup::new();
+    let model = fixture().display().to_string();
+    let source = s.path("source.png");
+    ok(&s.generate(&model, &source, &[]));
+    let source_arg = source.to_str().unwrap();
+
+    let edited = s.path("edited.png");
+    ok(&s.generate(
+        &model,
+        &edited,
+        &["--image", source_arg, "--strength", "0.5"],
+    ));
+    assert_eq!(pixels(&edited).0, 64);
+    let meta = sidecar(&edited);
+    assert_eq!(meta["settings"]["mode"], "edit");
+    assert_eq!(meta["settings"]["strength"], 0.5);
+    assert_eq!(meta["source_images"][0], "source.png");
+    assert!(
+        pixels(&edited).2 != pixels(&source).2,
+        "img2img changed nothing"
+    );
+
+    let mask = s.path("mask.png");
+    write_mask(&mask, 64);
+    let inpainted = s.path("inpainted.png");
+    ok(&s.generate(
+        &model,
+        &inpainted,
+        &["--image", source_arg, "--mask", mask.to_str().unwrap()],
+    ));
+    assert_eq!(sidecar(&inpainted)["settings"]["mode"], "inpaint");
+    assert_eq!(pixels(&inpainted).0, 64);
+}
+
+#[test]
+fn bad_requests_are_clear_errors_with_the_invalid_exit_code() {
+    let s = Setup::new();
+    let model = fixture().display().to_string();
+    let out = s.path("x.png");
+    failed_with(
+        &s.generate(&model, &out, &["--scheduler", "warp-drive"]),
+        EXIT_INVALID,
+        "unknown scheduler `warp-drive`",
+    );
+    failed_with(
+        &s.generate("/no/such/model", &out, &[]),
+        EXIT_INVALID,
+        "no model folder at `/no/such/model`",
+    );
+    failed_with(
+        &s.generate("test/not-installed", &out, &[]),
+        EXIT_INVALID,
+        "imageai models install test/not-installed",
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_repo_id_in_the_hugging_face_cache_is_found_and_listed() {
+    let s = Setup::new();
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    let repo = s.hf_home().join("hub/models--test--tiny-sd");
+    copy_dir(&fixture(), &repo.join("snapshots").join(commit));
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), commit).unwrap();
+
+    let out = s.path("cached.png");
+    ok(&s.generate("test/tiny-sd", &out, &[]));
+    assert_eq!(pixels(&out).0, 64);
+    assert_eq!(sidecar(&out)["model"], "test/tiny-sd");
+
+    // `imageai providers` lists the provider with the installed model and `*` for any other.
+    let mut cmd = s.cmd(&["providers", "--json"]);
+    let no_plugins = s.path("no-plugins");
+    std::fs::create_dir_all(&no_plugins).unwrap();
+    cmd.env("IMAGEAI_PLUGIN_DIRS", &no_plugins)
+        .env("IMAGEAI_SD_WORKER", worker());
+    let listed: Value = serde_json::from_slice(&ok(&Setup::run_cmd(cmd)).stdout).unwrap();
+    let local = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "local-sd")
+        .unwrap_or_else(|| panic!("local-sd not listed: {listed}"));
+    assert_eq!(local["name"], "Local Stable Diffusion");
+    assert_eq!(local["native"], true);
+    assert_eq!(local["key"], Value::Null);
+    let models: Vec<&str> = local["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(models, ["test/tiny-sd", "*"]);
+}
+
+#[test]
+fn a_worker_that_crashes_is_a_clear_error_not_a_hang() {
+    let s = Setup::new();
+    let model = fixture().display().to_string();
+    let out = s.path("x.png");
+    let mut cmd = s.cmd(&[
+        "generate",
+        "--provider",
+        "local-sd",
+        "--model",
+        &model,
+        "-p",
+        "x",
+        "--device",
+        "cpu",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    cmd.env("IMAGEAI_SD_WORKER", "/bin/false");
+    let stderr = failed_with(&Setup::run_cmd(cmd), EXIT_PLUGIN, "stopped unexpectedly");
+    assert!(stderr.contains("started again"), "{stderr}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn killing_the_worker_mid_run_is_a_clear_error() {
+    let s = Setup::new();
+    // A wrapper that notes the worker's pid, so the test can kill the real worker.
+    let pid_file = s.path("worker.pid");
+    let wrapper = s.path("worker.sh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho $$ > '{}'\nexec '{}' \"$@\"\n",
+            pid_file.display(),
+            worker().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let model = fixture().display().to_string();
+    let out = s.path("x.png");
+    let mut cmd = s.cmd(&[
+        "generate",
+        "--provider",
+        "local-sd",
+        "--model",
+        &model,
+        "-p",
+        "x",
+        "--device",
+        "cpu",
+        "--size",
+        "256x256",
+        "--steps",
+        "1000",
+        "--scheduler",
+        "euler",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    cmd.env("IMAGEAI_SD_WORKER", &wrapper)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let start = Instant::now();
+    let pid = loop {
+        if let Ok(pid) = std::fs::read_to_string(&pid_file)
+            && !pid.trim().is_empty()
+        {
+            break pid.trim().to_owned();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the worker never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Let it load the model and start sampling, then kill it as the OOM killer would.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "imageai finished before the worker was killed; make the run longer"
+    );
+    let killed = Command::new("kill").args(["-9", &pid]).status().unwrap();
+    assert!(killed.success());
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "imageai hangs after its worker died"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    let stderr = failed_with(&output, EXIT_PLUGIN, "stopped unexpectedly");
+    assert!(stderr.contains("signal: 9"), "{stderr}");
+    assert!(!out.exists());
+}
