@@ -86,6 +86,13 @@ fn main() {
     harness.state_mut().set_history_entries(entries);
     harness.get_by_label("History tab").click();
     harness.run_steps(3);
+    // A click can miss (a toast over the tab bar): measure nothing rather than the wrong tab.
+    assert_eq!(
+        harness.state().tab(),
+        imageai_gui::Tab::History,
+        "the History tab did not open; messages: {:?}",
+        harness.state().messages()
+    );
     let rss_start = resident_mib();
     let grid = egui::pos2(500.0, 500.0);
     harness.hover_at(grid);
@@ -119,6 +126,11 @@ fn main() {
             break;
         }
     }
+    assert!(
+        still > 0,
+        "the grid never showed its last image in {} frames: the benchmark measured nothing useful",
+        frames.len()
+    );
     let rss_end = resident_mib();
     let mut sorted = frames.clone();
     sorted.sort();

@@ -145,10 +145,15 @@ impl App {
             .as_deref()
             .and_then(Tab::from_title)
             .unwrap_or(Tab::Generate);
+        let mut generate = generate::GenerateTab::new(gui("provider"), gui("model"));
+        generate.size = gui("size");
+        generate.aspect_ratio = gui("aspect_ratio");
+        generate.quality = gui("quality");
+        generate.style = gui("style");
         let thumbs = Thumbs::new(core.paths.thumbnails_dir());
         let warnings = core.warnings.clone();
         let mut app = Self {
-            generate: generate::GenerateTab::new(gui("provider"), gui("model")),
+            generate,
             history: history::HistoryTab::default(),
             templates: templates::TemplatesTab::new(&core.paths),
             models: models::ModelsTab::default(),
@@ -263,6 +268,16 @@ impl App {
         &self,
     ) -> Option<&Result<Vec<imageai_core::models::InstalledModel>, String>> {
         self.models.models.as_ref()
+    }
+
+    /// The Models tab's state (search results, the download, the engine settings).
+    pub fn models_tab(&self) -> &models::ModelsTab {
+        &self.models
+    }
+
+    /// Use this Hugging Face endpoint instead of `HF_ENDPOINT`'s (a mirror, or a test's Hub).
+    pub fn set_hub_endpoint(&mut self, url: impl Into<String>) {
+        self.models.endpoint = Some(url.into());
     }
 
     pub(crate) fn error(&mut self, message: impl Into<String>) {
@@ -402,7 +417,9 @@ impl App {
             apply(self);
         }
         self.thumbs.receive(&ctx);
+        generate::handle_drops(self, &ctx);
         generate::poll_jobs(self);
+        models::poll(self);
         if self.theme_applied != Some(self.theme) {
             ctx.set_theme(match self.theme {
                 Theme::System => egui::ThemePreference::System,
@@ -462,8 +479,9 @@ impl App {
     }
 
     fn close_dialog(&mut self, ctx: &egui::Context) {
+        let running = self.active_jobs() + usize::from(self.models.downloading());
         if ctx.input(|i| i.viewport().close_requested())
-            && self.active_jobs() > 0
+            && running > 0
             && !self.allow_close
             && self.screenshot.is_none()
         {
@@ -473,15 +491,24 @@ impl App {
         if !self.confirm_close {
             return;
         }
-        let jobs = self.active_jobs();
         egui::Modal::new(egui::Id::unique("confirm-close")).show(ctx, |ui| {
             ui.heading("Quit ImageAI?");
-            ui.label(format!(
-                "{jobs} job(s) are still running. Quitting cancels them; their images will not be saved."
-            ));
+            let jobs = self.generate.active_jobs();
+            if jobs > 0 {
+                ui.label(format!(
+                    "{jobs} job(s) are still running. Quitting cancels them; their images will not be saved."
+                ));
+            }
+            if let Some(download) = &self.models.download {
+                ui.label(format!(
+                    "{} is still downloading. Quitting stops it; installing it again resumes.",
+                    download.repo
+                ));
+            }
             ui.horizontal(|ui| {
                 if ui.button("Quit and cancel jobs").clicked() {
                     self.generate.cancel_all();
+                    self.models.cancel_download();
                     self.allow_close = true;
                     self.confirm_close = false;
                     ctx.send_viewport_cmd(egui::ViewportCommand::Close);
@@ -545,6 +572,7 @@ impl eframe::App for App {
 
     fn on_exit(&mut self) {
         self.generate.cancel_all();
+        self.models.cancel_download();
         self.save_window_state();
     }
 }

@@ -6,11 +6,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use imageai_core::jobs::{Job, JobEvent, JobHandle, JobId, JobQueue, JobRequest};
-use imageai_core::provider::{Capability, GenerateRequest, ModelInfo, Param};
-use imageai_core::templates::{self, TemplateSource};
+use imageai_core::provider::{
+    Capability, EditMode, EditRequest, GenerateRequest, Image, ModelInfo, Param, UpscaleRequest,
+};
+use imageai_core::templates::{self, TemplateSource, TemplateUse};
 
 use crate::app::{App, ProviderState, set_gui};
-use crate::widgets;
+use crate::mask::{self, MaskPainter};
+use crate::{files, widgets};
 
 /// How the seed is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,6 +21,40 @@ pub enum SeedMode {
     Random,
     Fixed,
     ReuseLast,
+}
+
+/// A mask sent with an edit: a file, or one painted with the brush (one byte per pixel).
+#[derive(Debug, Clone)]
+pub enum MaskInput {
+    File(PathBuf),
+    Painted {
+        size: [usize; 2],
+        pixels: Arc<Vec<u8>>,
+    },
+}
+
+/// The images a job starts from.
+#[derive(Debug, Clone)]
+pub enum Inputs {
+    /// Text to image.
+    None,
+    /// An edit of the reference images, inpainting where the mask says when there is one.
+    Edit {
+        references: Vec<PathBuf>,
+        mask: Option<MaskInput>,
+    },
+    Upscale {
+        source: PathBuf,
+    },
+}
+
+/// What a job was made from: enough to run it again.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub provider: String,
+    /// The prompt and parameters (for an upscale, its model only).
+    pub request: GenerateRequest,
+    pub inputs: Inputs,
 }
 
 /// A job in the queue panel.
@@ -28,7 +65,7 @@ pub struct JobView {
     pub prompt: String,
     pub fraction: f32,
     pub status: JobStatus,
-    request: GenerateRequest,
+    pub submission: Submission,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -52,6 +89,8 @@ pub struct ResultImage {
     pub path: PathBuf,
     pub provider: String,
     pub prompt: String,
+    /// The job that made it (its submission runs it again).
+    pub job: JobId,
 }
 
 pub struct GenerateTab {
@@ -80,6 +119,18 @@ pub struct GenerateTab {
     /// Jobs being prepared (plugin loading, key lookup) before they enter the queue.
     pub preparing: usize,
     pub inline_error: Option<String>,
+    /// Images to edit (reference images), in order.
+    pub references: Vec<PathBuf>,
+    /// The path typed into the reference field.
+    pub reference_path: String,
+    /// A mask file chosen for inpainting.
+    pub mask_file: Option<PathBuf>,
+    /// The mask brush, once opened on a reference image.
+    pub painter: Option<MaskPainter>,
+    /// An image decoded for the brush, waiting for the UI thread to upload it.
+    pending_painter: Option<(PathBuf, egui::ColorImage)>,
+    /// An image decoded for the clipboard, waiting for the UI thread.
+    pending_copy: Option<(String, egui::ColorImage)>,
 }
 
 impl GenerateTab {
@@ -109,6 +160,51 @@ impl GenerateTab {
             results: Vec::new(),
             preparing: 0,
             inline_error: None,
+            references: Vec::new(),
+            reference_path: String::new(),
+            mask_file: None,
+            painter: None,
+            pending_painter: None,
+            pending_copy: None,
+        }
+    }
+
+    /// Add an image to edit (once).
+    pub fn add_reference(&mut self, path: PathBuf) {
+        if !self.references.contains(&path) {
+            self.references.push(path);
+        }
+    }
+
+    /// The mask the next edit sends: the painted one when something is painted on one of the
+    /// reference images, else the chosen file.
+    pub fn mask(&self) -> Option<MaskInput> {
+        if let Some(painter) = &self.painter
+            && painter.painted() > 0
+            && self.references.contains(&painter.source)
+        {
+            return Some(MaskInput::Painted {
+                size: painter.size,
+                pixels: Arc::new(painter.mask.clone()),
+            });
+        }
+        self.mask_file.clone().map(MaskInput::File)
+    }
+
+    /// The painted mask as the PNG an edit would send (`None` before the brush is opened).
+    pub fn painted_mask_png(&self) -> Option<Result<Vec<u8>, String>> {
+        self.painter.as_ref().map(MaskPainter::to_png)
+    }
+
+    /// What the next Generate asks for: text to image, an edit, or an inpainting.
+    pub fn capability(&self) -> Capability {
+        if self.references.is_empty() {
+            Capability::TextToImage
+        } else if self.mask_file.is_some() || self.painter.as_ref().is_some_and(|p| p.painted() > 0)
+        {
+            Capability::Inpaint
+        } else {
+            Capability::Edit
         }
     }
 
@@ -166,6 +262,7 @@ pub(crate) fn poll_jobs(app: &mut App) {
                                 path: saved.image.clone(),
                                 provider: provider.clone(),
                                 prompt: prompt.clone(),
+                                job: id,
                             });
                         }
                         let count = output.saved.len();
@@ -234,7 +331,8 @@ fn request(tab: &GenerateTab, model: &ModelInfo) -> GenerateRequest {
     request
 }
 
-/// Queue a job from the current controls (the Generate button and Ctrl+Enter).
+/// Queue a job from the current controls (the Generate button and Ctrl+Enter): text to image,
+/// or an edit of the reference images (inpainting with a mask).
 pub(crate) fn submit(app: &mut App) {
     app.generate.inline_error = None;
     let Some(provider_id) = app.generate.provider.clone() else {
@@ -248,30 +346,57 @@ pub(crate) fn submit(app: &mut App) {
         app.generate.inline_error = Some("Type a prompt first.".into());
         return;
     }
-    let ProviderState::Ready { provider, info } = app.provider_state(&provider_id) else {
+    let ProviderState::Ready { info, .. } = app.provider_state(&provider_id) else {
         app.generate.inline_error = Some(format!(
             "{provider_id} is still loading or failed to load; see the message above."
         ));
         return;
     };
+    let capability = app.generate.capability();
     let model = match app
         .generate
         .model
         .as_deref()
         .and_then(|m| info.model(m))
-        .or_else(|| {
-            info.models
-                .iter()
-                .find(|m| m.supports(Capability::TextToImage))
-        }) {
+        .filter(|m| m.supports(capability))
+        .or_else(|| info.models.iter().find(|m| m.supports(capability)))
+    {
         Some(model) => model.clone(),
         None => {
             app.generate.inline_error = Some(format!(
-                "{} has no model that makes images from text.",
-                info.name
+                "{} has no model that can do {}; remove the reference images or choose another provider.",
+                info.name,
+                capability.as_str()
             ));
             return;
         }
+    };
+    let inputs = if capability == Capability::TextToImage {
+        Inputs::None
+    } else {
+        Inputs::Edit {
+            references: app.generate.references.clone(),
+            mask: app.generate.mask(),
+        }
+    };
+    let submission = Submission {
+        provider: provider_id,
+        request: request(&app.generate, &model),
+        inputs,
+    };
+    let template = app.generate.used_template.take();
+    start(app, submission, template);
+}
+
+/// Queue `submission`: its provider must be loaded. Files are read and the key looked up in
+/// the background; the job enters the queue on the UI thread.
+pub(crate) fn start(app: &mut App, submission: Submission, template: Option<TemplateUse>) {
+    let provider_id = submission.provider.clone();
+    let ProviderState::Ready { provider, .. } = app.provider_state(&provider_id) else {
+        app.generate.inline_error = Some(format!(
+            "{provider_id} is still loading or failed to load; see the message above."
+        ));
+        return;
     };
     let plan = match app.context_plan(&provider_id) {
         Ok(plan) => plan,
@@ -280,21 +405,24 @@ pub(crate) fn submit(app: &mut App) {
             return;
         }
     };
-    let generate_request = request(&app.generate, &model);
-    let job = Job {
-        provider: provider_id.clone(),
-        request: JobRequest::Generate(generate_request.clone()),
-        template: app.generate.used_template.take(),
-    };
     let output_dir = app.core.paths.output_dir();
     app.generate.preparing += 1;
     app.background.spawn("prepare-job", move || {
-        // The key lookup may wait on the OS keyring: do it here, then queue on the UI thread.
-        let context = plan.context(None);
+        // The key lookup may wait on the OS keyring and the images on the disk: do both here.
+        let prepared = plan.context(None).and_then(|ctx| {
+            job_request(&submission).map(|request| {
+                let job = Job {
+                    provider: provider_id.clone(),
+                    request,
+                    template,
+                };
+                (ctx, job)
+            })
+        });
         Box::new(move |app: &mut App| {
             app.generate.preparing = app.generate.preparing.saturating_sub(1);
-            let ctx = match context {
-                Ok(ctx) => ctx,
+            let (ctx, job) = match prepared {
+                Ok(prepared) => prepared,
                 Err(message) => {
                     app.generate.inline_error = Some(message.clone());
                     app.error(message);
@@ -302,20 +430,180 @@ pub(crate) fn submit(app: &mut App) {
                 }
             };
             let handle = app.generate.queue.submit(provider, job, ctx, output_dir);
+            let prompt = match &submission.inputs {
+                Inputs::Upscale { source } => format!("upscale {}", file_name(source)),
+                _ => submission.request.prompt.clone(),
+            };
             app.generate.jobs.push(JobView {
                 id: handle.id,
                 handle,
                 provider: provider_id,
-                prompt: generate_request.prompt.clone(),
+                prompt,
                 fraction: 0.0,
                 status: JobStatus::Queued,
-                request: generate_request,
+                submission,
             });
         })
     });
 }
 
+/// An image file as a provider takes it.
+fn read_image(path: &std::path::Path, what: &str) -> Result<Image, String> {
+    let data = std::fs::read(path).map_err(|e| {
+        format!(
+            "could not read the {what} ({e}); check that the file still exists: {}",
+            path.display()
+        )
+    })?;
+    let mime = image::guess_format(&data)
+        .map(|f| f.to_mime_type().to_owned())
+        .map_err(|_| {
+            format!(
+                "the {what} is not an image ImageAI can read (PNG, JPEG, WebP or GIF): {}",
+                path.display()
+            )
+        })?;
+    Ok(Image { mime, data })
+}
+
+pub(crate) fn file_name(path: &std::path::Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The core's request for a submission, with its images read (on a background thread).
+fn job_request(submission: &Submission) -> Result<JobRequest, String> {
+    match &submission.inputs {
+        Inputs::None => Ok(JobRequest::Generate(submission.request.clone())),
+        Inputs::Edit { references, mask } => {
+            let images = references
+                .iter()
+                .map(|p| read_image(p, "reference image"))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mask = match mask {
+                None => None,
+                Some(MaskInput::File(path)) => Some(read_image(path, "mask")?),
+                Some(MaskInput::Painted { size, pixels }) => Some(Image {
+                    mime: "image/png".into(),
+                    data: mask::encode_png(*size, pixels)?,
+                }),
+            };
+            let mode = if mask.is_some() {
+                EditMode::Inpaint
+            } else {
+                EditMode::Edit
+            };
+            Ok(JobRequest::Edit {
+                request: EditRequest {
+                    mode,
+                    base: submission.request.clone(),
+                    images,
+                    mask,
+                    strength: None,
+                },
+                sources: references.iter().map(|p| file_name(p)).collect(),
+            })
+        }
+        Inputs::Upscale { source } => Ok(JobRequest::Upscale {
+            request: UpscaleRequest {
+                model: submission.request.model.clone(),
+                image: read_image(source, "image to upscale")?,
+                scale: None,
+                prompt: None,
+                negative_prompt: None,
+                seed: None,
+                output_format: None,
+                extra: BTreeMap::new(),
+            },
+            source: file_name(source),
+        }),
+    }
+}
+
+/// Upscale `path` with the current provider's upscaling model.
+fn upscale(app: &mut App, path: PathBuf) {
+    let Some(provider_id) = app.generate.provider.clone() else {
+        return;
+    };
+    let ProviderState::Ready { info, .. } = app.provider_state(&provider_id) else {
+        return;
+    };
+    let Some(model) = info.models.iter().find(|m| m.supports(Capability::Upscale)) else {
+        app.error(format!(
+            "{} has no upscaling model; choose a provider that has one (such as Stability AI) and try again.",
+            info.name
+        ));
+        return;
+    };
+    let submission = Submission {
+        provider: provider_id,
+        request: GenerateRequest {
+            model: model.id.clone(),
+            ..GenerateRequest::default()
+        },
+        inputs: Inputs::Upscale { source: path },
+    };
+    start(app, submission, None);
+}
+
+/// Run a job again as it was, putting its prompt back in the controls.
+fn rerun(app: &mut App, submission: Submission) {
+    if !matches!(submission.inputs, Inputs::Upscale { .. }) {
+        app.generate.prompt.clone_from(&submission.request.prompt);
+        app.generate.negative_prompt = submission
+            .request
+            .negative_prompt
+            .clone()
+            .unwrap_or_default();
+        app.generate.model = Some(submission.request.model.clone());
+    }
+    start(app, submission, None);
+}
+
+/// Files dropped on the window: images become reference images on the Generate tab; a folder
+/// dropped on the History tab is imported.
+pub(crate) fn handle_drops(app: &mut App, ctx: &egui::Context) {
+    let mut dropped = files::dropped(ctx);
+    if dropped.is_empty() {
+        return;
+    }
+    if app.tab == crate::app::Tab::History {
+        let (folders, rest): (Vec<PathBuf>, Vec<PathBuf>) =
+            dropped.into_iter().partition(|p| p.is_dir());
+        for folder in folders {
+            crate::history::import(app, folder);
+        }
+        dropped = rest;
+        if dropped.is_empty() {
+            return;
+        }
+    }
+    let (images, other): (Vec<PathBuf>, Vec<PathBuf>) =
+        dropped.into_iter().partition(|p| files::is_image(p));
+    for path in images.iter().cloned() {
+        app.generate.add_reference(path);
+    }
+    if !images.is_empty() {
+        app.set_tab(crate::app::Tab::Generate);
+        app.info(format!("Added {} reference image(s).", images.len()));
+    }
+    if let Some(first) = other.first() {
+        app.warn(format!(
+            "Only images (PNG, JPEG, WebP, GIF) can be dropped here: {}",
+            first.display()
+        ));
+    }
+}
+
 pub(crate) fn ui(app: &mut App, ui: &mut egui::Ui) {
+    if let Some((source, image)) = app.generate.pending_painter.take() {
+        app.generate.painter = Some(MaskPainter::new(ui.ctx(), source, image));
+    }
+    if let Some((name, image)) = app.generate.pending_copy.take() {
+        ui.ctx().copy_image(image);
+        app.info(format!("Copied {name} to the clipboard."));
+    }
     egui::Panel::right("queue")
         .resizable(true)
         .default_size(300.0)
@@ -377,11 +665,29 @@ fn controls_ui(app: &mut App, ui: &mut egui::Ui) {
         }
         ProviderState::Ready { info, .. } => info,
     };
-    let models: Vec<&ModelInfo> = info
+    let capability = app.generate.capability();
+    let mut models: Vec<&ModelInfo> = info
         .models
         .iter()
-        .filter(|m| m.supports(Capability::TextToImage))
+        .filter(|m| m.supports(capability))
         .collect();
+    if models.is_empty() {
+        if capability != Capability::TextToImage {
+            ui.colored_label(
+                ui.visuals().warn_fg_color,
+                format!(
+                    "{} has no model that can do {}; remove the reference images below, or choose another provider.",
+                    info.name,
+                    capability.as_str()
+                ),
+            );
+        }
+        models = info
+            .models
+            .iter()
+            .filter(|m| m.supports(Capability::TextToImage))
+            .collect();
+    }
     let Some(first) = models.first() else {
         ui.label(format!(
             "{} has no model that makes images from text.",
@@ -430,8 +736,14 @@ fn controls_ui(app: &mut App, ui: &mut egui::Ui) {
     if model.takes(Param::NegativePrompt) {
         widgets::text_area(ui, "Negative prompt", &mut tab.negative_prompt, 2);
     }
+    let mut chosen_options = Vec::new();
     ui.horizontal_wrapped(|ui| {
-        option_choice(
+        let mut note = |key: &'static str, changed: bool, value: &Option<String>| {
+            if changed && let Some(value) = value {
+                chosen_options.push((key, value.clone()));
+            }
+        };
+        let changed = option_choice(
             ui,
             "Size",
             &mut tab.size,
@@ -439,7 +751,8 @@ fn controls_ui(app: &mut App, ui: &mut egui::Ui) {
             model.takes(Param::Size),
             model.default_size.as_deref(),
         );
-        option_choice(
+        note("size", changed, &tab.size);
+        let changed = option_choice(
             ui,
             "Aspect ratio",
             &mut tab.aspect_ratio,
@@ -447,7 +760,8 @@ fn controls_ui(app: &mut App, ui: &mut egui::Ui) {
             model.takes(Param::AspectRatio),
             None,
         );
-        option_choice(
+        note("aspect_ratio", changed, &tab.aspect_ratio);
+        let changed = option_choice(
             ui,
             "Quality",
             &mut tab.quality,
@@ -455,7 +769,8 @@ fn controls_ui(app: &mut App, ui: &mut egui::Ui) {
             model.takes(Param::Quality),
             None,
         );
-        option_choice(
+        note("quality", changed, &tab.quality);
+        let changed = option_choice(
             ui,
             "Style",
             &mut tab.style,
@@ -463,6 +778,7 @@ fn controls_ui(app: &mut App, ui: &mut egui::Ui) {
             model.takes(Param::Style),
             None,
         );
+        note("style", changed, &tab.style);
     });
     ui.horizontal_wrapped(|ui| {
         if model.takes(Param::N) {
@@ -510,6 +826,11 @@ fn controls_ui(app: &mut App, ui: &mut egui::Ui) {
     if model.takes(Param::Scheduler) {
         widgets::text_field(ui, "Scheduler", &mut tab.scheduler);
     }
+    // The last choices come back next time (`gui.size`… in config.json).
+    for (key, value) in chosen_options {
+        app.change_config(Arc::new(move |c| set_gui(c, key, &value)));
+    }
+    inputs_ui(app, ui);
     ui.add_space(8.0);
     ui.horizontal(|ui| {
         let generate = ui
@@ -533,6 +854,7 @@ fn controls_ui(app: &mut App, ui: &mut egui::Ui) {
     results_ui(app, ui);
 }
 
+/// A combo box of the model's options for one parameter; true when the user changed it.
 fn option_choice(
     ui: &mut egui::Ui,
     label: &str,
@@ -540,9 +862,9 @@ fn option_choice(
     options: &[String],
     takes: bool,
     default: Option<&str>,
-) {
+) -> bool {
     if !takes || options.is_empty() {
-        return;
+        return false;
     }
     if value.as_ref().is_none_or(|v| !options.contains(v)) {
         *value = default
@@ -554,7 +876,7 @@ fn option_choice(
         .iter()
         .map(|o| (Some(o.clone()), o.clone()))
         .collect();
-    widgets::choice(ui, label, value, &choices);
+    widgets::choice(ui, label, value, &choices)
 }
 
 fn template_ui(app: &mut App, ui: &mut egui::Ui, provider: &str) {
@@ -629,7 +951,7 @@ fn queue_ui(app: &mut App, ui: &mut egui::Ui) {
     if app.generate.jobs.is_empty() && app.generate.preparing == 0 {
         ui.weak("No jobs yet. Type a prompt and press Generate (Ctrl+Enter).");
     }
-    let mut rerun = None;
+    let mut again = None;
     egui::ScrollArea::vertical()
         .id_salt("queue-list")
         .show(ui, |ui| {
@@ -667,18 +989,25 @@ fn queue_ui(app: &mut App, ui: &mut egui::Ui) {
                         if !job.status.active()
                             && ui.button(format!("Re-run job {}", job.id)).clicked()
                         {
-                            rerun = Some(job.request.clone());
+                            again = Some(job.submission.clone());
                         }
                     });
                 });
             }
         });
-    if let Some(request) = rerun {
-        app.generate.prompt = request.prompt;
-        app.generate.negative_prompt = request.negative_prompt.unwrap_or_default();
-        app.generate.model = Some(request.model);
-        submit(app);
+    if let Some(submission) = again {
+        rerun(app, submission);
     }
+}
+
+/// What a result's buttons asked for.
+enum ResultAction {
+    SaveAs(PathBuf),
+    Copy(PathBuf),
+    OpenFolder(PathBuf),
+    SendToEdit(PathBuf),
+    Upscale(PathBuf),
+    Rerun(JobId),
 }
 
 fn results_ui(app: &mut App, ui: &mut egui::Ui) {
@@ -688,29 +1017,241 @@ fn results_ui(app: &mut App, ui: &mut egui::Ui) {
         return;
     }
     let size = egui::vec2(160.0, 160.0);
-    let mut open = None;
+    let mut action = None;
     ui.horizontal_wrapped(|ui| {
         for result in app.generate.results.iter().rev() {
             ui.vertical(|ui| {
-                let name = result
-                    .path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
+                ui.set_max_width(size.x);
+                let name = file_name(&result.path);
                 crate::thumbs::thumbnail(ui, &mut app.thumbs, &result.path, size, &name);
-                if ui.button(format!("Open folder of {name}")).clicked() {
-                    open = result.path.parent().map(PathBuf::from);
-                }
                 ui.weak(format!(
                     "{}: {}",
                     result.provider,
                     short(&result.prompt, 24)
                 ));
+                let path = || result.path.clone();
+                ui.horizontal_wrapped(|ui| {
+                    let buttons = [
+                        (
+                            "Save as…",
+                            format!("Save {name} as…"),
+                            ResultAction::SaveAs(path()),
+                        ),
+                        ("Copy", format!("Copy {name}"), ResultAction::Copy(path())),
+                        (
+                            "Folder",
+                            format!("Open folder of {name}"),
+                            ResultAction::OpenFolder(path()),
+                        ),
+                        (
+                            "Edit",
+                            format!("Send {name} to edit"),
+                            ResultAction::SendToEdit(path()),
+                        ),
+                        (
+                            "Upscale",
+                            format!("Upscale {name}"),
+                            ResultAction::Upscale(path()),
+                        ),
+                        (
+                            "Re-run",
+                            format!("Re-run {name}"),
+                            ResultAction::Rerun(result.job),
+                        ),
+                    ];
+                    for (text, label, asked) in buttons {
+                        if widgets::named_button(ui, text, &label).clicked() {
+                            action = Some(asked);
+                        }
+                    }
+                });
             });
         }
     });
-    if let Some(dir) = open {
-        crate::history::open_in_file_manager(app, dir);
+    match action {
+        None => {}
+        Some(ResultAction::SaveAs(path)) => save_as(app, path),
+        Some(ResultAction::Copy(path)) => copy(app, path),
+        Some(ResultAction::OpenFolder(path)) => {
+            if let Some(dir) = path.parent() {
+                crate::history::open_in_file_manager(app, dir.to_path_buf());
+            }
+        }
+        Some(ResultAction::SendToEdit(path)) => send_to_edit(app, path),
+        Some(ResultAction::Upscale(path)) => upscale(app, path),
+        Some(ResultAction::Rerun(id)) => {
+            if let Some(job) = app.generate.jobs.iter().find(|j| j.id == id) {
+                let submission = job.submission.clone();
+                rerun(app, submission);
+            }
+        }
+    }
+}
+
+/// Make `path` the image to edit (it is added to the reference images).
+pub(crate) fn send_to_edit(app: &mut App, path: PathBuf) {
+    let name = file_name(&path);
+    app.generate.add_reference(path);
+    app.set_tab(crate::app::Tab::Generate);
+    app.info(format!(
+        "{name} is ready to edit: describe the change and press Generate."
+    ));
+}
+
+fn save_as(app: &mut App, path: PathBuf) {
+    let name = file_name(&path);
+    files::save_as(app, &name, move |app, dest| {
+        app.background.spawn("save-as", move || {
+            let copied = std::fs::copy(&path, &dest);
+            Box::new(move |app: &mut App| match copied {
+                Ok(_) => app.info(format!("Saved a copy as {}", dest.display())),
+                Err(err) => app.error(format!(
+                    "Could not save the copy ({err}); check the folder's permissions and free space: {}",
+                    dest.display()
+                )),
+            })
+        });
+    });
+}
+
+/// Put the image on the clipboard (decoded in the background, copied on the UI thread).
+fn copy(app: &mut App, path: PathBuf) {
+    app.background.spawn("copy-image", move || {
+        let decoded = mask::decode(&path);
+        Box::new(move |app: &mut App| match decoded {
+            Ok(image) => app.generate.pending_copy = Some((file_name(&path), image)),
+            Err(message) => app.error(format!("Could not copy the image: {message}")),
+        })
+    });
+}
+
+/// Open the mask brush over `path` (decoded in the background).
+fn open_painter(app: &mut App, path: PathBuf) {
+    app.background.spawn("open-mask", move || {
+        let decoded = mask::decode(&path);
+        Box::new(move |app: &mut App| match decoded {
+            Ok(image) => app.generate.pending_painter = Some((path, image)),
+            Err(message) => app.error(format!("Could not open the image for the mask: {message}")),
+        })
+    });
+}
+
+/// Reference images and the mask: drop them on the window, choose them, or type a path.
+fn inputs_ui(app: &mut App, ui: &mut egui::Ui) {
+    let hovering = ui.ctx().input(|i| !i.raw.hovered_files.is_empty());
+    egui::CollapsingHeader::new("Reference images and mask")
+        .id_salt("edit-inputs")
+        .default_open(true)
+        .show(ui, |ui| {
+            if hovering {
+                ui.colored_label(
+                    ui.visuals().selection.stroke.color,
+                    "Drop the images to edit them.",
+                );
+            }
+            ui.weak("Images to edit: drop them on the window, choose them, or type a path. With images here, Generate edits them.");
+            let mut add_typed = false;
+            let mut choose = false;
+            ui.horizontal(|ui| {
+                let label = ui.label("Reference image path");
+                let field = ui
+                    .add(
+                        egui::TextEdit::singleline(&mut app.generate.reference_path)
+                            .desired_width(300.0),
+                    )
+                    .labelled_by(label.id);
+                add_typed = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                add_typed |= ui.button("Add reference image").clicked();
+                choose = ui.button("Choose images…").clicked();
+            });
+            if add_typed {
+                let typed = app.generate.reference_path.trim().to_owned();
+                if !typed.is_empty() {
+                    let path = imageai_core::paths::expand_tilde(&typed);
+                    if path.is_file() {
+                        app.generate.add_reference(path);
+                        app.generate.reference_path.clear();
+                    } else {
+                        app.generate.inline_error =
+                            Some(format!("There is no file at {}", path.display()));
+                    }
+                }
+            }
+            if choose {
+                files::pick_images(app, "Reference images", |app, paths| {
+                    for path in paths {
+                        app.generate.add_reference(path);
+                    }
+                });
+            }
+            let mut remove = None;
+            let mut paint = None;
+            if !app.generate.references.is_empty() {
+            ui.horizontal_wrapped(|ui| {
+                for (index, path) in app.generate.references.iter().enumerate() {
+                    let name = file_name(path);
+                    ui.vertical(|ui| {
+                        crate::thumbs::thumbnail(
+                            ui,
+                            &mut app.thumbs,
+                            path,
+                            egui::vec2(96.0, 96.0),
+                            &format!("Reference image {name}"),
+                        );
+                        ui.horizontal(|ui| {
+                            if widgets::named_button(ui, "Mask", &format!("Paint mask on {name}"))
+                                .clicked()
+                            {
+                                paint = Some(path.clone());
+                            }
+                            if widgets::named_button(ui, "Remove", &format!("Remove {name}"))
+                                .clicked()
+                            {
+                                remove = Some(index);
+                            }
+                        });
+                    });
+                }
+            });
+            }
+            if let Some(index) = remove {
+                let path = app.generate.references.remove(index);
+                if app.generate.painter.as_ref().is_some_and(|p| p.source == path) {
+                    app.generate.painter = None;
+                }
+            }
+            if let Some(path) = paint {
+                open_painter(app, path);
+            }
+            mask_ui(app, ui);
+        });
+}
+
+fn mask_ui(app: &mut App, ui: &mut egui::Ui) {
+    ui.horizontal(|ui| {
+        match &app.generate.mask_file {
+            Some(path) => {
+                ui.label(format!("Mask file: {}", file_name(path)));
+                if ui.button("Remove mask file").clicked() {
+                    app.generate.mask_file = None;
+                }
+            }
+            None => {
+                ui.weak("No mask file.");
+            }
+        }
+        if ui.button("Choose mask file…").clicked() {
+            files::pick_images(app, "Mask", |app, paths| {
+                app.generate.mask_file = paths.into_iter().next();
+            });
+        }
+    });
+    let Some(painter) = &mut app.generate.painter else {
+        return;
+    };
+    ui.label(format!("Mask brush on {}", file_name(&painter.source)));
+    if let mask::Action::Close = mask::ui(painter, ui) {
+        app.generate.painter = None;
     }
 }
 

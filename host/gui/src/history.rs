@@ -25,6 +25,9 @@ pub struct HistoryTab {
     pub error: Option<String>,
     /// The last deletion: where each file was moved, and where it came from.
     pub undo: Option<Vec<(PathBuf, PathBuf)>>,
+    /// The folder typed in to import.
+    pub import_path: String,
+    pub importing: bool,
 }
 
 impl HistoryTab {
@@ -103,6 +106,36 @@ pub(crate) fn ui(app: &mut App, ui: &mut egui::Ui) {
         ));
         if app.history.undo.is_some() && ui.button("Undo delete").clicked() {
             undo_delete(app);
+        }
+    });
+    ui.horizontal(|ui| {
+        let label = ui.label("Folder to import");
+        let field = ui
+            .add(
+                egui::TextEdit::singleline(&mut app.history.import_path)
+                    .hint_text("another ImageAI output folder (images with .json sidecars)")
+                    .desired_width(360.0),
+            )
+            .labelled_by(label.id);
+        let mut go = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+        go |= ui
+            .add_enabled(!app.history.importing, egui::Button::new("Import folder"))
+            .clicked();
+        if ui
+            .add_enabled(
+                !app.history.importing,
+                egui::Button::new("Choose folder to import…"),
+            )
+            .clicked()
+        {
+            crate::files::pick_folder(app, import);
+        }
+        if app.history.importing {
+            ui.spinner();
+        }
+        if go && !app.history.import_path.trim().is_empty() {
+            let folder = imageai_core::paths::expand_tilde(app.history.import_path.trim());
+            import(app, folder);
         }
     });
     app.history.filter();
@@ -326,6 +359,118 @@ fn undo_delete(app: &mut App) {
                 app.info("Restored the deleted image.");
             } else {
                 app.error(format!("Could not restore: {}", failed.join(", ")));
+            }
+            app.history.reload(&app.core, &app.background);
+        })
+    });
+}
+
+/// What an import did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Imported {
+    pub copied: usize,
+    /// Already in the output folder (same name and size).
+    pub present: usize,
+    /// Sidecars whose image is missing.
+    pub skipped: usize,
+}
+
+/// Copy the images of another ImageAI output folder (the Python app's `generated/`, an older
+/// install's) with their sidecars into `output`, where History reads them. Nothing is
+/// overwritten: a different file of the same name is copied under a new name.
+pub fn import_folder(from: &Path, output: &Path) -> Result<Imported, String> {
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if !from.is_dir() {
+        return Err(format!("There is no folder at {}", from.display()));
+    }
+    if same(from, output) {
+        return Err(format!(
+            "That is already the output folder, so its images are in History: {}",
+            from.display()
+        ));
+    }
+    let entries = history::list(from).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(output).map_err(|e| {
+        format!(
+            "could not create the output folder ({e}); check its permissions: {}",
+            output.display()
+        )
+    })?;
+    let mut done = Imported::default();
+    for entry in entries {
+        let Some(image) = &entry.image else {
+            done.skipped += 1;
+            continue;
+        };
+        let Some(name) = image.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+            continue;
+        };
+        let size = std::fs::metadata(image).map(|m| m.len()).ok();
+        let mut target = output.join(&name);
+        if target.exists() {
+            if std::fs::metadata(&target).map(|m| m.len()).ok() == size {
+                done.present += 1;
+                continue;
+            }
+            let (stem, ext) = name.rsplit_once('.').unwrap_or((name.as_str(), "png"));
+            let mut n = 2;
+            while target.exists() {
+                target = output.join(format!("{stem}-{n}.{ext}"));
+                n += 1;
+            }
+        }
+        std::fs::copy(image, &target).map_err(|e| {
+            format!(
+                "could not copy {} ({e}); check free space and the folder's permissions: {}",
+                image.display(),
+                output.display()
+            )
+        })?;
+        if let Some(sidecar) = &entry.sidecar {
+            let to = history::sidecar_path(&target);
+            std::fs::copy(sidecar, &to).map_err(|e| {
+                format!(
+                    "could not copy {} ({e}); check free space and the folder's permissions",
+                    sidecar.display()
+                )
+            })?;
+        }
+        done.copied += 1;
+    }
+    Ok(done)
+}
+
+/// Import `folder` in the background, then show History again.
+pub(crate) fn import(app: &mut App, folder: PathBuf) {
+    app.history.importing = true;
+    let output = app.core.paths.output_dir();
+    app.background.spawn("import-history", move || {
+        let imported = import_folder(&folder, &output);
+        Box::new(move |app: &mut App| {
+            app.history.importing = false;
+            match imported {
+                Ok(done) => {
+                    app.history.import_path.clear();
+                    let mut message = format!(
+                        "Imported {} image(s) from {}.",
+                        done.copied,
+                        folder.display()
+                    );
+                    if done.present > 0 {
+                        message.push_str(&format!(" {} were already here.", done.present));
+                    }
+                    if done.skipped > 0 {
+                        message.push_str(&format!(
+                            " {} sidecar(s) without an image were left out.",
+                            done.skipped
+                        ));
+                    }
+                    app.info(message);
+                }
+                Err(message) => app.error(format!("Nothing was imported: {message}")),
             }
             app.history.reload(&app.core, &app.background);
         })

@@ -3,9 +3,11 @@
 
 mod app;
 mod background;
+mod files;
 mod generate;
 mod help;
 mod history;
+mod mask;
 mod models;
 mod plugins;
 mod settings;
@@ -16,8 +18,12 @@ mod widgets;
 use std::path::PathBuf;
 
 pub use app::{App, Tab};
-pub use generate::{GenerateTab, JobStatus, JobView, ResultImage, SeedMode};
+pub use generate::{
+    GenerateTab, Inputs, JobStatus, JobView, MaskInput, ResultImage, SeedMode, Submission,
+};
 pub use history::HistoryTab;
+pub use mask::MaskPainter;
+pub use models::{Download, ModelsTab};
 pub use thumbs::Thumbs;
 
 /// The environment variable that makes the window save a PNG screenshot of its first frames to

@@ -51,3 +51,27 @@ pub fn choice<T: PartialEq + Clone>(
         });
     changed
 }
+
+/// A button showing `text` whose accessible name is `name` (a short label in a list of many,
+/// named in full for screen readers and tests: "Copy" → "Copy sunset_1.png").
+pub fn named_button(ui: &mut egui::Ui, text: &str, name: &str) -> egui::Response {
+    let response = ui.button(text).on_hover_text(name);
+    response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, name));
+    response
+}
+
+/// A label above a single-line text field as wide as the space (for narrow side panels).
+pub fn stacked_field(
+    ui: &mut egui::Ui,
+    label: &str,
+    value: &mut String,
+    hint: &str,
+) -> egui::Response {
+    let label = ui.label(label);
+    ui.add(
+        egui::TextEdit::singleline(value)
+            .hint_text(hint)
+            .desired_width(ui.available_width()),
+    )
+    .labelled_by(label.id)
+}

@@ -3,7 +3,8 @@
 //! The GUI driven the way a user drives it, through egui_kittest: real plugins in the real
 //! runtime, real HTTP to a local server that speaks OpenAI's wire format.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use egui::accesskit::Role;
@@ -44,9 +45,48 @@ fn open_app(tmp: &Path, server: Option<&OpenAiServer>, key: Option<&str>) -> App
 }
 
 fn harness(app: App) -> Harness<'static, App> {
+    tall_harness(app, 860.0)
+}
+
+/// A window `height` points tall (for tests that need the whole Generate tab on screen).
+fn tall_harness(app: App, height: f32) -> Harness<'static, App> {
     Harness::builder()
-        .with_size(egui::vec2(1280.0, 860.0))
+        .with_size(egui::vec2(1280.0, height))
         .build_ui_state(|ui, app: &mut App| app.ui(ui), app)
+}
+
+/// A file dropped on the window, as the windowing layer hands it over.
+#[derive(Debug)]
+struct Dropped(PathBuf);
+
+impl egui::DroppedFile for Dropped {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}
+
+/// Press at `from`, move through `to` and let go.
+fn drag(harness: &mut Harness<'_, App>, from: egui::Pos2, to: egui::Pos2) {
+    let button = |pos, pressed| egui::Event::PointerButton {
+        pos,
+        button: egui::PointerButton::Primary,
+        pressed,
+        modifiers: egui::Modifiers::NONE,
+    };
+    harness.event(egui::Event::PointerMoved(from));
+    harness.step();
+    harness.event(button(from, true));
+    harness.step();
+    for i in 1..=8 {
+        harness.event(egui::Event::PointerMoved(from.lerp(to, i as f32 / 8.0)));
+        harness.step();
+    }
+    harness.event(button(to, false));
+    harness.step();
 }
 
 /// Step frames until `done` holds, failing after `secs` with `what` and the app's messages.
@@ -357,4 +397,254 @@ fn an_installed_model_is_deleted_after_confirming() {
             .iter()
             .any(|m| m.starts_with("Deleted my-sd15"))
     );
+}
+
+#[test]
+fn a_dropped_image_becomes_a_reference_and_the_brush_paints_its_mask() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = open_app(tmp.path(), None, None);
+    let mut harness = tall_harness(app, 1400.0);
+    provider_ready(&mut harness);
+    let photo = tmp.path().join("photo.png");
+    std::fs::write(&photo, imageai_tests::openai_server::png(64, 48, 5)).unwrap();
+    harness
+        .input_mut()
+        .dropped_files
+        .push(Arc::new(Dropped(photo.clone())));
+    harness.run_steps(2);
+    assert_eq!(harness.state().generate_tab().references, [photo]);
+    assert_eq!(
+        harness.state().generate_tab().capability(),
+        imageai_core::provider::Capability::Edit
+    );
+    harness.get_by_label("Paint mask on photo.png").click();
+    wait_until(&mut harness, 30, "the mask brush", |app| {
+        app.generate_tab().painter.is_some()
+    });
+    let canvas = harness.get_by_label("Mask canvas").rect();
+    // A stroke across the middle, left to right.
+    drag(
+        &mut harness,
+        canvas.left_center() + egui::vec2(canvas.width() * 0.2, 0.0),
+        canvas.right_center() - egui::vec2(canvas.width() * 0.2, 0.0),
+    );
+    let png = harness
+        .state()
+        .generate_tab()
+        .painted_mask_png()
+        .unwrap()
+        .unwrap();
+    let mask = image::load_from_memory(&png).unwrap().to_rgba8();
+    assert_eq!(mask.dimensions(), (64, 48), "the mask has the image's size");
+    let painted = mask.pixels().filter(|p| p[3] == 0).count();
+    assert!(painted > 100, "{painted} pixels painted");
+    assert!(
+        mask.pixels().any(|p| p[3] == 255),
+        "not everything is painted"
+    );
+    // Painted where the stroke went (the middle row), white once the alpha is dropped.
+    assert_eq!(mask.get_pixel(32, 24).0, [255, 255, 255, 0]);
+    assert_eq!(mask.get_pixel(32, 0).0, [0, 0, 0, 255]);
+    assert_eq!(
+        harness.state().generate_tab().capability(),
+        imageai_core::provider::Capability::Inpaint
+    );
+    // Erasing the same stroke takes it away again; Clear empties the mask.
+    harness.get_by_label("Erase").click();
+    harness.step();
+    drag(
+        &mut harness,
+        canvas.left_center() + egui::vec2(canvas.width() * 0.45, 0.0),
+        canvas.right_center() - egui::vec2(canvas.width() * 0.45, 0.0),
+    );
+    let after = harness
+        .state()
+        .generate_tab()
+        .painter
+        .as_ref()
+        .unwrap()
+        .painted();
+    assert!(after < painted, "{after} < {painted}");
+    harness.get_by_label("Clear mask").click();
+    harness.step();
+    assert_eq!(
+        harness
+            .state()
+            .generate_tab()
+            .painter
+            .as_ref()
+            .unwrap()
+            .painted(),
+        0
+    );
+}
+
+#[test]
+fn a_result_sent_to_edit_is_edited_by_the_next_generate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = OpenAiServer::start();
+    let app = open_app(tmp.path(), Some(&server), Some(TEST_KEY));
+    let mut harness = harness(app);
+    provider_ready(&mut harness);
+    type_prompt(&mut harness, "a red bicycle");
+    harness.get_by_label("Generate").click();
+    wait_until(&mut harness, 60, "the first image", |app| {
+        app.generate_tab().results.len() == 1
+    });
+    let first = harness.state().generate_tab().results[0].path.clone();
+    let name = first.file_name().unwrap().to_string_lossy().into_owned();
+    // Copy puts the image on the clipboard (egui hands it to the platform).
+    harness
+        .get_by_label(&format!("Copy {name}"))
+        .click_accesskit();
+    let start = Instant::now();
+    let copied = loop {
+        harness.step();
+        let image = harness
+            .output()
+            .platform_output
+            .commands
+            .iter()
+            .find_map(|c| match c {
+                egui::OutputCommand::CopyImage(image) => Some(image.size),
+                _ => None,
+            });
+        if let Some(size) = image {
+            break size;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "nothing was copied"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let decoded = image::open(&first).unwrap();
+    assert_eq!(
+        copied,
+        [decoded.width() as usize, decoded.height() as usize]
+    );
+    harness
+        .get_by_label(&format!("Send {name} to edit"))
+        .click_accesskit();
+    harness.run_steps(2);
+    assert_eq!(harness.state().generate_tab().references, [first]);
+    type_prompt(&mut harness, " in the snow");
+    harness.get_by_label("Generate").click();
+    wait_until(&mut harness, 60, "the edit", |app| {
+        app.generate_tab().results.len() == 2
+    });
+    assert_eq!(server.requests_to("/v1/images/edits").len(), 1);
+    assert_eq!(server.requests_to("/v1/images/generations").len(), 1);
+    let edited = harness.state().generate_tab().results[1].path.clone();
+    let sidecar: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(imageai_core::history::sidecar_path(&edited)).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(sidecar["source_images"], serde_json::json!([name]));
+    assert_eq!(sidecar["prompt"], "a red bicycle in the snow");
+    // Re-run makes the same edit again.
+    let edited_name = edited.file_name().unwrap().to_string_lossy().into_owned();
+    harness
+        .get_by_label(&format!("Re-run {edited_name}"))
+        .click_accesskit();
+    wait_until(&mut harness, 60, "the re-run", |app| {
+        app.generate_tab().results.len() == 3
+    });
+    assert_eq!(server.requests_to("/v1/images/edits").len(), 2);
+}
+
+#[test]
+fn a_python_output_folder_is_imported_into_history() {
+    let tmp = tempfile::tempdir().unwrap();
+    let python = tmp.path().join("python-generated");
+    std::fs::create_dir_all(&python).unwrap();
+    for (n, prompt) in [(1, "a cat on a wall"), (2, "a dog in the rain")] {
+        let name = format!("{}_20250101_12000{n}_1.png", prompt.replace(' ', "_"));
+        std::fs::write(
+            python.join(&name),
+            imageai_tests::openai_server::png(24, 24, n),
+        )
+        .unwrap();
+        let sidecar = serde_json::json!({
+            "prompt": prompt, "model": "gemini-2.5-flash-image", "provider": "google",
+            "created_at": format!("2025-01-01T12:00:0{n}"), "app_version": "0.9.0",
+            "output_text": null, "settings": {"aspect_ratio": "1:1"},
+        });
+        std::fs::write(
+            python.join(format!("{name}.json")),
+            serde_json::to_vec_pretty(&sidecar).unwrap(),
+        )
+        .unwrap();
+    }
+    // A sidecar whose image was deleted is left out.
+    std::fs::write(python.join("gone_20250101_110000_1.png.json"), b"{}").unwrap();
+    let app = open_app(tmp.path(), None, None);
+    let mut harness = harness(app);
+    harness.get_by_label("History tab").click();
+    wait_until(&mut harness, 30, "History to load", |app| !app.busy());
+    assert!(harness.state().history_tab().entries.is_empty());
+    let field = harness.get_by_role_and_label(Role::TextInput, "Folder to import");
+    field.focus();
+    harness.step();
+    harness
+        .get_by_role_and_label(Role::TextInput, "Folder to import")
+        .type_text(&python.display().to_string());
+    harness.step();
+    harness.get_by_label("Import folder").click();
+    wait_until(&mut harness, 30, "the import", |app| {
+        app.history_tab().entries.len() == 2 && !app.busy()
+    });
+    let mut prompts: Vec<String> = harness
+        .state()
+        .history_tab()
+        .entries
+        .iter()
+        .map(|e| e.prompt().unwrap_or_default().to_owned())
+        .collect();
+    prompts.sort();
+    assert_eq!(prompts, ["a cat on a wall", "a dog in the rain"]);
+    let entry = &harness.state().history_tab().entries[0];
+    assert_eq!(entry.provider(), Some("google"));
+    let output = Paths::at(tmp.path().join("config")).output_dir();
+    assert!(entry.image.as_ref().unwrap().starts_with(&output));
+    assert!(
+        harness
+            .state()
+            .messages()
+            .iter()
+            .any(|m| m.starts_with("Imported 2 image(s)")
+                && m.contains("1 sidecar(s) without an image")),
+        "{:?}",
+        harness.state().messages()
+    );
+    // The originals stay where they were.
+    assert_eq!(std::fs::read_dir(&python).unwrap().count(), 5);
+}
+
+#[test]
+fn the_last_choices_come_back_after_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = open_app(tmp.path(), None, None);
+    let mut harness = harness(app);
+    provider_ready(&mut harness);
+    harness
+        .get_by_role_and_label(Role::ComboBox, "Quality")
+        .click();
+    harness.run_steps(2);
+    harness.get_by_label("high").click();
+    harness.run_steps(2);
+    assert_eq!(
+        harness.state().generate_tab().quality.as_deref(),
+        Some("high")
+    );
+    wait_until(&mut harness, 10, "the config save", |app| !app.busy());
+    drop(harness);
+    // A new window over the same config folder.
+    let mut again = tall_harness(open_app(tmp.path(), None, None), 860.0);
+    provider_ready(&mut again);
+    assert_eq!(
+        again.state().generate_tab().quality.as_deref(),
+        Some("high")
+    );
+    assert_eq!(again.state().tab(), Tab::Generate);
 }

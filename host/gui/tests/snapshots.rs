@@ -119,3 +119,20 @@ fn templates_tab() {
     open_tab(&mut harness, "Templates");
     harness.snapshot("templates_tab");
 }
+
+#[test]
+fn models_tab() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A fixed cache path, so the text on screen is the same on every run.
+    let paths = Paths::at(tmp.path().join("config"));
+    imageai_core::config::Config::update(&paths, |c| {
+        c.set_provider_setting("local-sd", "model_cache", "/nonexistent/imageai-models");
+    })
+    .unwrap();
+    let mut harness = harness(open_app(tmp.path(), false));
+    open_tab(&mut harness, "Models");
+    settle(&mut harness, |app| {
+        app.installed_models().is_some() && app.models_tab().adapters.is_some()
+    });
+    harness.snapshot("models_tab");
+}
