@@ -28,15 +28,19 @@ pub fn decode(text: &str) -> Result<Vec<u8>, ProviderError> {
         Some((_, payload)) => payload,
         None => text,
     };
-    let result = if payload.bytes().any(|b| b.is_ascii_whitespace()) {
-        let compact: Vec<u8> = payload
-            .bytes()
-            .filter(|b| !b.is_ascii_whitespace())
-            .collect();
-        ENGINE.decode(compact)
-    } else {
-        ENGINE.decode(payload)
-    };
+    // Providers send one unbroken line; look for line breaks only when that fails (scanning
+    // first would read every byte of a large image twice).
+    let result = ENGINE.decode(payload).or_else(|first| {
+        if payload.bytes().any(|b| b.is_ascii_whitespace()) {
+            let compact: Vec<u8> = payload
+                .bytes()
+                .filter(|b| !b.is_ascii_whitespace())
+                .collect();
+            ENGINE.decode(compact)
+        } else {
+            Err(first)
+        }
+    });
     result.map_err(|e| {
         ProviderError::server(format!(
             "the provider sent image data that is not valid base64 ({e})"

@@ -1,10 +1,17 @@
 //! Build a plugin crate for wasm32-wasip2 and assemble its installable folder
-//! (`target/test-plugins/<id>/{plugin.toml,plugin.wasm}`), once per test process.
+//! (`target/test-plugins/<id>/{plugin.toml,plugin.wasm}`), once per test process; load it into
+//! a runtime with the options a test needs.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use imageai_core::CallContext;
+use imageai_core::plugin::{HttpOptions, Runtime, RuntimeOptions, WasmProvider};
+
+use crate::Recorded;
 
 const WASM_TARGET: &str = "wasm32-wasip2";
 
@@ -31,6 +38,74 @@ pub fn plugin_dir(package: &str) -> PathBuf {
 }
 
 /// The workspace root: the folder above this crate's (`tests/`), two levels above `tests/src`.
+/// Build `package` and load it into a runtime of its own with `options`. Compiled components
+/// are cached in `target/test-component-cache`, shared by every test process.
+pub fn load(package: &str, options: RuntimeOptions) -> WasmProvider {
+    let dir = plugin_dir(package);
+    let cache_dir = dir
+        .parent()
+        .and_then(Path::parent)
+        .map(|target| target.join("test-component-cache"));
+    let runtime = Runtime::new(RuntimeOptions {
+        cache_dir,
+        ..options
+    })
+    .unwrap_or_else(|err| panic!("could not start the runtime: {err}"));
+    runtime
+        .load(&dir)
+        .unwrap_or_else(|err| panic!("could not load `{package}`: {err}"))
+}
+
+/// The default limits with quick host retries (10 ms backoff), so retry tests stay fast.
+pub fn quick_retries() -> RuntimeOptions {
+    RuntimeOptions {
+        http: HttpOptions {
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(50),
+            ..HttpOptions::default()
+        },
+        ..RuntimeOptions::default()
+    }
+}
+
+/// Host retries off, so each scripted failure reaches the plugin as is.
+pub fn no_retries() -> RuntimeOptions {
+    RuntimeOptions {
+        http: HttpOptions {
+            max_retries: 0,
+            ..HttpOptions::default()
+        },
+        ..RuntimeOptions::default()
+    }
+}
+
+/// The one request in `requests`; a panic naming them all when there are more or none.
+pub fn only(requests: Vec<Recorded>) -> Recorded {
+    match <[Recorded; 1]>::try_from(requests) {
+        Ok([one]) => one,
+        Err(all) => panic!(
+            "expected exactly one request, got {}: {:?}",
+            all.len(),
+            all.iter().map(|r| &r.uri).collect::<Vec<_>>()
+        ),
+    }
+}
+
+/// Every progress report of a call, in order.
+pub type Reports = Arc<Mutex<Vec<(f32, String)>>>;
+
+/// Record every progress report `ctx` receives.
+pub fn record_progress(ctx: &mut CallContext) -> Reports {
+    let reports = Reports::default();
+    let sink = reports.clone();
+    ctx.progress = Some(Arc::new(move |fraction: f32, message: &str| {
+        if let Ok(mut all) = sink.lock() {
+            all.push((fraction, message.to_owned()));
+        }
+    }));
+    reports
+}
+
 fn workspace_root() -> PathBuf {
     let tests = Path::new(env!("CARGO_MANIFEST_DIR"));
     tests

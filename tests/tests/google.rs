@@ -4,12 +4,11 @@
 //! outcomes and failures on the plugin side.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use imageai_core::plugin::{HttpOptions, Runtime, RuntimeOptions, WasmProvider};
+use imageai_core::plugin::{HttpOptions, RuntimeOptions, WasmProvider};
 use imageai_core::{
     CallContext, EditMode, EditRequest, GenerateRequest, Generation, Image, Provider,
     ProviderError, Secret,
@@ -17,62 +16,25 @@ use imageai_core::{
 use imageai_tests::Recorded;
 use imageai_tests::google_server::{GoogleServer, NOTE, Scripted, TEST_KEY, fake_jpeg};
 use imageai_tests::openai_server::png;
-use imageai_tests::plugins::plugin_dir;
+use imageai_tests::plugins::{load, no_retries, only, quick_retries};
 use serde_json::json;
 
+const PACKAGE: &str = "imageai-plugin-google";
+
+/// The plugin with the default limits, but quick host retries.
 const FLASH: &str = "/v1beta/models/gemini-2.5-flash-image:generateContent";
 const IMAGEN: &str = "/v1beta/models/imagen-4.0-generate-001:predict";
-
-fn google_dir() -> PathBuf {
-    plugin_dir("imageai-plugin-google")
-}
-
-/// Compiled components are cached here, so the runtimes with other limits below reuse the code.
-fn cache_dir() -> Option<PathBuf> {
-    google_dir()
-        .parent()
-        .and_then(|p| p.parent())
-        .map(|target| target.join("test-component-cache"))
-}
-
-fn load(options: RuntimeOptions) -> WasmProvider {
-    let runtime = Runtime::new(RuntimeOptions {
-        cache_dir: cache_dir(),
-        ..options
-    })
-    .unwrap_or_else(|err| panic!("could not start the runtime: {err}"));
-    runtime
-        .load(&google_dir())
-        .unwrap_or_else(|err| panic!("could not load the google plugin: {err}"))
-}
 
 /// The plugin with the default limits, but quick host retries.
 fn google() -> &'static WasmProvider {
     static PROVIDER: OnceLock<WasmProvider> = OnceLock::new();
-    PROVIDER.get_or_init(|| {
-        load(RuntimeOptions {
-            http: HttpOptions {
-                initial_backoff: Duration::from_millis(10),
-                max_backoff: Duration::from_millis(50),
-                ..HttpOptions::default()
-            },
-            ..RuntimeOptions::default()
-        })
-    })
+    PROVIDER.get_or_init(|| load(PACKAGE, quick_retries()))
 }
 
 /// The plugin with host retries off, so each scripted failure reaches it as is.
 fn google_no_retries() -> &'static WasmProvider {
     static PROVIDER: OnceLock<WasmProvider> = OnceLock::new();
-    PROVIDER.get_or_init(|| {
-        load(RuntimeOptions {
-            http: HttpOptions {
-                max_retries: 0,
-                ..HttpOptions::default()
-            },
-            ..RuntimeOptions::default()
-        })
-    })
+    PROVIDER.get_or_init(|| load(PACKAGE, no_retries()))
 }
 
 fn ctx(server: &GoogleServer) -> CallContext {
@@ -96,17 +58,6 @@ fn request(model: &str, prompt: &str) -> GenerateRequest {
 
 fn generate(server: &GoogleServer, request: &GenerateRequest) -> Result<Generation, ProviderError> {
     google().generate(request, &ctx(server))
-}
-
-fn only(requests: Vec<Recorded>) -> Recorded {
-    match <[Recorded; 1]>::try_from(requests) {
-        Ok([one]) => one,
-        Err(all) => panic!(
-            "expected exactly one request, got {}: {:?}",
-            all.len(),
-            all.iter().map(|r| &r.uri).collect::<Vec<_>>()
-        ),
-    }
 }
 
 /// POST, the key in `x-goog-api-key` (never in the URL or an `authorization` header), JSON.
@@ -571,14 +522,17 @@ fn a_failing_server_is_a_server_error() {
 
 #[test]
 fn a_slow_answer_times_out() {
-    let provider = load(RuntimeOptions {
-        http: HttpOptions {
-            read_timeout: Duration::from_millis(400),
-            max_retries: 0,
-            ..HttpOptions::default()
+    let provider = load(
+        PACKAGE,
+        RuntimeOptions {
+            http: HttpOptions {
+                read_timeout: Duration::from_millis(400),
+                max_retries: 0,
+                ..HttpOptions::default()
+            },
+            ..RuntimeOptions::default()
         },
-        ..RuntimeOptions::default()
-    });
+    );
     let server = GoogleServer::start();
     server.script([Scripted::Slow(Duration::from_secs(3))]);
     let result = provider.generate(&request("gemini-2.5-flash-image", "a cat"), &ctx(&server));
@@ -613,10 +567,13 @@ fn malformed_json_is_a_server_error() {
 
 #[test]
 fn an_oversized_answer_is_refused() {
-    let provider = load(RuntimeOptions {
-        max_response_bytes: 512 * 1024,
-        ..RuntimeOptions::default()
-    });
+    let provider = load(
+        PACKAGE,
+        RuntimeOptions {
+            max_response_bytes: 512 * 1024,
+            ..RuntimeOptions::default()
+        },
+    );
     let server = GoogleServer::start();
     server.script([Scripted::Oversized(2 * 1024 * 1024)]);
     let result = provider.generate(&request("gemini-2.5-flash-image", "a cat"), &ctx(&server));

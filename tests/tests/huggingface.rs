@@ -4,11 +4,10 @@
 //! waits for loading models and failures on the plugin side.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use imageai_core::plugin::{HttpOptions, Runtime, RuntimeOptions, WasmProvider};
+use imageai_core::plugin::{HttpOptions, RuntimeOptions, WasmProvider};
 use imageai_core::{
     CallContext, GenerateRequest, Generation, Param, Provider, ProviderError, Secret,
 };
@@ -16,62 +15,26 @@ use imageai_tests::Recorded;
 use imageai_tests::huggingface_server::{
     HuggingFaceServer, Scripted, TEST_TOKEN, TokenKind, image_for,
 };
-use imageai_tests::plugins::plugin_dir;
+use imageai_tests::plugins::{Reports, load, no_retries, only, quick_retries, record_progress};
 use serde_json::json;
 
+const PACKAGE: &str = "imageai-plugin-huggingface";
+
+/// The plugin with the default limits, but quick host retries.
 const SDXL: &str = "stabilityai/stable-diffusion-xl-base-1.0";
 const SCHNELL: &str = "black-forest-labs/FLUX.1-schnell";
 const FLUX_DEV: &str = "black-forest-labs/FLUX.1-dev";
 
-fn huggingface_dir() -> PathBuf {
-    plugin_dir("imageai-plugin-huggingface")
-}
-
-fn cache_dir() -> Option<PathBuf> {
-    huggingface_dir()
-        .parent()
-        .and_then(|p| p.parent())
-        .map(|target| target.join("test-component-cache"))
-}
-
-fn load(options: RuntimeOptions) -> WasmProvider {
-    let runtime = Runtime::new(RuntimeOptions {
-        cache_dir: cache_dir(),
-        ..options
-    })
-    .unwrap_or_else(|err| panic!("could not start the runtime: {err}"));
-    runtime
-        .load(&huggingface_dir())
-        .unwrap_or_else(|err| panic!("could not load the huggingface plugin: {err}"))
-}
-
 /// The plugin with the default limits, but quick host retries.
 fn huggingface() -> &'static WasmProvider {
     static PROVIDER: OnceLock<WasmProvider> = OnceLock::new();
-    PROVIDER.get_or_init(|| {
-        load(RuntimeOptions {
-            http: HttpOptions {
-                initial_backoff: Duration::from_millis(10),
-                max_backoff: Duration::from_millis(50),
-                ..HttpOptions::default()
-            },
-            ..RuntimeOptions::default()
-        })
-    })
+    PROVIDER.get_or_init(|| load(PACKAGE, quick_retries()))
 }
 
 /// The plugin with host retries off, so each scripted failure reaches it as is.
 fn huggingface_no_retries() -> &'static WasmProvider {
     static PROVIDER: OnceLock<WasmProvider> = OnceLock::new();
-    PROVIDER.get_or_init(|| {
-        load(RuntimeOptions {
-            http: HttpOptions {
-                max_retries: 0,
-                ..HttpOptions::default()
-            },
-            ..RuntimeOptions::default()
-        })
-    })
+    PROVIDER.get_or_init(|| load(PACKAGE, no_retries()))
 }
 
 fn ctx(server: &HuggingFaceServer) -> CallContext {
@@ -86,19 +49,10 @@ fn ctx_with_key(server: &HuggingFaceServer, key: Option<&str>) -> CallContext {
     CallContext::new(key.map(Secret::new), settings)
 }
 
-/// Every progress report of a call, in order.
-type Reports = Arc<Mutex<Vec<(f32, String)>>>;
-
 /// A context that records every progress report.
 fn ctx_with_progress(server: &HuggingFaceServer) -> (CallContext, Reports) {
-    let reports = Arc::new(Mutex::new(Vec::new()));
-    let sink = reports.clone();
     let mut ctx = ctx(server);
-    ctx.progress = Some(Arc::new(move |fraction: f32, message: &str| {
-        if let Ok(mut all) = sink.lock() {
-            all.push((fraction, message.to_owned()));
-        }
-    }));
+    let reports = record_progress(&mut ctx);
     (ctx, reports)
 }
 
@@ -115,17 +69,6 @@ fn generate(
     request: &GenerateRequest,
 ) -> Result<Generation, ProviderError> {
     huggingface().generate(request, &ctx(server))
-}
-
-fn only(requests: Vec<Recorded>) -> Recorded {
-    match <[Recorded; 1]>::try_from(requests) {
-        Ok([one]) => one,
-        Err(all) => panic!(
-            "expected exactly one request, got {}: {:?}",
-            all.len(),
-            all.iter().map(|r| &r.uri).collect::<Vec<_>>()
-        ),
-    }
 }
 
 /// An inference call as HF documents it.
@@ -538,14 +481,17 @@ fn a_failing_server_is_a_server_error() {
 
 #[test]
 fn a_slow_answer_times_out() {
-    let provider = load(RuntimeOptions {
-        http: HttpOptions {
-            read_timeout: Duration::from_millis(400),
-            max_retries: 0,
-            ..HttpOptions::default()
+    let provider = load(
+        PACKAGE,
+        RuntimeOptions {
+            http: HttpOptions {
+                read_timeout: Duration::from_millis(400),
+                max_retries: 0,
+                ..HttpOptions::default()
+            },
+            ..RuntimeOptions::default()
         },
-        ..RuntimeOptions::default()
-    });
+    );
     let server = HuggingFaceServer::start();
     server.script([Scripted::Slow(Duration::from_secs(3))]);
     let result = provider.generate(&request(SDXL, "a cat"), &ctx(&server));
@@ -580,10 +526,13 @@ fn a_body_that_is_no_image_is_a_server_error() {
 
 #[test]
 fn an_oversized_answer_is_refused() {
-    let provider = load(RuntimeOptions {
-        max_response_bytes: 256 * 1024,
-        ..RuntimeOptions::default()
-    });
+    let provider = load(
+        PACKAGE,
+        RuntimeOptions {
+            max_response_bytes: 256 * 1024,
+            ..RuntimeOptions::default()
+        },
+    );
     let server = HuggingFaceServer::start();
     server.script([Scripted::Oversized(1024 * 1024)]);
     let result = provider.generate(&request(SDXL, "a cat"), &ctx(&server));

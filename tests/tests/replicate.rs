@@ -4,71 +4,33 @@
 //! cancellation and failures on the plugin side.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use imageai_core::plugin::{HttpOptions, Runtime, RuntimeOptions, WasmProvider};
+use imageai_core::plugin::{HttpOptions, RuntimeOptions, WasmProvider};
 use imageai_core::{
     CallContext, GenerateRequest, Generation, Param, Provider, ProviderError, Secret,
 };
 use imageai_tests::Recorded;
 use imageai_tests::openai_server::png_size;
-use imageai_tests::plugins::plugin_dir;
+use imageai_tests::plugins::{Reports, load, no_retries, only, quick_retries, record_progress};
 use imageai_tests::replicate_server::{
     COMMUNITY_VERSION, FOREVER, ReplicateServer, SDXL_VERSION, Scripted, TEST_TOKEN,
 };
 use serde_json::json;
 
-fn replicate_dir() -> PathBuf {
-    plugin_dir("imageai-plugin-replicate")
-}
-
-fn cache_dir() -> Option<PathBuf> {
-    replicate_dir()
-        .parent()
-        .and_then(|p| p.parent())
-        .map(|target| target.join("test-component-cache"))
-}
-
-fn load(options: RuntimeOptions) -> WasmProvider {
-    let runtime = Runtime::new(RuntimeOptions {
-        cache_dir: cache_dir(),
-        ..options
-    })
-    .unwrap_or_else(|err| panic!("could not start the runtime: {err}"));
-    runtime
-        .load(&replicate_dir())
-        .unwrap_or_else(|err| panic!("could not load the replicate plugin: {err}"))
-}
+const PACKAGE: &str = "imageai-plugin-replicate";
 
 /// The plugin with the default limits, but quick host retries.
 fn replicate() -> &'static WasmProvider {
     static PROVIDER: OnceLock<WasmProvider> = OnceLock::new();
-    PROVIDER.get_or_init(|| {
-        load(RuntimeOptions {
-            http: HttpOptions {
-                initial_backoff: Duration::from_millis(10),
-                max_backoff: Duration::from_millis(50),
-                ..HttpOptions::default()
-            },
-            ..RuntimeOptions::default()
-        })
-    })
+    PROVIDER.get_or_init(|| load(PACKAGE, quick_retries()))
 }
 
 /// The plugin with host retries off, so each scripted failure reaches it as is.
 fn replicate_no_retries() -> &'static WasmProvider {
     static PROVIDER: OnceLock<WasmProvider> = OnceLock::new();
-    PROVIDER.get_or_init(|| {
-        load(RuntimeOptions {
-            http: HttpOptions {
-                max_retries: 0,
-                ..HttpOptions::default()
-            },
-            ..RuntimeOptions::default()
-        })
-    })
+    PROVIDER.get_or_init(|| load(PACKAGE, no_retries()))
 }
 
 fn ctx(server: &ReplicateServer) -> CallContext {
@@ -85,19 +47,10 @@ fn ctx_with(server: &ReplicateServer, key: Option<&str>, settings: &[(&str, &str
     CallContext::new(key.map(Secret::new), all)
 }
 
-/// Every progress report of a call, in order.
-type Reports = Arc<Mutex<Vec<(f32, String)>>>;
-
 /// A context that records every progress report.
 fn ctx_with_progress(server: &ReplicateServer) -> (CallContext, Reports) {
-    let reports = Arc::new(Mutex::new(Vec::new()));
-    let sink = reports.clone();
     let mut ctx = ctx(server);
-    ctx.progress = Some(Arc::new(move |fraction: f32, message: &str| {
-        if let Ok(mut all) = sink.lock() {
-            all.push((fraction, message.to_owned()));
-        }
-    }));
+    let reports = record_progress(&mut ctx);
     (ctx, reports)
 }
 
@@ -114,17 +67,6 @@ fn generate(
     request: &GenerateRequest,
 ) -> Result<Generation, ProviderError> {
     replicate().generate(request, &ctx(server))
-}
-
-fn only(requests: Vec<Recorded>) -> Recorded {
-    match <[Recorded; 1]>::try_from(requests) {
-        Ok([one]) => one,
-        Err(all) => panic!(
-            "expected exactly one request, got {}: {:?}",
-            all.len(),
-            all.iter().map(|r| &r.uri).collect::<Vec<_>>()
-        ),
-    }
 }
 
 /// A create call as Replicate documents it: bearer token, JSON, `Prefer: wait`.
@@ -536,14 +478,17 @@ fn a_failing_server_is_a_server_error() {
 
 #[test]
 fn a_slow_answer_times_out() {
-    let provider = load(RuntimeOptions {
-        http: HttpOptions {
-            read_timeout: Duration::from_millis(400),
-            max_retries: 0,
-            ..HttpOptions::default()
+    let provider = load(
+        PACKAGE,
+        RuntimeOptions {
+            http: HttpOptions {
+                read_timeout: Duration::from_millis(400),
+                max_retries: 0,
+                ..HttpOptions::default()
+            },
+            ..RuntimeOptions::default()
         },
-        ..RuntimeOptions::default()
-    });
+    );
     let server = ReplicateServer::start();
     server.script([Scripted::Slow(Duration::from_secs(3))]);
     let result = provider.generate(
@@ -584,10 +529,13 @@ fn malformed_json_is_a_server_error() {
 
 #[test]
 fn an_oversized_answer_is_refused() {
-    let provider = load(RuntimeOptions {
-        max_response_bytes: 256 * 1024,
-        ..RuntimeOptions::default()
-    });
+    let provider = load(
+        PACKAGE,
+        RuntimeOptions {
+            max_response_bytes: 256 * 1024,
+            ..RuntimeOptions::default()
+        },
+    );
     let server = ReplicateServer::start();
     server.script([Scripted::Oversized(1024 * 1024)]);
     let result = provider.generate(

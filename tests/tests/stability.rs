@@ -4,78 +4,40 @@
 //! answers, warnings and failures on the plugin side.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use imageai_core::plugin::{HttpOptions, Runtime, RuntimeOptions, WasmProvider};
+use imageai_core::plugin::{HttpOptions, RuntimeOptions, WasmProvider};
 use imageai_core::{
     CallContext, EditMode, EditRequest, GenerateRequest, Generation, Image, Provider,
     ProviderError, Secret, UpscaleRequest,
 };
 use imageai_tests::Recorded;
 use imageai_tests::openai_server::png;
-use imageai_tests::plugins::plugin_dir;
+use imageai_tests::plugins::{load, no_retries, only, quick_retries};
 use imageai_tests::stability_server::{
     Form, RANDOM_SEED, Scripted, StabilityServer, TEST_KEY, fake_jpeg, fake_webp, form_of,
 };
 use serde_json::json;
 
+const PACKAGE: &str = "imageai-plugin-stability";
+
+/// The plugin with the default limits, but quick host retries.
 const CORE: &str = "/v2beta/stable-image/generate/core";
 const ULTRA: &str = "/v2beta/stable-image/generate/ultra";
 const SD3: &str = "/v2beta/stable-image/generate/sd3";
 const SDXL: &str = "/v1/generation/stable-diffusion-xl-1024-v1-0";
 
-fn stability_dir() -> PathBuf {
-    plugin_dir("imageai-plugin-stability")
-}
-
-/// Compiled components are cached here, so the runtimes with other limits below reuse the code.
-fn cache_dir() -> Option<PathBuf> {
-    stability_dir()
-        .parent()
-        .and_then(|p| p.parent())
-        .map(|target| target.join("test-component-cache"))
-}
-
-fn load(options: RuntimeOptions) -> WasmProvider {
-    let runtime = Runtime::new(RuntimeOptions {
-        cache_dir: cache_dir(),
-        ..options
-    })
-    .unwrap_or_else(|err| panic!("could not start the runtime: {err}"));
-    runtime
-        .load(&stability_dir())
-        .unwrap_or_else(|err| panic!("could not load the stability plugin: {err}"))
-}
-
 /// The plugin with the default limits, but quick host retries.
 fn stability() -> &'static WasmProvider {
     static PROVIDER: OnceLock<WasmProvider> = OnceLock::new();
-    PROVIDER.get_or_init(|| {
-        load(RuntimeOptions {
-            http: HttpOptions {
-                initial_backoff: Duration::from_millis(10),
-                max_backoff: Duration::from_millis(50),
-                ..HttpOptions::default()
-            },
-            ..RuntimeOptions::default()
-        })
-    })
+    PROVIDER.get_or_init(|| load(PACKAGE, quick_retries()))
 }
 
 /// The plugin with host retries off, so each scripted failure reaches it as is.
 fn stability_no_retries() -> &'static WasmProvider {
     static PROVIDER: OnceLock<WasmProvider> = OnceLock::new();
-    PROVIDER.get_or_init(|| {
-        load(RuntimeOptions {
-            http: HttpOptions {
-                max_retries: 0,
-                ..HttpOptions::default()
-            },
-            ..RuntimeOptions::default()
-        })
-    })
+    PROVIDER.get_or_init(|| load(PACKAGE, no_retries()))
 }
 
 fn ctx(server: &StabilityServer) -> CallContext {
@@ -115,17 +77,6 @@ fn edit_request(mode: EditMode, base: GenerateRequest, image: Image) -> EditRequ
         images: vec![image],
         mask: None,
         strength: None,
-    }
-}
-
-fn only(requests: Vec<Recorded>) -> Recorded {
-    match <[Recorded; 1]>::try_from(requests) {
-        Ok([one]) => one,
-        Err(all) => panic!(
-            "expected exactly one request, got {}: {:?}",
-            all.len(),
-            all.iter().map(|r| &r.uri).collect::<Vec<_>>()
-        ),
     }
 }
 
@@ -1031,14 +982,17 @@ fn a_failing_server_is_a_server_error() {
 
 #[test]
 fn a_slow_answer_times_out() {
-    let provider = load(RuntimeOptions {
-        http: HttpOptions {
-            read_timeout: Duration::from_millis(400),
-            max_retries: 0,
-            ..HttpOptions::default()
+    let provider = load(
+        PACKAGE,
+        RuntimeOptions {
+            http: HttpOptions {
+                read_timeout: Duration::from_millis(400),
+                max_retries: 0,
+                ..HttpOptions::default()
+            },
+            ..RuntimeOptions::default()
         },
-        ..RuntimeOptions::default()
-    });
+    );
     let server = StabilityServer::start();
     server.script([Scripted::Slow(Duration::from_secs(3))]);
     let result = provider.generate(&request("stable-image-core", "a cat"), &ctx(&server));
@@ -1078,10 +1032,13 @@ fn malformed_bodies_are_server_errors() {
 
 #[test]
 fn an_oversized_answer_is_refused() {
-    let provider = load(RuntimeOptions {
-        max_response_bytes: 512 * 1024,
-        ..RuntimeOptions::default()
-    });
+    let provider = load(
+        PACKAGE,
+        RuntimeOptions {
+            max_response_bytes: 512 * 1024,
+            ..RuntimeOptions::default()
+        },
+    );
     let server = StabilityServer::start();
     server.script([Scripted::Oversized(2 * 1024 * 1024)]);
     let result = provider.generate(&request("stable-image-core", "a cat"), &ctx(&server));
