@@ -9,6 +9,8 @@ use egui_notify::Toasts;
 use imageai_core::app::Core;
 use imageai_core::config::Config;
 use imageai_core::keys;
+use imageai_core::local_sd;
+use imageai_core::plugin::Runtime;
 use imageai_core::plugin::manifest::Manifest;
 use imageai_core::{CallContext, Provider, ProviderInfo, Secret};
 use serde_json::Value;
@@ -101,6 +103,8 @@ pub type ConfigChange = Arc<dyn Fn(&mut Config) + Send + Sync>;
 pub struct App {
     pub(crate) core: Core,
     pub(crate) bundled: Vec<PathBuf>,
+    /// The local Stable Diffusion worker the core was opened with (opened again with it).
+    sd_worker: Option<PathBuf>,
     pub(crate) tab: Tab,
     pub(crate) theme: Theme,
     pub(crate) background: Background,
@@ -152,6 +156,7 @@ impl App {
         generate.style = gui("style");
         let thumbs = Thumbs::new(core.paths.thumbnails_dir());
         let warnings = core.warnings.clone();
+        let sd_worker = sd_worker_of(&core);
         let mut app = Self {
             generate,
             history: history::HistoryTab::default(),
@@ -161,6 +166,7 @@ impl App {
             settings: settings::SettingsTab::new(&core),
             core,
             bundled,
+            sd_worker,
             tab,
             theme,
             background: Background::default(),
@@ -195,6 +201,13 @@ impl App {
             requested: false,
             done: Arc::default(),
         });
+    }
+
+    /// The local Stable Diffusion worker to open the core with again after installing or
+    /// removing a plugin: the one `core` was opened with (`Core::open_with`). [`App::new`]
+    /// assumes the standard file name in the provider's folder.
+    pub fn set_sd_worker(&mut self, worker: Option<PathBuf>) {
+        self.sd_worker = worker;
     }
 
     pub fn tab(&self) -> Tab {
@@ -330,24 +343,20 @@ impl App {
             return state.clone();
         }
         self.providers.insert(id.to_owned(), ProviderState::Loading);
-        match self.core.entry(id) {
-            Ok(entry) => {
-                let runtime = self.core.runtime().clone();
-                let dir = entry.dir.clone();
+        match self.loader(id) {
+            Ok(loader) => {
                 let id = id.to_owned();
                 self.background.spawn("load-plugin", move || {
-                    let state = match runtime.load(&dir) {
-                        Ok(provider) => {
-                            let provider: Arc<dyn Provider> = Arc::new(provider);
-                            match provider.info() {
-                                Ok(info) => ProviderState::Ready { provider, info },
-                                Err(err) => ProviderState::Failed(format!(
-                                    "{id} did not describe its models: {err}"
-                                )),
-                            }
-                        }
-                        Err(err) => ProviderState::Failed(format!(
-                            "the {id} plugin could not be loaded: {err}. Reinstall it on the Plugins tab."
+                    // A native provider lists its installed models here: that reads the disk.
+                    let state = match loader.load(&id) {
+                        Ok(provider) => match provider.info() {
+                            Ok(info) => ProviderState::Ready { provider, info },
+                            Err(err) => ProviderState::Failed(format!(
+                                "{id} did not describe its models: {err}"
+                            )),
+                        },
+                        Err(message) => ProviderState::Failed(format!(
+                            "{message}. Reinstall it on the Plugins tab."
                         )),
                     };
                     Box::new(move |app: &mut App| {
@@ -358,21 +367,38 @@ impl App {
                     })
                 });
             }
-            Err(err) => {
-                let message = err.to_string();
+            Err(message) => {
                 self.providers
-                    .insert(id.to_owned(), ProviderState::Failed(message.clone()));
+                    .insert(id.to_owned(), ProviderState::Failed(message));
             }
         }
         ProviderState::Loading
+    }
+
+    /// How to get provider `id` on a background thread.
+    pub(crate) fn loader(&self, id: &str) -> Result<Loader, String> {
+        let entry = self.core.entry(id).map_err(|e| e.to_string())?;
+        if entry.is_native() {
+            // Built into the host and created with the core: nothing to compile.
+            return self
+                .core
+                .provider(id)
+                .map(Loader::Native)
+                .map_err(|e| e.to_string());
+        }
+        Ok(Loader::Plugin {
+            runtime: self.core.runtime().clone(),
+            dir: entry.dir.clone(),
+        })
     }
 
     /// Drop loaded providers and the core's discovery: after installing or removing a plugin.
     pub(crate) fn reopen_core(&mut self) {
         let paths = self.core.paths.clone();
         let bundled = self.bundled.clone();
-        self.background
-            .spawn("reopen-core", move || match Core::open(paths, &bundled) {
+        let sd_worker = self.sd_worker.clone();
+        self.background.spawn("reopen-core", move || {
+            match Core::open_with(paths, &bundled, sd_worker) {
                 Ok(core) => Box::new(move |app: &mut App| {
                     app.core = core;
                     app.providers.clear();
@@ -383,7 +409,8 @@ impl App {
                     let message = format!("could not reload the plugins: {err}");
                     Box::new(move |app: &mut App| app.error(message))
                 }
-            });
+            }
+        });
     }
 
     /// Everything a background thread needs to build a provider's call context (its key is
@@ -586,6 +613,38 @@ pub(crate) fn set_gui(config: &mut Config, key: &str, value: &str) {
         .unwrap_or_default();
     gui.insert(key.to_owned(), Value::from(value));
     config.set("gui", Value::Object(gui));
+}
+
+/// The worker binary of the core's local Stable Diffusion provider, if it has one. The core
+/// does not say which file it runs, only its folder: the one [`local_sd::find_worker`] finds
+/// when it is in that folder (`IMAGEAI_SD_WORKER` may name any file), else the standard name there.
+fn sd_worker_of(core: &Core) -> Option<PathBuf> {
+    let entry = core
+        .providers()
+        .iter()
+        .find(|e| e.is_native() && imageai_core::config::same_id(e.id(), local_sd::ID))?;
+    local_sd::find_worker()
+        .filter(|found| found.parent() == Some(entry.dir.as_path()))
+        .or_else(|| Some(entry.dir.join(local_sd::WORKER_FILE)))
+}
+
+/// A provider to get on a background thread: a WASM plugin is compiled (or read from the
+/// cache) there; a native one is ready.
+pub(crate) enum Loader {
+    Plugin { runtime: Runtime, dir: PathBuf },
+    Native(Arc<dyn Provider>),
+}
+
+impl Loader {
+    pub fn load(self, id: &str) -> Result<Arc<dyn Provider>, String> {
+        match self {
+            Loader::Native(provider) => Ok(provider),
+            Loader::Plugin { runtime, dir } => runtime
+                .load(&dir)
+                .map(|p| Arc::new(p) as Arc<dyn Provider>)
+                .map_err(|e| format!("the {id} plugin could not be loaded: {e}")),
+        }
+    }
 }
 
 /// What a background thread needs to make a provider's [`CallContext`].

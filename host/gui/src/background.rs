@@ -67,6 +67,15 @@ impl Background {
         }
     }
 
+    /// A sender for threads this module did not start (a job's preview callback): what it
+    /// sends is applied at the next frame, which it wakes.
+    pub fn notifier(&self) -> Notifier {
+        Notifier {
+            sender: self.sender.clone(),
+            repaint: self.repaint.clone(),
+        }
+    }
+
     /// Results ready now.
     pub fn ready(&self) -> Vec<Apply> {
         self.receiver.try_iter().collect()
@@ -75,5 +84,24 @@ impl Background {
     /// Tasks still running.
     pub fn running(&self) -> usize {
         self.running.load(Ordering::SeqCst)
+    }
+}
+
+/// Sends changes to the app from any thread; see [`Background::notifier`].
+#[derive(Clone)]
+pub struct Notifier {
+    sender: Sender<Apply>,
+    repaint: Arc<Mutex<Option<egui::Context>>>,
+}
+
+impl Notifier {
+    /// Apply `apply` on the UI thread at the next frame (dropped once the app is gone).
+    pub fn send(&self, apply: Apply) {
+        if self.sender.send(apply).is_ok()
+            && let Ok(slot) = self.repaint.lock()
+            && let Some(ctx) = slot.as_ref()
+        {
+            ctx.request_repaint();
+        }
     }
 }

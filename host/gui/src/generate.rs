@@ -1,19 +1,38 @@
 //! The Generate tab: provider and model pickers, the controls the model's capabilities call for,
-//! templates, the job queue with progress and cancel, and the results of this session.
+//! templates, the job queue with progress, step previews and cancel, and this session's results.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use imageai_core::jobs::{Job, JobEvent, JobHandle, JobId, JobQueue, JobRequest};
+use imageai_core::PreviewFn;
+use imageai_core::config::same_id;
+use imageai_core::jobs::{ANY_MODEL, Job, JobEvent, JobHandle, JobId, JobQueue, JobRequest};
 use imageai_core::provider::{
     Capability, EditMode, EditRequest, GenerateRequest, Image, ModelInfo, Param, UpscaleRequest,
 };
 use imageai_core::templates::{self, TemplateSource, TemplateUse};
 
 use crate::app::{App, ProviderState, set_gui};
+use crate::background::Notifier;
 use crate::mask::{self, MaskPainter};
 use crate::{files, widgets};
+
+/// The schedulers local Stable Diffusion runs, as its `scheduler` option names them.
+pub const SD_SCHEDULERS: [&str; 6] = [
+    "ddim",
+    "pndm",
+    "euler",
+    "euler-a",
+    "dpm++2m",
+    "dpm++2m-karras",
+];
+
+/// Local Stable Diffusion's img2img strength when none is chosen (the engine's default).
+const SD_DEFAULT_STRENGTH: f32 = 0.8;
+
+/// The longest side of a job's preview in the queue, in points.
+const PREVIEW_SIDE: f32 = 160.0;
 
 /// How the seed is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +61,9 @@ pub enum Inputs {
     Edit {
         references: Vec<PathBuf>,
         mask: Option<MaskInput>,
+        /// How far to move from the images, 0 (keep) to 1 (replace); `None`: the provider's
+        /// default.
+        strength: Option<f32>,
     },
     Upscale {
         source: PathBuf,
@@ -66,6 +88,19 @@ pub struct JobView {
     pub fraction: f32,
     pub status: JobStatus,
     pub submission: Submission,
+    /// Previews the provider sent so far (local Stable Diffusion sends one per step).
+    pub previews: usize,
+    /// The latest preview, shown while the job runs; freed when it ends.
+    preview: Option<egui::TextureHandle>,
+    /// A preview decoded off the UI thread, waiting to be uploaded.
+    pending_preview: Option<egui::ColorImage>,
+}
+
+impl JobView {
+    /// The size in pixels of the preview on screen, while there is one.
+    pub fn preview_size(&self) -> Option<[usize; 2]> {
+        self.preview.as_ref().map(egui::TextureHandle::size)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -96,9 +131,15 @@ pub struct ResultImage {
 pub struct GenerateTab {
     pub provider: Option<String>,
     pub model: Option<String>,
+    /// The model typed when the provider's "any model" entry is chosen: a repo id, or a folder
+    /// for local Stable Diffusion.
+    pub any_model: String,
     pub prompt: String,
     pub negative_prompt: String,
     pub size: Option<String>,
+    /// A size typed for a model that lists none (local Stable Diffusion): `WxH`, or empty for
+    /// the model's own.
+    pub custom_size: String,
     pub aspect_ratio: Option<String>,
     pub quality: Option<String>,
     pub style: Option<String>,
@@ -108,7 +149,10 @@ pub struct GenerateTab {
     pub last_seed: Option<u64>,
     pub steps: u32,
     pub guidance: f32,
+    /// The local Stable Diffusion scheduler; empty: the model's own.
     pub scheduler: String,
+    /// Local Stable Diffusion's img2img strength (sent when editing reference images).
+    pub strength: f32,
     pub template: Option<String>,
     pub template_fields: BTreeMap<String, String>,
     pub template_append: bool,
@@ -138,9 +182,11 @@ impl GenerateTab {
         Self {
             provider,
             model,
+            any_model: String::new(),
             prompt: String::new(),
             negative_prompt: String::new(),
             size: None,
+            custom_size: String::new(),
             aspect_ratio: None,
             quality: None,
             style: None,
@@ -151,6 +197,7 @@ impl GenerateTab {
             steps: 30,
             guidance: 7.5,
             scheduler: String::new(),
+            strength: SD_DEFAULT_STRENGTH,
             template: None,
             template_fields: BTreeMap::new(),
             template_append: false,
@@ -249,6 +296,8 @@ pub(crate) fn poll_jobs(app: &mut App) {
                     continue;
                 };
                 job.fraction = 1.0;
+                job.preview = None;
+                job.pending_preview = None;
                 let provider = job.provider.clone();
                 let prompt = job.prompt.clone();
                 match result {
@@ -299,7 +348,12 @@ fn request(tab: &GenerateTab, model: &ModelInfo) -> GenerateRequest {
         request.negative_prompt = Some(tab.negative_prompt.trim().to_owned());
     }
     if takes(Param::Size) {
-        request.size = tab.size.clone();
+        // The size picked for another model is not one this model lists: only a typed one.
+        request.size = if model.sizes.is_empty() {
+            Some(tab.custom_size.trim().to_owned()).filter(|s| !s.is_empty())
+        } else {
+            tab.size.clone()
+        };
     }
     if takes(Param::AspectRatio) {
         request.aspect_ratio = tab.aspect_ratio.clone();
@@ -374,14 +428,30 @@ pub(crate) fn submit(app: &mut App) {
     let inputs = if capability == Capability::TextToImage {
         Inputs::None
     } else {
+        let strength = (same_id(&provider_id, imageai_core::local_sd::ID)
+            && model.takes(Param::Strength))
+        .then_some(app.generate.strength);
         Inputs::Edit {
             references: app.generate.references.clone(),
             mask: app.generate.mask(),
+            strength,
         }
     };
+    let mut request = request(&app.generate, &model);
+    if model.id == ANY_MODEL {
+        let typed = app.generate.any_model.trim();
+        if typed.is_empty() {
+            app.generate.inline_error = Some(format!(
+                "Type the model to use for {}, or choose one of its listed models.",
+                info.name
+            ));
+            return;
+        }
+        request.model = typed.to_owned();
+    }
     let submission = Submission {
         provider: provider_id,
-        request: request(&app.generate, &model),
+        request,
         inputs,
     };
     let template = app.generate.used_template.take();
@@ -421,7 +491,7 @@ pub(crate) fn start(app: &mut App, submission: Submission, template: Option<Temp
         });
         Box::new(move |app: &mut App| {
             app.generate.preparing = app.generate.preparing.saturating_sub(1);
-            let (ctx, job) = match prepared {
+            let (mut ctx, job) = match prepared {
                 Ok(prepared) => prepared,
                 Err(message) => {
                     app.generate.inline_error = Some(message.clone());
@@ -429,7 +499,11 @@ pub(crate) fn start(app: &mut App, submission: Submission, template: Option<Temp
                     return;
                 }
             };
+            // The queue numbers the job: known once it is in, before any preview is shown.
+            let job_id = Arc::new(OnceLock::new());
+            ctx.preview = Some(preview_sink(app.background.notifier(), job_id.clone()));
             let handle = app.generate.queue.submit(provider, job, ctx, output_dir);
+            let _ = job_id.set(handle.id);
             let prompt = match &submission.inputs {
                 Inputs::Upscale { source } => format!("upscale {}", file_name(source)),
                 _ => submission.request.prompt.clone(),
@@ -442,9 +516,57 @@ pub(crate) fn start(app: &mut App, submission: Submission, template: Option<Temp
                 fraction: 0.0,
                 status: JobStatus::Queued,
                 submission,
+                previews: 0,
+                preview: None,
+                pending_preview: None,
             });
         })
     });
+}
+
+/// Where a job's previews go: decoded on the job's thread, then handed to the UI thread, which
+/// keeps the latest while the job runs.
+fn preview_sink(notifier: Notifier, job: Arc<OnceLock<JobId>>) -> PreviewFn {
+    Arc::new(move |image: &Image| {
+        let decoded = match image::load_from_memory(&image.data) {
+            Ok(decoded) => decoded.to_rgba8(),
+            Err(err) => {
+                tracing::debug!(%err, "a preview could not be decoded");
+                return;
+            }
+        };
+        let size = [decoded.width() as usize, decoded.height() as usize];
+        let preview = egui::ColorImage::from_rgba_unmultiplied(size, decoded.as_raw());
+        let job = job.clone();
+        notifier.send(Box::new(move |app: &mut App| {
+            let Some(view) = job.get().and_then(|id| app.generate.job_mut(*id)) else {
+                return;
+            };
+            view.previews += 1;
+            if view.status.active() {
+                view.pending_preview = Some(preview);
+            }
+        }));
+    })
+}
+
+/// Upload the previews that arrived since the last frame (one texture per job, updated).
+fn upload_previews(app: &mut App, ctx: &egui::Context) {
+    for job in &mut app.generate.jobs {
+        let Some(image) = job.pending_preview.take() else {
+            continue;
+        };
+        match &mut job.preview {
+            Some(texture) => texture.set(image, egui::TextureOptions::LINEAR),
+            None => {
+                job.preview = Some(ctx.load_texture(
+                    format!("job-preview-{}", job.id),
+                    image,
+                    egui::TextureOptions::LINEAR,
+                ));
+            }
+        }
+    }
 }
 
 /// An image file as a provider takes it.
@@ -476,7 +598,11 @@ pub(crate) fn file_name(path: &std::path::Path) -> String {
 fn job_request(submission: &Submission) -> Result<JobRequest, String> {
     match &submission.inputs {
         Inputs::None => Ok(JobRequest::Generate(submission.request.clone())),
-        Inputs::Edit { references, mask } => {
+        Inputs::Edit {
+            references,
+            mask,
+            strength,
+        } => {
             let images = references
                 .iter()
                 .map(|p| read_image(p, "reference image"))
@@ -500,7 +626,7 @@ fn job_request(submission: &Submission) -> Result<JobRequest, String> {
                     base: submission.request.clone(),
                     images,
                     mask,
-                    strength: None,
+                    strength: *strength,
                 },
                 sources: references.iter().map(|p| file_name(p)).collect(),
             })
@@ -597,6 +723,7 @@ pub(crate) fn handle_drops(app: &mut App, ctx: &egui::Context) {
 }
 
 pub(crate) fn ui(app: &mut App, ui: &mut egui::Ui) {
+    upload_previews(app, ui.ctx());
     if let Some((source, image)) = app.generate.pending_painter.take() {
         app.generate.painter = Some(MaskPainter::new(ui.ctx(), source, image));
     }
@@ -729,6 +856,9 @@ fn controls_ui(app: &mut App, ui: &mut egui::Ui) {
     if !model.description.is_empty() {
         ui.weak(&model.description);
     }
+    if model.id == ANY_MODEL {
+        widgets::text_field(ui, "Model id or folder", &mut app.generate.any_model);
+    }
     ui.separator();
     template_ui(app, ui, &chosen);
     widgets::text_area(ui, "Prompt", &mut app.generate.prompt, 4);
@@ -823,7 +953,9 @@ fn controls_ui(app: &mut App, ui: &mut egui::Ui) {
             }
         });
     }
-    if model.takes(Param::Scheduler) {
+    if same_id(&chosen, imageai_core::local_sd::ID) {
+        local_sd_ui(ui, tab, &model);
+    } else if model.takes(Param::Scheduler) {
         widgets::text_field(ui, "Scheduler", &mut tab.scheduler);
     }
     // The last choices come back next time (`gui.size`… in config.json).
@@ -852,6 +984,38 @@ fn controls_ui(app: &mut App, ui: &mut egui::Ui) {
     }
     ui.separator();
     results_ui(app, ui);
+}
+
+/// Local Stable Diffusion's own controls: the scheduler, and the strength of an img2img edit.
+fn local_sd_ui(ui: &mut egui::Ui, tab: &mut GenerateTab, model: &ModelInfo) {
+    ui.horizontal_wrapped(|ui| {
+        if model.takes(Param::Size) && model.sizes.is_empty() {
+            let label = ui.label("Size (WxH)");
+            ui.add(
+                egui::TextEdit::singleline(&mut tab.custom_size)
+                    .hint_text("model default")
+                    .desired_width(100.0),
+            )
+            .labelled_by(label.id)
+            .on_hover_text("Width x height in pixels, multiples of 8 (512x512 for SD 1.x, 1024x1024 for XL); empty for the model's own.");
+        }
+        if model.takes(Param::Scheduler) {
+            let choices: Vec<(String, String)> =
+                std::iter::once((String::new(), "default".to_owned()))
+                    .chain(SD_SCHEDULERS.iter().map(|s| ((*s).to_owned(), (*s).to_owned())))
+                    .collect();
+            if !choices.iter().any(|(v, _)| *v == tab.scheduler.trim()) {
+                tab.scheduler.clear();
+            }
+            widgets::choice(ui, "Scheduler", &mut tab.scheduler, &choices);
+        }
+        if model.takes(Param::Strength) && !tab.references.is_empty() {
+            let label = ui.label("Strength");
+            ui.add(egui::Slider::new(&mut tab.strength, 0.0..=1.0).fixed_decimals(2))
+                .labelled_by(label.id)
+                .on_hover_text("How far to move from the reference image: 0 keeps it, 1 replaces it.");
+        }
+    });
 }
 
 /// A combo box of the model's options for one parameter; true when the user changed it.
@@ -969,6 +1133,18 @@ fn queue_ui(app: &mut App, ui: &mut egui::Ui) {
                         }
                         JobStatus::Running(message) => {
                             ui.add(egui::ProgressBar::new(job.fraction).text(message.as_str()));
+                            if let Some(texture) = &job.preview {
+                                let [w, h] = texture.size();
+                                let scale = PREVIEW_SIDE / w.max(h).max(1) as f32;
+                                ui.add(
+                                    egui::Image::from_texture(texture)
+                                        .fit_to_exact_size(egui::vec2(
+                                            w as f32 * scale,
+                                            h as f32 * scale,
+                                        ))
+                                        .alt_text(format!("Preview of job {}", job.id)),
+                                );
+                            }
                         }
                         JobStatus::Done(n) => {
                             ui.label(format!("Done: {n} image(s)"));

@@ -19,7 +19,8 @@ use std::path::PathBuf;
 
 pub use app::{App, Tab};
 pub use generate::{
-    GenerateTab, Inputs, JobStatus, JobView, MaskInput, ResultImage, SeedMode, Submission,
+    GenerateTab, Inputs, JobStatus, JobView, MaskInput, ResultImage, SD_SCHEDULERS, SeedMode,
+    Submission,
 };
 pub use history::HistoryTab;
 pub use mask::MaskPainter;
@@ -63,6 +64,8 @@ pub fn run() -> Result<(), GuiError> {
         options,
         Box::new(move |cc| {
             let mut app = App::new(core, bundled, &cc.egui_ctx);
+            // The worker `open_default` registered local-sd with.
+            app.set_sd_worker(imageai_core::local_sd::find_worker());
             if let Some(path) = screenshot {
                 app.screenshot_after_first_frames(path);
             }

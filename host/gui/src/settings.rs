@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use imageai_core::Secret;
 use imageai_core::app::Core;
 use imageai_core::config::Config;
-use imageai_core::{Provider, Secret};
 
 use crate::app::{App, ProviderState, Theme, set_gui};
 use crate::background::Background;
@@ -351,10 +351,10 @@ fn test(app: &mut App, id: &str) {
         Ok(plan) => plan,
         Err(message) => return set_result(app, Err(message)),
     };
-    let Ok(dir) = app.core.entry(id).map(|e| e.dir.clone()) else {
-        return;
+    let loader = match app.loader(id) {
+        Ok(loader) => loader,
+        Err(message) => return set_result(app, Err(message)),
     };
-    let runtime = app.core.runtime().clone();
     let Some(form) = app.settings.forms.get_mut(id) else {
         return;
     };
@@ -368,10 +368,7 @@ fn test(app: &mut App, id: &str) {
         // Not loaded yet: load it here rather than make the user press Test again.
         let provider = match loaded {
             Some(provider) => Ok(provider),
-            None => runtime
-                .load(&dir)
-                .map(|p| Arc::new(p) as Arc<dyn Provider>)
-                .map_err(|e| format!("the {id} plugin could not be loaded: {e}")),
+            None => loader.load(&id),
         };
         let result = provider
             .and_then(|provider| {
