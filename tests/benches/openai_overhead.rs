@@ -26,7 +26,15 @@ const PROMPT: &str = "a lighthouse on a cliff at dusk, oil painting";
 
 fn overhead(c: &mut Criterion) {
     let server = OpenAiServer::start();
-    let runtime = Runtime::new(RuntimeOptions::default())
+    // `IMAGEAI_BENCH_KEEP_RESIDENT` (bytes) tries other pool settings.
+    let mut options = RuntimeOptions::default();
+    if let Some(bytes) = std::env::var("IMAGEAI_BENCH_KEEP_RESIDENT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        options.keep_resident = bytes;
+    }
+    let runtime = Runtime::new(options)
         .unwrap_or_else(|err| panic!("could not start the runtime: {err}"));
     let provider = runtime
         .load(&plugin_dir("imageai-plugin-openai"))

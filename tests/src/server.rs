@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::StreamExt as _;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::server::conn::http1;
@@ -234,14 +235,17 @@ async fn serve(
         Some(cut) => {
             builder = builder.header("content-length", full_len.to_string());
             let first = Bytes::from(reply.body[..cut.min(full_len)].to_vec());
-            let chunks: Vec<Result<Frame<Bytes>, std::io::Error>> = vec![
-                Ok(Frame::data(first)),
+            // The reset comes a moment after the first bytes, so hyper writes those out first
+            // (with both ready at once it drops the connection before sending any).
+            let reset = futures_util::stream::once(async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 Err(std::io::Error::new(
                     std::io::ErrorKind::ConnectionReset,
                     "truncated on purpose",
-                )),
-            ];
-            BodyExt::boxed(StreamBody::new(futures_util::stream::iter(chunks)))
+                ))
+            });
+            let chunks = futures_util::stream::iter([Ok(Frame::data(first))]).chain(reset);
+            BodyExt::boxed(StreamBody::new(chunks))
         }
         None => BodyExt::boxed(
             http_body_util::Full::new(Bytes::from(reply.body)).map_err(|never| match never {}),
@@ -252,4 +256,33 @@ async fn serve(
             http_body_util::Empty::new().map_err(|never| match never {}),
         ))
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use super::*;
+
+    #[test]
+    fn a_truncated_reply_sends_its_first_bytes_then_resets() {
+        let server = TestServer::start(|_| Reply::new(200).body(vec![7; 1000]).truncate_at(400));
+        let mut stream = std::net::TcpStream::connect(server.addr()).unwrap();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
+            .unwrap();
+        let mut received = Vec::new();
+        let mut buffer = [0; 4096];
+        // Read until the server closes or resets the connection.
+        while let Ok(n) = stream.read(&mut buffer) {
+            if n == 0 {
+                break;
+            }
+            received.extend_from_slice(&buffer[..n]);
+        }
+        let text = String::from_utf8_lossy(&received);
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains("content-length: 1000"), "{head}");
+        assert_eq!(body.len(), 400, "the bytes before the cut arrive");
+    }
 }

@@ -31,10 +31,6 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Plugin calls that can run at the same time (each holds one instance slot of the pool).
 const POOL_SLOTS: u32 = 32;
-/// Linear memory kept mapped between calls and cleared with `memset` instead of being handed
-/// back to the kernel: a plugin's working heap is a few MiB, and faulting it in again on every
-/// call cost more than the call's own work.
-const KEEP_RESIDENT: usize = 16 * 1024 * 1024;
 
 /// Limits and locations of the plugin runtime.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,6 +43,9 @@ pub struct RuntimeOptions {
     pub cpu_timeout: Duration,
     /// Largest HTTP response body a plugin may receive.
     pub max_response_bytes: usize,
+    /// Linear memory kept mapped between calls and cleared with `memset` instead of being
+    /// handed back to the kernel (and faulted in again, page by page, by the next call).
+    pub keep_resident: usize,
     /// After the user cancels, how long a plugin may still run to tidy up (at most two requests,
     /// e.g. to cancel a remote prediction) before it is stopped.
     pub cancel_grace: Duration,
@@ -61,6 +60,7 @@ impl Default for RuntimeOptions {
             cpu_timeout: Duration::from_secs(60),
             max_response_bytes: 64 * 1024 * 1024,
             cancel_grace: Duration::from_secs(10),
+            keep_resident: 4 * 1024 * 1024,
             http: HttpOptions::default(),
         }
     }
@@ -105,7 +105,7 @@ impl Runtime {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
         // A fresh instance per call comes from a pool of pre-reserved slots: no mmap/munmap
-        // per call and the heap stays resident (see `KEEP_RESIDENT`).
+        // per call, and the start of the heap stays resident (`keep_resident`).
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(POOL_SLOTS)
             .total_core_instances(POOL_SLOTS * 8)
@@ -116,7 +116,7 @@ impl Runtime {
             .max_memories_per_component(4)
             .max_tables_per_component(8)
             .max_memory_size(options.memory_limit)
-            .linear_memory_keep_resident(KEEP_RESIDENT.min(options.memory_limit))
+            .linear_memory_keep_resident(options.keep_resident.min(options.memory_limit))
             .table_keep_resident(64 * 1024);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine =
