@@ -4,7 +4,7 @@
 //! (blobs, then their pointers, `model_index.json`'s pointer, and `refs/<revision>` last).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,10 +23,11 @@ use crate::cancel::CancelToken;
 
 /// How often progress is reported at most, per file.
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
-/// The write buffer per file.
-const WRITE_BUFFER: usize = 1 << 20;
 /// Chunks in flight between the network and the writer thread (a few MB).
 const CHANNEL_CHUNKS: usize = 64;
+/// The writer thread writes once it holds this many bytes, or this many chunks.
+const WRITE_BYTES: usize = 1 << 20;
+const WRITE_SLICES: usize = 256;
 
 /// Totals for the whole install, sent with every progress event.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -635,16 +636,25 @@ impl FileContext<'_> {
             {
                 hash_prefix(&target, have, hasher)?;
             }
-            let file = OpenOptions::new().create(true).append(true).open(&target)?;
-            let mut out = BufWriter::with_capacity(WRITE_BUFFER, file);
+            let mut file = OpenOptions::new().create(true).append(true).open(&target)?;
+            // Chunks are gathered (not copied) until there is enough for one vectored write:
+            // few system calls, and no pass through a buffer.
+            let mut pending: Vec<bytes::Bytes> = Vec::with_capacity(WRITE_SLICES);
+            let mut pending_bytes = 0;
             while let Some(chunk) = rx.blocking_recv() {
                 if let Some(hasher) = hasher.as_mut() {
                     hasher.update(&chunk);
                 }
-                out.write_all(&chunk)?;
+                pending_bytes += chunk.len();
+                pending.push(chunk);
+                if pending_bytes >= WRITE_BYTES || pending.len() >= WRITE_SLICES {
+                    write_all_chunks(&mut file, &pending)?;
+                    pending.clear();
+                    pending_bytes = 0;
+                }
             }
+            write_all_chunks(&mut file, &pending)?;
             // On disk before it is renamed into place.
-            let file = out.into_inner().map_err(|e| e.into_error())?;
             file.sync_all()?;
             Ok(hasher)
         });
@@ -763,6 +773,35 @@ impl FileContext<'_> {
     }
 }
 
+/// Write every chunk, in order, with vectored writes (retrying the rest after a short write).
+fn write_all_chunks(out: &mut impl Write, chunks: &[bytes::Bytes]) -> io::Result<()> {
+    let mut index = 0;
+    let mut offset = 0;
+    while index < chunks.len() {
+        let slices: Vec<io::IoSlice<'_>> = std::iter::once(&chunks[index][offset..])
+            .chain(chunks[index + 1..].iter().map(|c| &c[..]))
+            .map(io::IoSlice::new)
+            .collect();
+        let mut written = match out.write_vectored(&slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        while index < chunks.len() {
+            let left = chunks[index].len() - offset;
+            if written < left {
+                offset += written;
+                break;
+            }
+            written -= left;
+            index += 1;
+            offset = 0;
+        }
+    }
+    Ok(())
+}
+
 fn hash_prefix(path: &Path, len: u64, hasher: &mut Sha256) -> io::Result<()> {
     let mut file = File::open(path)?.take(len);
     let mut buffer = vec![0u8; 1 << 20];
@@ -796,5 +835,44 @@ fn reason_of(error: &reqwest::Error) -> String {
 async fn cancelled(token: &CancelToken) {
     while !token.is_cancelled() {
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Takes at most `max` bytes per call, as a pipe or a full disk may.
+    struct Short {
+        max: usize,
+        got: Vec<u8>,
+    }
+
+    impl Write for Short {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.max);
+            self.got.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn chunks_are_written_whole_and_in_order_despite_short_writes() {
+        let chunks: Vec<bytes::Bytes> = (0u8..5)
+            .map(|i| bytes::Bytes::from(vec![i; 7 + usize::from(i) * 3]))
+            .collect();
+        let expected: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+        for max in [1, 4, 7, 10, 1000] {
+            let mut out = Short {
+                max,
+                got: Vec::new(),
+            };
+            write_all_chunks(&mut out, &chunks).unwrap();
+            assert_eq!(out.got, expected, "max {max}");
+        }
     }
 }
