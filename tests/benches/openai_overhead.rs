@@ -34,8 +34,8 @@ fn overhead(c: &mut Criterion) {
     {
         options.keep_resident = bytes;
     }
-    let runtime = Runtime::new(options)
-        .unwrap_or_else(|err| panic!("could not start the runtime: {err}"));
+    let runtime =
+        Runtime::new(options).unwrap_or_else(|err| panic!("could not start the runtime: {err}"));
     let provider = runtime
         .load(&plugin_dir("imageai-plugin-openai"))
         .unwrap_or_else(|err| panic!("could not load the openai plugin: {err}"));

@@ -79,6 +79,18 @@ pub fn no_retries() -> RuntimeOptions {
     }
 }
 
+/// A short read timeout and no retries, so a slow answer fails at once.
+pub fn read_timeout(timeout: Duration) -> RuntimeOptions {
+    RuntimeOptions {
+        http: HttpOptions {
+            read_timeout: timeout,
+            max_retries: 0,
+            ..HttpOptions::default()
+        },
+        ..RuntimeOptions::default()
+    }
+}
+
 /// The one request in `requests`; a panic naming them all when there are more or none.
 pub fn only(requests: Vec<Recorded>) -> Recorded {
     match <[Recorded; 1]>::try_from(requests) {

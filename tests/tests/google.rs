@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use imageai_core::plugin::{HttpOptions, RuntimeOptions, WasmProvider};
+use imageai_core::plugin::{RuntimeOptions, WasmProvider};
 use imageai_core::{
     CallContext, EditMode, EditRequest, GenerateRequest, Generation, Image, Provider,
     ProviderError, Secret,
@@ -16,7 +16,7 @@ use imageai_core::{
 use imageai_tests::Recorded;
 use imageai_tests::google_server::{GoogleServer, NOTE, Scripted, TEST_KEY, fake_jpeg};
 use imageai_tests::openai_server::png;
-use imageai_tests::plugins::{load, no_retries, only, quick_retries};
+use imageai_tests::plugins::{load, no_retries, only, quick_retries, read_timeout};
 use serde_json::json;
 
 const PACKAGE: &str = "imageai-plugin-google";
@@ -522,17 +522,7 @@ fn a_failing_server_is_a_server_error() {
 
 #[test]
 fn a_slow_answer_times_out() {
-    let provider = load(
-        PACKAGE,
-        RuntimeOptions {
-            http: HttpOptions {
-                read_timeout: Duration::from_millis(400),
-                max_retries: 0,
-                ..HttpOptions::default()
-            },
-            ..RuntimeOptions::default()
-        },
-    );
+    let provider = load(PACKAGE, read_timeout(Duration::from_millis(400)));
     let server = GoogleServer::start();
     server.script([Scripted::Slow(Duration::from_secs(3))]);
     let result = provider.generate(&request("gemini-2.5-flash-image", "a cat"), &ctx(&server));

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use imageai_core::plugin::{HttpOptions, RuntimeOptions, WasmProvider};
+use imageai_core::plugin::{RuntimeOptions, WasmProvider};
 use imageai_core::{
     CallContext, GenerateRequest, Generation, Param, Provider, ProviderError, Secret,
 };
@@ -15,7 +15,9 @@ use imageai_tests::Recorded;
 use imageai_tests::huggingface_server::{
     HuggingFaceServer, Scripted, TEST_TOKEN, TokenKind, image_for,
 };
-use imageai_tests::plugins::{Reports, load, no_retries, only, quick_retries, record_progress};
+use imageai_tests::plugins::{
+    Reports, load, no_retries, only, quick_retries, read_timeout, record_progress,
+};
 use serde_json::json;
 
 const PACKAGE: &str = "imageai-plugin-huggingface";
@@ -481,17 +483,7 @@ fn a_failing_server_is_a_server_error() {
 
 #[test]
 fn a_slow_answer_times_out() {
-    let provider = load(
-        PACKAGE,
-        RuntimeOptions {
-            http: HttpOptions {
-                read_timeout: Duration::from_millis(400),
-                max_retries: 0,
-                ..HttpOptions::default()
-            },
-            ..RuntimeOptions::default()
-        },
-    );
+    let provider = load(PACKAGE, read_timeout(Duration::from_millis(400)));
     let server = HuggingFaceServer::start();
     server.script([Scripted::Slow(Duration::from_secs(3))]);
     let result = provider.generate(&request(SDXL, "a cat"), &ctx(&server));

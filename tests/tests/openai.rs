@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use imageai_core::plugin::{HttpOptions, RuntimeOptions, WasmProvider};
+use imageai_core::plugin::{RuntimeOptions, WasmProvider};
 use imageai_core::{
     CallContext, EditMode, EditRequest, GenerateRequest, Generation, Image, Provider,
     ProviderError, Secret,
@@ -15,7 +15,7 @@ use imageai_tests::Recorded;
 use imageai_tests::openai_server::{
     FormPart, OpenAiServer, Scripted, TEST_KEY, parse_multipart, png, png_size,
 };
-use imageai_tests::plugins::{load, no_retries, only, quick_retries};
+use imageai_tests::plugins::{load, no_retries, only, quick_retries, read_timeout};
 use serde_json::json;
 
 /// The plugin with the default limits, but quick retries.
@@ -501,17 +501,7 @@ fn a_failing_server_is_a_server_error() {
 
 #[test]
 fn a_slow_answer_times_out() {
-    let provider = load(
-        PACKAGE,
-        RuntimeOptions {
-            http: HttpOptions {
-                read_timeout: Duration::from_millis(400),
-                max_retries: 0,
-                ..HttpOptions::default()
-            },
-            ..RuntimeOptions::default()
-        },
-    );
+    let provider = load(PACKAGE, read_timeout(Duration::from_millis(400)));
     let server = OpenAiServer::start();
     server.script([Scripted::Slow(Duration::from_secs(3))]);
     let result = provider.generate(&request("dall-e-3", "a cat"), &ctx(&server));

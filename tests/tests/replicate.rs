@@ -7,13 +7,15 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use imageai_core::plugin::{HttpOptions, RuntimeOptions, WasmProvider};
+use imageai_core::plugin::{RuntimeOptions, WasmProvider};
 use imageai_core::{
     CallContext, GenerateRequest, Generation, Param, Provider, ProviderError, Secret,
 };
 use imageai_tests::Recorded;
 use imageai_tests::openai_server::png_size;
-use imageai_tests::plugins::{Reports, load, no_retries, only, quick_retries, record_progress};
+use imageai_tests::plugins::{
+    Reports, load, no_retries, only, quick_retries, read_timeout, record_progress,
+};
 use imageai_tests::replicate_server::{
     COMMUNITY_VERSION, FOREVER, ReplicateServer, SDXL_VERSION, Scripted, TEST_TOKEN,
 };
@@ -478,17 +480,7 @@ fn a_failing_server_is_a_server_error() {
 
 #[test]
 fn a_slow_answer_times_out() {
-    let provider = load(
-        PACKAGE,
-        RuntimeOptions {
-            http: HttpOptions {
-                read_timeout: Duration::from_millis(400),
-                max_retries: 0,
-                ..HttpOptions::default()
-            },
-            ..RuntimeOptions::default()
-        },
-    );
+    let provider = load(PACKAGE, read_timeout(Duration::from_millis(400)));
     let server = ReplicateServer::start();
     server.script([Scripted::Slow(Duration::from_secs(3))]);
     let result = provider.generate(

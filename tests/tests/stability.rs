@@ -7,14 +7,14 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use imageai_core::plugin::{HttpOptions, RuntimeOptions, WasmProvider};
+use imageai_core::plugin::{RuntimeOptions, WasmProvider};
 use imageai_core::{
     CallContext, EditMode, EditRequest, GenerateRequest, Generation, Image, Provider,
     ProviderError, Secret, UpscaleRequest,
 };
 use imageai_tests::Recorded;
 use imageai_tests::openai_server::png;
-use imageai_tests::plugins::{load, no_retries, only, quick_retries};
+use imageai_tests::plugins::{load, no_retries, only, quick_retries, read_timeout};
 use imageai_tests::stability_server::{
     Form, RANDOM_SEED, Scripted, StabilityServer, TEST_KEY, fake_jpeg, fake_webp, form_of,
 };
@@ -982,17 +982,7 @@ fn a_failing_server_is_a_server_error() {
 
 #[test]
 fn a_slow_answer_times_out() {
-    let provider = load(
-        PACKAGE,
-        RuntimeOptions {
-            http: HttpOptions {
-                read_timeout: Duration::from_millis(400),
-                max_retries: 0,
-                ..HttpOptions::default()
-            },
-            ..RuntimeOptions::default()
-        },
-    );
+    let provider = load(PACKAGE, read_timeout(Duration::from_millis(400)));
     let server = StabilityServer::start();
     server.script([Scripted::Slow(Duration::from_secs(3))]);
     let result = provider.generate(&request("stable-image-core", "a cat"), &ctx(&server));
