@@ -112,6 +112,8 @@ pub mod bindings;
 pub mod errors;
 mod host;
 pub mod http;
+pub mod image_size;
+pub mod json;
 pub mod log;
 pub mod multipart;
 mod types;

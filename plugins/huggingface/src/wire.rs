@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use imageai_sdk::http::Response;
+use imageai_sdk::json::{short_float, value_from_text};
 use imageai_sdk::{Image, ProviderError};
 use serde_json::{Map, Value, json};
 
@@ -26,13 +27,13 @@ pub fn body(prompt: &str, checked: &Checked, index: u32, extra: &[(String, Strin
         parameters.insert("num_inference_steps".into(), json!(steps));
     }
     if let Some(guidance) = checked.guidance {
-        parameters.insert("guidance_scale".into(), guidance_value(guidance));
+        parameters.insert("guidance_scale".into(), short_float(guidance));
     }
     if let Some(seed) = checked.seed {
         parameters.insert("seed".into(), json!(seed.wrapping_add(u64::from(index))));
     }
     for (name, value) in extra {
-        parameters.insert(name.trim().to_owned(), extra_value(value));
+        parameters.insert(name.trim().to_owned(), value_from_text(value));
     }
     let mut body = Map::new();
     body.insert("inputs".into(), json!(prompt));
@@ -40,21 +41,6 @@ pub fn body(prompt: &str, checked: &Checked, index: u32, extra: &[(String, Strin
         body.insert("parameters".into(), Value::Object(parameters));
     }
     Value::Object(body)
-}
-
-/// A `--set name=value` value: JSON when it reads as JSON (`4`, `0.8`, `true`, `"1"`), else text.
-pub fn extra_value(text: &str) -> Value {
-    serde_json::from_str::<Value>(text.trim()).unwrap_or_else(|_| Value::String(text.to_owned()))
-}
-
-/// A guidance scale as the user wrote it: `3.5`, `7.1`, not the digits an `f32` widens to.
-fn guidance_value(guidance: f32) -> Value {
-    guidance
-        .to_string()
-        .parse::<f64>()
-        .ok()
-        .and_then(serde_json::Number::from_f64)
-        .map_or(Value::Null, Value::Number)
 }
 
 /// The image of a successful answer: raw PNG or JPEG bytes (diffusers pipelines make nothing

@@ -5,7 +5,7 @@
 use imageai_sdk::{Capability, GenerateRequest, ModelInfo, Param, ProviderError};
 use serde_json::{Map, Value, json};
 
-use crate::wire::{extra_value, guidance_value};
+use imageai_sdk::json::{short_float, value_from_text};
 
 /// The model id in `info()` that stands for "any model id": see `ANY_MODEL` in the README.
 pub const ANY_MODEL: &str = "*";
@@ -419,7 +419,7 @@ pub fn input(
                 "{who} takes guidance from {min} to {max}, not {guidance}"
             )));
         }
-        input.insert(field.into(), guidance_value(guidance));
+        input.insert(field.into(), short_float(guidance));
     }
     match inputs.n {
         Some((field, max)) => {
@@ -465,7 +465,7 @@ pub fn input(
                 "an extra input (--set name=value) has an empty name",
             ));
         }
-        input.insert(name.to_owned(), extra_value(value));
+        input.insert(name.to_owned(), value_from_text(value));
     }
     Ok(input)
 }

@@ -133,22 +133,6 @@ impl Prediction {
     }
 }
 
-/// A `--set name=value` value: JSON when it reads as JSON (`4`, `0.8`, `true`, `"1"`, `[…]`),
-/// else the text as a string.
-pub fn extra_value(text: &str) -> Value {
-    serde_json::from_str::<Value>(text.trim()).unwrap_or_else(|_| Value::String(text.to_owned()))
-}
-
-/// A guidance scale as the user wrote it: `3.3`, not the `3.299999952316284` an `f32` widens to.
-pub fn guidance_value(guidance: f32) -> Value {
-    guidance
-        .to_string()
-        .parse::<f64>()
-        .ok()
-        .and_then(serde_json::Number::from_f64)
-        .map_or(Value::Null, Value::Number)
-}
-
 /// Whether a message is a safety refusal. Replicate and the models it runs report those as text
 /// ("NSFW content detected", "flagged as sensitive (E005)"), not with a code.
 pub fn is_content_policy(message: &str) -> bool {
@@ -333,18 +317,6 @@ mod tests {
         let quiet = prediction(json!({"id": "p", "status": "starting", "logs": ""}));
         assert_eq!(quiet.progress(), None);
         assert_eq!(quiet.logged_seed(), None);
-    }
-
-    #[test]
-    fn extra_values_are_json_when_they_read_as_json() {
-        assert_eq!(extra_value("4"), json!(4));
-        assert_eq!(extra_value(" 0.8 "), json!(0.8));
-        assert_eq!(extra_value("true"), json!(true));
-        assert_eq!(extra_value("\"1\""), json!("1"));
-        assert_eq!(extra_value("[\"a\"]"), json!(["a"]));
-        assert_eq!(extra_value("K_EULER"), json!("K_EULER"));
-        assert_eq!(extra_value("16:9"), json!("16:9"));
-        assert_eq!(guidance_value(3.3), json!(3.3));
     }
 
     fn replicate_error(

@@ -2,7 +2,6 @@
 //! Ultra, Core and SD 3.5; edit; upscale, including the asynchronous creative upscaler) and the
 //! v1 API for SDXL 1.0, built on `imageai-sdk`.
 
-mod dims;
 mod models;
 mod wire;
 

@@ -7,7 +7,7 @@ use imageai_sdk::{
     UpscaleRequest,
 };
 
-use crate::dims::dimensions;
+use imageai_sdk::image_size::dimensions;
 
 /// Which API serves a model: the endpoints, the body format and the answer differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

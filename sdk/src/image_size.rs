@@ -1,5 +1,5 @@
-//! Width and height of an encoded image, read from its header (PNG, JPEG, WebP), so sizes
-//! Stability would refuse are caught before the upload.
+//! Width and height of an encoded image, read from its header (PNG, JPEG, WebP) without
+//! decoding it: to check a size a provider would refuse before the upload.
 
 /// `(width, height)`, or `None` when the format is not one of these or the header is cut off.
 pub fn dimensions(data: &[u8]) -> Option<(u32, u32)> {
