@@ -72,6 +72,61 @@ impl ProviderEntry {
     }
 }
 
+/// Everything a provider's call context is built from (see [`Core::context_plan`]).
+#[derive(Clone)]
+pub struct ContextPlan {
+    pub manifest: Manifest,
+    pub settings: BTreeMap<String, String>,
+    keys: KeyStore,
+    config: Config,
+}
+
+impl ContextPlan {
+    /// The key with ImageAI's precedence: `--api-key`, `--api-key-file`, stored key (keyring or
+    /// key file, then config.json), then the manifest's environment variable.
+    pub fn resolve_key(&self, over: &KeyOverride) -> Result<Option<ResolvedKey>, CoreError> {
+        let manifest = &self.manifest;
+        let env = manifest
+            .key
+            .as_ref()
+            .and_then(|k| k.env.clone())
+            .or_else(|| keys::default_env_var(&manifest.id).map(str::to_owned));
+        Ok(keys::resolve(
+            &manifest.id,
+            over.key.as_deref(),
+            over.key_file.as_deref(),
+            env.as_deref(),
+            &self.keys,
+            &self.config,
+        )?)
+    }
+
+    /// The call context: the provider's key and settings, nothing else. Fails with a message
+    /// naming where to get a key when the provider requires one and none is set.
+    pub fn context(&self, over: &KeyOverride) -> Result<CallContext, CoreError> {
+        let manifest = &self.manifest;
+        let key = self.resolve_key(over)?;
+        if key.is_none()
+            && let Some(spec) = &manifest.key
+            && spec.required
+        {
+            let help = if spec.help.is_empty() {
+                format!("Set one with `imageai keys set {}`.", manifest.id)
+            } else {
+                spec.help.clone()
+            };
+            return Err(CoreError::MissingKey {
+                name: manifest.name.clone(),
+                help,
+            });
+        }
+        Ok(CallContext::new(
+            key.map(|k| k.secret),
+            self.settings.clone(),
+        ))
+    }
+}
+
 /// The opened core.
 pub struct Core {
     pub paths: Paths,
@@ -300,45 +355,28 @@ impl Core {
         manifest: &Manifest,
         over: &KeyOverride,
     ) -> Result<Option<ResolvedKey>, CoreError> {
-        let env = manifest
-            .key
-            .as_ref()
-            .and_then(|k| k.env.clone())
-            .or_else(|| keys::default_env_var(&manifest.id).map(str::to_owned));
-        Ok(keys::resolve(
-            &manifest.id,
-            over.key.as_deref(),
-            over.key_file.as_deref(),
-            env.as_deref(),
-            &self.keys,
-            &self.config,
-        )?)
+        self.context_plan_for(manifest).resolve_key(over)
     }
 
     /// The call context for one call: this provider's key and settings, nothing else. Fails
     /// with a message naming where to get a key when the provider requires one and none is set.
     pub fn context(&self, id: &str, over: &KeyOverride) -> Result<CallContext, CoreError> {
-        let entry = self.entry(id)?;
-        let manifest = &entry.manifest;
-        let key = self.resolve_key(manifest, over)?;
-        if key.is_none()
-            && let Some(spec) = &manifest.key
-            && spec.required
-        {
-            let help = if spec.help.is_empty() {
-                format!("Set one with `imageai keys set {}`.", manifest.id)
-            } else {
-                spec.help.clone()
-            };
-            return Err(CoreError::MissingKey {
-                name: manifest.name.clone(),
-                help,
-            });
+        self.context_plan(id)?.context(over)
+    }
+
+    /// What building a call context needs, owned, so another thread can do it: resolving the
+    /// key may wait seconds on the OS keyring, which a UI thread must not.
+    pub fn context_plan(&self, id: &str) -> Result<ContextPlan, CoreError> {
+        Ok(self.context_plan_for(&self.entry(id)?.manifest))
+    }
+
+    fn context_plan_for(&self, manifest: &Manifest) -> ContextPlan {
+        ContextPlan {
+            manifest: manifest.clone(),
+            settings: self.settings(manifest),
+            keys: self.keys.clone(),
+            config: self.config.clone(),
         }
-        Ok(CallContext::new(
-            key.map(|k| k.secret),
-            self.settings(manifest),
-        ))
     }
 
     /// Where the key would come from, without revealing it.

@@ -6,12 +6,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use egui_notify::Toasts;
-use imageai_core::app::Core;
+use imageai_core::app::{Core, CoreError, KeyOverride};
 use imageai_core::config::Config;
-use imageai_core::keys;
 use imageai_core::local_sd;
 use imageai_core::plugin::Runtime;
-use imageai_core::plugin::manifest::Manifest;
 use imageai_core::{CallContext, Provider, ProviderInfo, Secret};
 use serde_json::Value;
 
@@ -423,12 +421,10 @@ impl App {
                 entry.manifest.name
             ));
         }
-        Ok(ContextPlan {
-            manifest: entry.manifest.clone(),
-            settings: self.core.settings(&entry.manifest),
-            keys: self.core.keys.clone(),
-            config: self.core.config.clone(),
-        })
+        self.core
+            .context_plan(id)
+            .map(ContextPlan)
+            .map_err(|e| e.to_string())
     }
 
     /// One frame: the tab bar, the current tab, toasts and dialogs.
@@ -647,53 +643,34 @@ impl Loader {
     }
 }
 
-/// What a background thread needs to make a provider's [`CallContext`].
-pub(crate) struct ContextPlan {
-    pub manifest: Manifest,
-    pub settings: BTreeMap<String, String>,
-    pub keys: keys::KeyStore,
-    pub config: Config,
-}
+/// What a background thread needs to build a provider's call context: the core's plan, with
+/// the GUI's wording for a missing key.
+pub(crate) struct ContextPlan(imageai_core::app::ContextPlan);
 
 impl ContextPlan {
     /// The call context with `key` if given, else the key ImageAI finds (stored, config,
     /// environment). Fails, naming where to get one, when the provider needs a key and has none.
     pub fn context(&self, key: Option<Secret>) -> Result<CallContext, String> {
-        let key = match key {
-            Some(key) => Some(key),
-            None => {
-                let env = self
-                    .manifest
+        let over = KeyOverride {
+            key: key.map(|k| k.expose().to_owned()),
+            key_file: None,
+        };
+        self.0.context(&over).map_err(|error| match error {
+            CoreError::MissingKey { .. } => {
+                let manifest = &self.0.manifest;
+                let help = manifest
                     .key
                     .as_ref()
-                    .and_then(|k| k.env.clone())
-                    .or_else(|| keys::default_env_var(&self.manifest.id).map(str::to_owned));
-                keys::resolve(
-                    &self.manifest.id,
-                    None,
-                    None,
-                    env.as_deref(),
-                    &self.keys,
-                    &self.config,
+                    .map(|k| k.help.as_str())
+                    .filter(|h| !h.is_empty())
+                    .map(|h| format!(" {h}"))
+                    .unwrap_or_default();
+                format!(
+                    "No API key for {}. Add one on the Settings tab.{help}",
+                    manifest.name
                 )
-                .map_err(|e| e.to_string())?
-                .map(|k| k.secret)
             }
-        };
-        if key.is_none()
-            && let Some(spec) = &self.manifest.key
-            && spec.required
-        {
-            let help = if spec.help.is_empty() {
-                String::new()
-            } else {
-                format!(" {}", spec.help)
-            };
-            return Err(format!(
-                "No API key for {}. Add one on the Settings tab.{help}",
-                self.manifest.name
-            ));
-        }
-        Ok(CallContext::new(key, self.settings.clone()))
+            other => other.to_string(),
+        })
     }
 }
