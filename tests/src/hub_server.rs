@@ -3,6 +3,7 @@
 //! `x-repo-commit`, `x-linked-etag`/`x-linked-size` and a redirect to a CDN for LFS files),
 //! byte ranges (206) — plus faults: a connection cut mid-file, corrupted bytes, gated repos.
 
+use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -14,7 +15,8 @@ use crate::server::{Recorded, Reply, TestServer};
 #[derive(Debug, Clone)]
 pub struct HubFile {
     pub path: String,
-    pub content: Arc<Vec<u8>>,
+    /// Shared, so answers slice it instead of copying.
+    pub content: Bytes,
     /// Stored in LFS: served through the CDN redirect, listed with `lfs {sha256, size}`.
     pub lfs: bool,
     /// The SHA-256 of `content` (computed once: the server answers many requests).
@@ -26,7 +28,7 @@ impl HubFile {
         let sha256 = sha256_hex(&content);
         Self {
             path: path.to_owned(),
-            content: Arc::new(content),
+            content: Bytes::from(content),
             lfs,
             sha256,
         }
@@ -647,11 +649,13 @@ fn serve_bytes(state: &mut State, request: &Recorded, id: &str, path: &str) -> R
         }
         None => (0, total),
     };
-    let mut body = file.content[start..end].to_vec();
+    let mut body = file.content.slice(start..end);
     if state.corrupt.iter().any(|c| c == path) {
-        for byte in body.iter_mut().step_by(97) {
+        let mut damaged = body.to_vec();
+        for byte in damaged.iter_mut().step_by(97) {
             *byte ^= 0xA5;
         }
+        body = Bytes::from(damaged);
     }
     let status = if request.header("range").is_some() {
         206

@@ -50,7 +50,7 @@ impl Recorded {
 pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+    pub body: Bytes,
     /// Wait this long before sending the headers.
     pub delay: Duration,
     /// Announce the full length but close the connection after this many body bytes.
@@ -62,7 +62,7 @@ impl Reply {
         Self {
             status,
             headers: Vec::new(),
-            body: Vec::new(),
+            body: Bytes::new(),
             delay: Duration::ZERO,
             truncate_at: None,
         }
@@ -85,8 +85,8 @@ impl Reply {
         self
     }
 
-    pub fn body(mut self, body: Vec<u8>) -> Self {
-        self.body = body;
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = body.into();
         self
     }
 
@@ -234,7 +234,7 @@ async fn serve(
     let body: ReplyBody = match reply.truncate_at {
         Some(cut) => {
             builder = builder.header("content-length", full_len.to_string());
-            let first = Bytes::from(reply.body[..cut.min(full_len)].to_vec());
+            let first = reply.body.slice(..cut.min(full_len));
             // The reset comes a moment after the first bytes, so hyper writes those out first
             // (with both ready at once it drops the connection before sending any).
             let reset = futures_util::stream::once(async {
@@ -247,9 +247,9 @@ async fn serve(
             let chunks = futures_util::stream::iter([Ok(Frame::data(first))]).chain(reset);
             BodyExt::boxed(StreamBody::new(chunks))
         }
-        None => BodyExt::boxed(
-            http_body_util::Full::new(Bytes::from(reply.body)).map_err(|never| match never {}),
-        ),
+        None => {
+            BodyExt::boxed(http_body_util::Full::new(reply.body).map_err(|never| match never {}))
+        }
     };
     Ok(builder.body(body).unwrap_or_else(|_| {
         hyper::Response::new(BodyExt::boxed(

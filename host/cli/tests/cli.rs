@@ -11,6 +11,9 @@ use imageai_tests::openai_server::{OpenAiServer, Scripted, TEST_KEY};
 use imageai_tests::plugins::plugin_dir;
 use serde_json::Value;
 
+mod common;
+use common::{ids, imageai, ok, sidecar, text};
+
 /// A folder of bundled plugins holding only the OpenAI plugin, built once per test run.
 fn bundled_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -50,17 +53,9 @@ impl Setup {
 
     /// `imageai ARGS` with this setup's folders and server, and no key from the environment.
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_imageai"));
-        cmd.args(args)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.home.path())
-            .env("IMAGEAI_CONFIG_DIR", self.config_dir())
-            .env("IMAGEAI_KEYRING", "off")
-            .env("IMAGEAI_PLUGIN_DIRS", bundled_dir())
-            .env("IMAGEAI_OPENAI_BASE_URL", self.server.base_url())
-            .current_dir(self.home.path())
-            .stdin(Stdio::null());
+        let mut cmd = imageai(self.home.path(), &self.config_dir(), args);
+        cmd.env("IMAGEAI_PLUGIN_DIRS", bundled_dir())
+            .env("IMAGEAI_OPENAI_BASE_URL", self.server.base_url());
         cmd
     }
 
@@ -94,21 +89,6 @@ impl Setup {
             .unwrap();
         child.wait_with_output().unwrap()
     }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn ok(output: &Output) -> &Output {
-    assert!(
-        output.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        output.status.code(),
-        text(&output.stdout),
-        text(&output.stderr)
-    );
-    output
 }
 
 fn json(output: &Output) -> Value {
@@ -208,9 +188,7 @@ fn generate_saves_the_image_with_sidecar_and_png_chunks() {
     assert_eq!(body["style"], "natural");
 
     // The sidecar, as the Python ImageAI writes it, plus ours.
-    let sidecar: Value =
-        serde_json::from_slice(&std::fs::read(format!("{}.json", saved.display())).unwrap())
-            .unwrap();
+    let sidecar = sidecar(&saved);
     assert_eq!(sidecar["prompt"], "a red fox in snow");
     assert_eq!(sidecar["provider"], "openai");
     assert_eq!(sidecar["model"], "dall-e-3");
@@ -601,9 +579,7 @@ fn edits_send_multipart_with_images_and_mask() {
     );
     assert!(names.contains(&"mask"), "{names:?}");
     let saved = PathBuf::from(result["images"][0]["path"].as_str().unwrap());
-    let sidecar: Value =
-        serde_json::from_slice(&std::fs::read(format!("{}.json", saved.display())).unwrap())
-            .unwrap();
+    let sidecar = sidecar(&saved);
     assert_eq!(
         sidecar["source_images"],
         serde_json::json!(["a.png", "b.png"])
@@ -641,9 +617,7 @@ fn templates_fill_the_prompt_and_are_recorded() {
         "{result}"
     );
     let saved = PathBuf::from(result["images"][0]["path"].as_str().unwrap());
-    let sidecar: Value =
-        serde_json::from_slice(&std::fs::read(format!("{}.json", saved.display())).unwrap())
-            .unwrap();
+    let sidecar = sidecar(&saved);
     assert_eq!(sidecar["template"]["name"], name);
     assert_eq!(sidecar["template"]["fields"][slot], "a tiny robot");
     assert!(s.config_dir().join("details.jsonl").is_file());
@@ -655,13 +629,7 @@ fn plugins_install_list_remove_and_refuse_a_broken_one() {
     let hostile = plugin_dir("imageai-plugin-hostile");
     ok(&s.run(&["plugin", "install", hostile.to_str().unwrap()]));
     let listed = json(ok(&s.run(&["plugin", "list", "--json"])));
-    let ids: Vec<&str> = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids, ["hostile", "openai"]);
+    assert_eq!(ids(&listed), ["hostile", "openai"]);
     assert_eq!(listed[0]["source"], "user");
     ok(&s.run(&["plugin", "remove", "hostile"]));
     let listed = json(ok(&s.run(&["plugin", "list", "--json"])));

@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod common;
+use common::{ids, imageai, ok, sidecar, text};
+
 /// Exit codes documented in `src/exit.rs` (the binary's module is not importable from here).
 const EXIT_PLUGIN: i32 = 8;
 const EXIT_INVALID: i32 = 9;
@@ -81,17 +84,9 @@ impl Setup {
 
     /// `imageai ARGS` with this setup's folders, nothing else from the environment.
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_imageai"));
-        cmd.args(args)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.home.path())
-            .env("IMAGEAI_CONFIG_DIR", self.path("config"))
-            .env("IMAGEAI_KEYRING", "off")
-            .env("HF_HOME", self.hf_home())
-            .env("HF_HUB_OFFLINE", "1")
-            .current_dir(self.home.path())
-            .stdin(Stdio::null());
+        let mut cmd = imageai(self.home.path(), &self.path("config"), args);
+        cmd.env("HF_HOME", self.hf_home())
+            .env("HF_HUB_OFFLINE", "1");
         cmd
     }
 
@@ -113,12 +108,8 @@ impl Setup {
         child.wait_with_output().unwrap()
     }
 
-    fn run(&self, args: &[&str]) -> Output {
-        Self::run_cmd(self.cmd(args))
-    }
-
-    /// `imageai generate` on local-sd with the fixture settings plus `more`.
-    fn generate(&self, model: &str, out: &Path, more: &[&str]) -> Output {
+    /// `imageai generate -p PROMPT` on local-sd's `model` on the CPU, saving to `out`, plus `more`.
+    fn generate_cmd(&self, model: &str, prompt: &str, out: &Path, more: &[&str]) -> Command {
         let mut args = vec![
             "generate",
             "--provider",
@@ -126,36 +117,22 @@ impl Setup {
             "--model",
             model,
             "-p",
-            "a photo of an astronaut",
-            "--steps",
-            "2",
-            "--size",
-            "64x64",
-            "--seed",
-            "1",
+            prompt,
             "--device",
             "cpu",
             "-o",
             out.to_str().unwrap(),
         ];
         args.extend_from_slice(more);
-        self.run(&args)
+        self.cmd(&args)
     }
-}
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn ok(output: &Output) -> &Output {
-    assert!(
-        output.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        output.status.code(),
-        text(&output.stdout),
-        text(&output.stderr)
-    );
-    output
+    /// `imageai generate` on local-sd with the fixture settings plus `more`.
+    fn generate(&self, model: &str, out: &Path, more: &[&str]) -> Output {
+        let mut args = vec!["--steps", "2", "--size", "64x64", "--seed", "1"];
+        args.extend_from_slice(more);
+        Self::run_cmd(self.generate_cmd(model, "a photo of an astronaut", out, &args))
+    }
 }
 
 fn failed_with(output: &Output, code: i32, needle: &str) -> String {
@@ -178,12 +155,6 @@ fn pixels(path: &Path) -> (u32, u32, Vec<u8>) {
     let info = reader.next_frame(&mut buf).unwrap();
     buf.truncate(info.buffer_size());
     (info.width, info.height, buf)
-}
-
-fn sidecar(image: &Path) -> Value {
-    let mut name = image.as_os_str().to_owned();
-    name.push(".json");
-    serde_json::from_slice(&std::fs::read(name).unwrap()).unwrap()
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -329,13 +300,7 @@ fn a_repo_id_in_the_hugging_face_cache_is_found_and_listed() {
     assert_eq!(local["name"], "Local Stable Diffusion");
     assert_eq!(local["native"], true);
     assert_eq!(local["key"], Value::Null);
-    let models: Vec<&str> = local["models"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(models, ["test/tiny-sd", "*"]);
+    assert_eq!(ids(&local["models"]), ["test/tiny-sd", "*"]);
 }
 
 #[test]
@@ -343,19 +308,7 @@ fn a_worker_that_crashes_is_a_clear_error_not_a_hang() {
     let s = Setup::new();
     let model = fixture().display().to_string();
     let out = s.path("x.png");
-    let mut cmd = s.cmd(&[
-        "generate",
-        "--provider",
-        "local-sd",
-        "--model",
-        &model,
-        "-p",
-        "x",
-        "--device",
-        "cpu",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let mut cmd = s.generate_cmd(&model, "x", &out, &[]);
     cmd.env("IMAGEAI_SD_WORKER", "/bin/false");
     let stderr = failed_with(&Setup::run_cmd(cmd), EXIT_PLUGIN, "stopped unexpectedly");
     assert!(stderr.contains("started again"), "{stderr}");
@@ -381,25 +334,19 @@ fn killing_the_worker_mid_run_is_a_clear_error() {
 
     let model = fixture().display().to_string();
     let out = s.path("x.png");
-    let mut cmd = s.cmd(&[
-        "generate",
-        "--provider",
-        "local-sd",
-        "--model",
+    let mut cmd = s.generate_cmd(
         &model,
-        "-p",
         "x",
-        "--device",
-        "cpu",
-        "--size",
-        "256x256",
-        "--steps",
-        "1000",
-        "--scheduler",
-        "euler",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+        &out,
+        &[
+            "--size",
+            "256x256",
+            "--steps",
+            "1000",
+            "--scheduler",
+            "euler",
+        ],
+    );
     cmd.env("IMAGEAI_SD_WORKER", &wrapper)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

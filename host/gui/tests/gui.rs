@@ -10,23 +10,23 @@ use std::time::{Duration, Instant};
 use egui::accesskit::Role;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
-use imageai_core::app::Core;
 use imageai_core::config::Config;
 use imageai_core::keys::{KeyStore, KeyringMode};
 use imageai_core::paths::Paths;
 use imageai_gui::{App, JobStatus, Tab};
 use imageai_tests::openai_server::{OpenAiServer, Scripted, TEST_KEY};
 
+mod common;
+use common::{
+    assert_message, bundle_openai, harness_with_height as tall_harness, open_with_plugins, pick,
+    prompt_and_generate, type_into, type_prompt, wait_until,
+};
+
 /// A config folder in `tmp` with the OpenAI plugin as the only bundled plugin, pointed at
 /// `server`, and a key store that never touches the OS keyring.
 fn open_app(tmp: &Path, server: Option<&OpenAiServer>, key: Option<&str>) -> App {
     let bundled = tmp.join("bundled");
-    let plugin = imageai_tests::plugins::plugin_dir("imageai-plugin-openai");
-    let dest = bundled.join("openai");
-    std::fs::create_dir_all(&dest).unwrap();
-    for file in ["plugin.toml", "plugin.wasm"] {
-        std::fs::copy(plugin.join(file), dest.join(file)).unwrap();
-    }
+    bundle_openai(&bundled);
     let paths = Paths::at(tmp.join("config"));
     if let Some(server) = server {
         let url = server.base_url();
@@ -35,24 +35,18 @@ fn open_app(tmp: &Path, server: Option<&OpenAiServer>, key: Option<&str>) -> App
         })
         .unwrap();
     }
-    let keys = KeyStore::open_with(&paths, KeyringMode::Off);
     if let Some(key) = key {
-        keys.set("openai", &imageai_core::Secret::new(key)).unwrap();
+        // The store is the file in `paths` (no OS keyring): the app's own store reads it.
+        KeyStore::open_with(&paths, KeyringMode::Off)
+            .set("openai", &imageai_core::Secret::new(key))
+            .unwrap();
     }
-    let mut core = Core::open(paths, std::slice::from_ref(&bundled)).unwrap();
-    core.keys = keys;
-    App::new(core, vec![bundled], &egui::Context::default())
+    open_with_plugins(paths, bundled)
 }
 
+/// An 860-point-tall window (`tall_harness` for tests that need the whole Generate tab).
 fn harness(app: App) -> Harness<'static, App> {
     tall_harness(app, 860.0)
-}
-
-/// A window `height` points tall (for tests that need the whole Generate tab on screen).
-fn tall_harness(app: App, height: f32) -> Harness<'static, App> {
-    Harness::builder()
-        .with_size(egui::vec2(1280.0, height))
-        .build_ui_state(|ui, app: &mut App| app.ui(ui), app)
 }
 
 /// A file dropped on the window, as the windowing layer hands it over.
@@ -89,24 +83,14 @@ fn drag(harness: &mut Harness<'_, App>, from: egui::Pos2, to: egui::Pos2) {
     harness.step();
 }
 
-/// Step frames until `done` holds, failing after `secs` with `what` and the app's messages.
-fn wait_until(harness: &mut Harness<'_, App>, secs: u64, what: &str, done: impl Fn(&App) -> bool) {
-    let start = Instant::now();
-    loop {
-        harness.step();
-        if done(harness.state()) {
-            // A few more frames so the result is drawn.
-            harness.step();
-            harness.step();
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(secs),
-            "timed out waiting for {what}; messages: {:?}",
-            harness.state().messages()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// A drag across the middle of `rect`, left to right, leaving out `inset` of its width at
+/// each end.
+fn stroke(harness: &mut Harness<'_, App>, rect: egui::Rect, inset: f32) {
+    drag(
+        harness,
+        rect.left_center() + egui::vec2(rect.width() * inset, 0.0),
+        rect.right_center() - egui::vec2(rect.width() * inset, 0.0),
+    );
 }
 
 fn provider_ready(harness: &mut Harness<'_, App>) {
@@ -117,23 +101,19 @@ fn provider_ready(harness: &mut Harness<'_, App>) {
     harness.step();
 }
 
-fn type_prompt(harness: &mut Harness<'_, App>, prompt: &str) {
-    let field = harness.get_by_role_and_label(Role::MultilineTextInput, "Prompt");
-    field.focus();
-    harness.step();
+/// An app in `tmp` with the test key, talking to `server`, ready on the Generate tab.
+fn ready_with_key(tmp: &Path, server: &OpenAiServer) -> Harness<'static, App> {
+    let app = open_app(tmp, Some(server), Some(TEST_KEY));
+    let mut harness = harness(app);
+    provider_ready(&mut harness);
     harness
-        .get_by_role_and_label(Role::MultilineTextInput, "Prompt")
-        .type_text(prompt);
-    harness.step();
 }
 
 #[test]
 fn typing_a_prompt_and_generating_shows_the_image_in_results_and_history() {
     let tmp = tempfile::tempdir().unwrap();
     let server = OpenAiServer::start();
-    let app = open_app(tmp.path(), Some(&server), Some(TEST_KEY));
-    let mut harness = harness(app);
-    provider_ready(&mut harness);
+    let mut harness = ready_with_key(tmp.path(), &server);
     type_prompt(&mut harness, "a lighthouse at dusk");
     assert_eq!(
         harness.state().generate_tab().prompt,
@@ -173,11 +153,8 @@ fn a_running_job_can_be_cancelled() {
     let tmp = tempfile::tempdir().unwrap();
     let server = OpenAiServer::start();
     server.script([Scripted::Slow(Duration::from_secs(20))]);
-    let app = open_app(tmp.path(), Some(&server), Some(TEST_KEY));
-    let mut harness = harness(app);
-    provider_ready(&mut harness);
-    type_prompt(&mut harness, "slow painting");
-    harness.get_by_label("Generate").click();
+    let mut harness = ready_with_key(tmp.path(), &server);
+    prompt_and_generate(&mut harness, "slow painting");
     wait_until(&mut harness, 60, "the job to start", |app| {
         app.generate_tab()
             .jobs
@@ -204,13 +181,12 @@ fn a_key_is_saved_masked_and_tested() {
     wait_until(&mut harness, 60, "the key status", |app| {
         app.key_status("openai") == Some("no key set")
     });
-    let field = harness.get_by_role_and_label(Role::PasswordInput, "OpenAI API key");
-    field.focus();
-    harness.step();
-    harness
-        .get_by_role_and_label(Role::PasswordInput, "OpenAI API key")
-        .type_text(TEST_KEY);
-    harness.step();
+    type_into(
+        &mut harness,
+        Role::PasswordInput,
+        "OpenAI API key",
+        TEST_KEY,
+    );
     // Masked: the key's text is nowhere in the UI tree.
     assert!(harness.query_by_label_contains(TEST_KEY).is_none());
     assert!(harness.query_by_value(TEST_KEY).is_none());
@@ -228,14 +204,12 @@ fn a_key_is_saved_masked_and_tested() {
         Some(&Ok("The key works.".to_owned()))
     );
     // A wrong key typed in is what gets tested, and the failure says what to do.
-    harness
-        .get_by_role_and_label(Role::PasswordInput, "OpenAI API key")
-        .focus();
-    harness.step();
-    harness
-        .get_by_role_and_label(Role::PasswordInput, "OpenAI API key")
-        .type_text("sk-wrong-key-000000000");
-    harness.step();
+    type_into(
+        &mut harness,
+        Role::PasswordInput,
+        "OpenAI API key",
+        "sk-wrong-key-000000000",
+    );
     harness.get_by_label("Test OpenAI key").click();
     wait_until(&mut harness, 60, "the second key test", |app| {
         app.key_test("openai").is_some_and(Result::is_err)
@@ -251,19 +225,11 @@ fn a_key_is_saved_masked_and_tested() {
 fn a_template_is_made_edited_and_used() {
     let tmp = tempfile::tempdir().unwrap();
     let server = OpenAiServer::start();
-    let app = open_app(tmp.path(), Some(&server), Some(TEST_KEY));
-    let mut harness = harness(app);
-    provider_ready(&mut harness);
+    let mut harness = ready_with_key(tmp.path(), &server);
     harness.get_by_label("Templates tab").click();
     harness.step();
     harness.get_by_label("New template").click();
     harness.step();
-    let type_into = |harness: &mut Harness<'_, App>, role: Role, label: &str, text: &str| {
-        harness.get_by_role_and_label(role, label).focus();
-        harness.step();
-        harness.get_by_role_and_label(role, label).type_text(text);
-        harness.step();
-    };
     type_into(&mut harness, Role::TextInput, "Name", "Castle");
     type_into(
         &mut harness,
@@ -390,13 +356,7 @@ fn an_installed_model_is_deleted_after_confirming() {
             && !app.busy()
     });
     assert!(!model.exists());
-    assert!(
-        harness
-            .state()
-            .messages()
-            .iter()
-            .any(|m| m.starts_with("Deleted my-sd15"))
-    );
+    assert_message(&harness, "Deleted my-sd15");
 }
 
 #[test]
@@ -423,11 +383,7 @@ fn a_dropped_image_becomes_a_reference_and_the_brush_paints_its_mask() {
     });
     let canvas = harness.get_by_label("Mask canvas").rect();
     // A stroke across the middle, left to right.
-    drag(
-        &mut harness,
-        canvas.left_center() + egui::vec2(canvas.width() * 0.2, 0.0),
-        canvas.right_center() - egui::vec2(canvas.width() * 0.2, 0.0),
-    );
+    stroke(&mut harness, canvas, 0.2);
     let png = harness
         .state()
         .generate_tab()
@@ -452,11 +408,7 @@ fn a_dropped_image_becomes_a_reference_and_the_brush_paints_its_mask() {
     // Erasing the same stroke takes it away again; Clear empties the mask.
     harness.get_by_label("Erase").click();
     harness.step();
-    drag(
-        &mut harness,
-        canvas.left_center() + egui::vec2(canvas.width() * 0.45, 0.0),
-        canvas.right_center() - egui::vec2(canvas.width() * 0.45, 0.0),
-    );
+    stroke(&mut harness, canvas, 0.45);
     let after = harness
         .state()
         .generate_tab()
@@ -483,11 +435,8 @@ fn a_dropped_image_becomes_a_reference_and_the_brush_paints_its_mask() {
 fn a_result_sent_to_edit_is_edited_by_the_next_generate() {
     let tmp = tempfile::tempdir().unwrap();
     let server = OpenAiServer::start();
-    let app = open_app(tmp.path(), Some(&server), Some(TEST_KEY));
-    let mut harness = harness(app);
-    provider_ready(&mut harness);
-    type_prompt(&mut harness, "a red bicycle");
-    harness.get_by_label("Generate").click();
+    let mut harness = ready_with_key(tmp.path(), &server);
+    prompt_and_generate(&mut harness, "a red bicycle");
     wait_until(&mut harness, 60, "the first image", |app| {
         app.generate_tab().results.len() == 1
     });
@@ -528,8 +477,7 @@ fn a_result_sent_to_edit_is_edited_by_the_next_generate() {
         .click_accesskit();
     harness.run_steps(2);
     assert_eq!(harness.state().generate_tab().references, [first]);
-    type_prompt(&mut harness, " in the snow");
-    harness.get_by_label("Generate").click();
+    prompt_and_generate(&mut harness, " in the snow");
     wait_until(&mut harness, 60, "the edit", |app| {
         app.generate_tab().results.len() == 2
     });
@@ -583,13 +531,12 @@ fn a_python_output_folder_is_imported_into_history() {
     harness.get_by_label("History tab").click();
     wait_until(&mut harness, 30, "History to load", |app| !app.busy());
     assert!(harness.state().history_tab().entries.is_empty());
-    let field = harness.get_by_role_and_label(Role::TextInput, "Folder to import");
-    field.focus();
-    harness.step();
-    harness
-        .get_by_role_and_label(Role::TextInput, "Folder to import")
-        .type_text(&python.display().to_string());
-    harness.step();
+    type_into(
+        &mut harness,
+        Role::TextInput,
+        "Folder to import",
+        &python.display().to_string(),
+    );
     harness.get_by_label("Import folder").click();
     wait_until(&mut harness, 30, "the import", |app| {
         app.history_tab().entries.len() == 2 && !app.busy()
@@ -627,12 +574,7 @@ fn the_last_choices_come_back_after_a_restart() {
     let app = open_app(tmp.path(), None, None);
     let mut harness = harness(app);
     provider_ready(&mut harness);
-    harness
-        .get_by_role_and_label(Role::ComboBox, "Quality")
-        .click();
-    harness.run_steps(2);
-    harness.get_by_label("high").click();
-    harness.run_steps(2);
+    pick(&mut harness, "Quality", "high");
     assert_eq!(
         harness.state().generate_tab().quality.as_deref(),
         Some("high")

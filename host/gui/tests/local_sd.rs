@@ -10,7 +10,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 use base64::Engine;
 use egui::accesskit::Role;
@@ -22,13 +21,11 @@ use imageai_core::keys::{KeyStore, KeyringMode};
 use imageai_core::paths::Paths;
 use imageai_gui::{App, JobStatus};
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .unwrap()
-        .to_path_buf()
-}
+mod common;
+use common::{
+    harness, open_combo, pick, press, prompt_and_generate, type_into, type_prompt, wait_until,
+    workspace_root,
+};
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -68,37 +65,10 @@ fn open_app(tmp: &Path, worker: PathBuf) -> App {
     app
 }
 
-fn harness(app: App) -> Harness<'static, App> {
-    Harness::builder()
-        .with_size(egui::vec2(1280.0, 900.0))
-        .build_ui_state(|ui, app: &mut App| app.ui(ui), app)
-}
-
-/// Step frames until `done` holds, failing after `secs` with `what` and the app's messages.
-fn wait_until(harness: &mut Harness<'_, App>, secs: u64, what: &str, done: impl Fn(&App) -> bool) {
-    let start = Instant::now();
-    loop {
-        harness.step();
-        if done(harness.state()) {
-            harness.step();
-            harness.step();
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(secs),
-            "timed out waiting for {what}; messages: {:?}",
-            harness.state().messages()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// The Generate tab with local-sd loaded and its installed model chosen.
 fn provider_ready(harness: &mut Harness<'_, App>) {
     harness.get_by_label("Generate tab").click();
-    wait_until(harness, 60, "local-sd to list its models", |app| {
-        !app.busy() && app.generate_tab().model.as_deref() == Some("test/tiny-sd")
-    });
+    wait_for_tiny_sd(harness, 60, "local-sd to list its models");
     assert!(
         harness.state().messages().is_empty(),
         "{:?}",
@@ -106,15 +76,33 @@ fn provider_ready(harness: &mut Harness<'_, App>) {
     );
 }
 
-fn type_prompt(harness: &mut Harness<'_, App>, prompt: &str) {
+/// Wait until local-sd is loaded, idle and has its installed model chosen.
+fn wait_for_tiny_sd(harness: &mut Harness<'_, App>, secs: u64, what: &str) {
+    wait_until(harness, secs, what, |app| {
+        !app.busy() && app.generate_tab().model.as_deref() == Some("test/tiny-sd")
+    });
+}
+
+/// The app in `tmp` with a scripted worker, on the Generate tab with the model chosen.
+fn ready_with_scripted_worker(tmp: &Path) -> Harness<'static, App> {
+    let app = open_app(tmp, scripted_worker(tmp));
+    let mut harness = harness(app);
+    provider_ready(&mut harness);
     harness
-        .get_by_role_and_label(Role::MultilineTextInput, "Prompt")
-        .focus();
-    harness.step();
-    harness
-        .get_by_role_and_label(Role::MultilineTextInput, "Prompt")
-        .type_text(prompt);
-    harness.step();
+}
+
+/// Let the scripted worker through both of its steps at once.
+fn let_steps_run(dir: &Path) {
+    std::fs::write(dir.join("go1"), "").unwrap();
+    std::fs::write(dir.join("go2"), "").unwrap();
+}
+
+/// Click Generate and wait up to `secs` for the one image it makes.
+fn generate_one(harness: &mut Harness<'_, App>, secs: u64, what: &str) {
+    harness.get_by_label("Generate").click();
+    wait_until(harness, secs, what, |app| {
+        app.generate_tab().results.len() == 1
+    });
 }
 
 /// A `w`×`h` PNG of one colour, as base64 (how the worker sends images).
@@ -175,12 +163,19 @@ done
     script
 }
 
-/// The generate requests the scripted worker received, as JSON.
-fn generate_requests(dir: &Path) -> Vec<serde_json::Value> {
+/// The requests the scripted worker received, as JSON.
+fn requests(dir: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(dir.join("requests.log"))
         .unwrap_or_default()
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .collect()
+}
+
+/// The generate requests the scripted worker received.
+fn generate_requests(dir: &Path) -> Vec<serde_json::Value> {
+    requests(dir)
+        .into_iter()
         .filter(|r| r["op"] == "generate")
         .collect()
 }
@@ -188,25 +183,18 @@ fn generate_requests(dir: &Path) -> Vec<serde_json::Value> {
 #[test]
 fn a_local_sd_job_shows_its_latest_step_preview_while_it_runs() {
     let tmp = tempfile::tempdir().unwrap();
-    let app = open_app(tmp.path(), scripted_worker(tmp.path()));
-    let mut harness = harness(app);
-    provider_ready(&mut harness);
+    let mut harness = ready_with_scripted_worker(tmp.path());
     // Local SD's scheduler picker, with the engine's names.
-    harness
-        .get_by_role_and_label(Role::ComboBox, "Scheduler")
-        .click();
-    harness.run_steps(2);
+    open_combo(&mut harness, "Scheduler");
     for name in imageai_gui::SD_SCHEDULERS {
         harness.get_by_label(name);
     }
-    harness.get_by_label("euler-a").click();
-    harness.run_steps(2);
+    press(&mut harness, "euler-a");
     assert_eq!(harness.state().generate_tab().scheduler, "euler-a");
     // No reference image: no strength.
     assert!(harness.query_by_label("Strength").is_none());
 
-    type_prompt(&mut harness, "a lighthouse at dusk");
-    harness.get_by_label("Generate").click();
+    prompt_and_generate(&mut harness, "a lighthouse at dusk");
     wait_until(&mut harness, 30, "the first preview", |app| {
         app.generate_tab()
             .jobs
@@ -254,30 +242,21 @@ fn a_local_sd_edit_sends_the_chosen_strength() {
     image::RgbImage::from_pixel(64, 64, image::Rgb([90, 90, 90]))
         .save(&source)
         .unwrap();
-    let app = open_app(tmp.path(), scripted_worker(tmp.path()));
-    let mut harness = harness(app);
-    provider_ready(&mut harness);
-    harness
-        .get_by_role_and_label(Role::TextInput, "Reference image path")
-        .focus();
-    harness.step();
-    harness
-        .get_by_role_and_label(Role::TextInput, "Reference image path")
-        .type_text(source.to_str().unwrap());
-    harness.step();
-    harness.get_by_label("Add reference image").click();
-    harness.run_steps(2);
+    let mut harness = ready_with_scripted_worker(tmp.path());
+    type_into(
+        &mut harness,
+        Role::TextInput,
+        "Reference image path",
+        source.to_str().unwrap(),
+    );
+    press(&mut harness, "Add reference image");
     assert_eq!(harness.state().generate_tab().references, [source]);
     // The strength slider shows once there is an image to edit; the engine's default first.
     harness.get_by_role_and_label(Role::Slider, "Strength");
     assert!((harness.state().generate_tab().strength - 0.8).abs() < 1e-6);
     type_prompt(&mut harness, "in the snow");
-    std::fs::write(tmp.path().join("go1"), "").unwrap();
-    std::fs::write(tmp.path().join("go2"), "").unwrap();
-    harness.get_by_label("Generate").click();
-    wait_until(&mut harness, 30, "the edit to finish", |app| {
-        app.generate_tab().results.len() == 1
-    });
+    let_steps_run(tmp.path());
+    generate_one(&mut harness, 30, "the edit to finish");
     let request = &generate_requests(tmp.path())[0];
     assert!((request["strength"].as_f64().unwrap() - 0.8).abs() < 1e-6);
     assert!(
@@ -324,19 +303,9 @@ fn the_real_engine_makes_an_image_with_step_previews_on_the_cpu() {
     let app = open_app(tmp.path(), real_worker().to_path_buf());
     let mut harness = harness(app);
     provider_ready(&mut harness);
-    harness
-        .get_by_role_and_label(Role::TextInput, "Size (WxH)")
-        .focus();
-    harness.step();
-    harness
-        .get_by_role_and_label(Role::TextInput, "Size (WxH)")
-        .type_text("64x32");
-    harness.step();
+    type_into(&mut harness, Role::TextInput, "Size (WxH)", "64x32");
     type_prompt(&mut harness, "a photo of an astronaut");
-    harness.get_by_label("Generate").click();
-    wait_until(&mut harness, 120, "the image", |app| {
-        app.generate_tab().results.len() == 1
-    });
+    generate_one(&mut harness, 120, "the image");
     let job = &harness.state().generate_tab().jobs[0];
     assert_eq!(job.status, JobStatus::Done(1));
     assert!(job.previews >= 1, "no step previews arrived");
@@ -348,20 +317,15 @@ fn the_real_engine_makes_an_image_with_step_previews_on_the_cpu() {
 #[test]
 fn installing_a_plugin_keeps_local_sd() {
     let tmp = tempfile::tempdir().unwrap();
-    let app = open_app(tmp.path(), scripted_worker(tmp.path()));
-    let mut harness = harness(app);
-    provider_ready(&mut harness);
+    let mut harness = ready_with_scripted_worker(tmp.path());
     let plugin = imageai_tests::plugins::plugin_dir("imageai-plugin-openai");
-    harness.get_by_label("Plugins tab").click();
-    harness.run_steps(2);
-    harness
-        .get_by_role_and_label(Role::TextInput, "Plugin folder or plugin.toml")
-        .focus();
-    harness.step();
-    harness
-        .get_by_role_and_label(Role::TextInput, "Plugin folder or plugin.toml")
-        .type_text(plugin.to_str().unwrap());
-    harness.step();
+    press(&mut harness, "Plugins tab");
+    type_into(
+        &mut harness,
+        Role::TextInput,
+        "Plugin folder or plugin.toml",
+        plugin.to_str().unwrap(),
+    );
     harness.get_by_label("Install").click();
     // The core is opened again to find the new plugin; local-sd must still be there.
     wait_until(
@@ -388,16 +352,10 @@ fn installing_a_plugin_keeps_local_sd() {
     );
     // And it still runs jobs.
     harness.get_by_label("Generate tab").click();
-    wait_until(&mut harness, 30, "local-sd to load again", |app| {
-        !app.busy() && app.generate_tab().model.as_deref() == Some("test/tiny-sd")
-    });
+    wait_for_tiny_sd(&mut harness, 30, "local-sd to load again");
     type_prompt(&mut harness, "a red bicycle");
-    std::fs::write(tmp.path().join("go1"), "").unwrap();
-    std::fs::write(tmp.path().join("go2"), "").unwrap();
-    harness.get_by_label("Generate").click();
-    wait_until(&mut harness, 30, "the image", |app| {
-        app.generate_tab().results.len() == 1
-    });
+    let_steps_run(tmp.path());
+    generate_one(&mut harness, 30, "the image");
 }
 
 #[test]
@@ -405,17 +363,12 @@ fn any_diffusers_folder_runs_when_its_path_is_typed() {
     let tmp = tempfile::tempdir().unwrap();
     let folder = tmp.path().join("my-model");
     std::fs::create_dir_all(&folder).unwrap();
-    let app = open_app(tmp.path(), scripted_worker(tmp.path()));
-    let mut harness = harness(app);
-    provider_ready(&mut harness);
-    harness
-        .get_by_role_and_label(Role::ComboBox, "Model")
-        .click();
-    harness.run_steps(2);
-    harness
-        .get_by_label("any diffusers folder or cached repo id")
-        .click();
-    harness.run_steps(2);
+    let mut harness = ready_with_scripted_worker(tmp.path());
+    pick(
+        &mut harness,
+        "Model",
+        "any diffusers folder or cached repo id",
+    );
     type_prompt(&mut harness, "a castle");
     // Nothing typed: nothing is sent, and the message says what to do.
     harness.get_by_label("Generate").click();
@@ -423,24 +376,16 @@ fn any_diffusers_folder_runs_when_its_path_is_typed() {
     let error = harness.state().generate_tab().inline_error.clone().unwrap();
     assert!(error.starts_with("Type the model to use"), "{error}");
     assert!(harness.state().generate_tab().jobs.is_empty());
-    harness
-        .get_by_role_and_label(Role::TextInput, "Model id or folder")
-        .focus();
-    harness.step();
-    harness
-        .get_by_role_and_label(Role::TextInput, "Model id or folder")
-        .type_text(folder.to_str().unwrap());
-    harness.step();
-    std::fs::write(tmp.path().join("go1"), "").unwrap();
-    std::fs::write(tmp.path().join("go2"), "").unwrap();
-    harness.get_by_label("Generate").click();
-    wait_until(&mut harness, 30, "the image", |app| {
-        app.generate_tab().results.len() == 1
-    });
-    let load = std::fs::read_to_string(tmp.path().join("requests.log"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+    type_into(
+        &mut harness,
+        Role::TextInput,
+        "Model id or folder",
+        folder.to_str().unwrap(),
+    );
+    let_steps_run(tmp.path());
+    generate_one(&mut harness, 30, "the image");
+    let load = requests(tmp.path())
+        .into_iter()
         .find(|r| r["op"] == "load")
         .unwrap();
     assert_eq!(load["model"], folder.display().to_string());

@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 use egui::accesskit::Role;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
-use imageai_core::app::Core;
 use imageai_core::config::Config;
-use imageai_core::keys::{KeyStore, KeyringMode};
 use imageai_core::paths::Paths;
 use imageai_gui::App;
 use imageai_tests::hub_server::{HubServer, sd_repo};
+
+mod common;
+use common::{assert_message, harness, open_with_plugins, pick, press, wait_until};
 
 const REPO: &str = "test-org/tiny-sd";
 /// The UNet's fp16 weights: the biggest file of the install.
@@ -31,36 +32,9 @@ fn open_app(tmp: &Path, server: &HubServer) -> (App, PathBuf) {
         c.set_provider_setting("local-sd", "model_cache", &cache.display().to_string());
     })
     .unwrap();
-    let mut core = Core::open(paths, std::slice::from_ref(&bundled)).unwrap();
-    core.keys = KeyStore::open_with(&core.paths, KeyringMode::Off);
-    let mut app = App::new(core, vec![bundled], &egui::Context::default());
+    let mut app = open_with_plugins(paths, bundled);
     app.set_hub_endpoint(server.url());
     (app, cache)
-}
-
-fn harness(app: App) -> Harness<'static, App> {
-    Harness::builder()
-        .with_size(egui::vec2(1280.0, 900.0))
-        .build_ui_state(|ui, app: &mut App| app.ui(ui), app)
-}
-
-/// Step frames until `done` holds, failing after `secs` with `what` and the app's messages.
-fn wait_until(harness: &mut Harness<'_, App>, secs: u64, what: &str, done: impl Fn(&App) -> bool) {
-    let start = Instant::now();
-    loop {
-        harness.step();
-        if done(harness.state()) {
-            harness.step();
-            harness.step();
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(secs),
-            "timed out waiting for {what}; messages: {:?}",
-            harness.state().messages()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn open_models(harness: &mut Harness<'_, App>) {
@@ -71,14 +45,29 @@ fn open_models(harness: &mut Harness<'_, App>) {
 }
 
 fn type_into(harness: &mut Harness<'_, App>, label: &str, text: &str) {
-    harness
-        .get_by_role_and_label(Role::TextInput, label)
-        .focus();
-    harness.step();
-    harness
-        .get_by_role_and_label(Role::TextInput, label)
-        .type_text(text);
-    harness.step();
+    common::type_into(harness, Role::TextInput, label, text);
+}
+
+/// A Hub serving REPO (400 kB) whose UNet download breaks `breaks` times after `at` bytes,
+/// and the Models tab of an app using it, open in a window; the server must live as long as
+/// the app, and the app's model cache is the path returned.
+fn models_tab_with_repo(
+    tmp: &Path,
+    at: usize,
+    breaks: usize,
+) -> (HubServer, Harness<'static, App>, PathBuf) {
+    let server = HubServer::start(vec![sd_repo(REPO, 400_000)]);
+    server.truncate(UNET, at, breaks);
+    let (app, cache) = open_app(tmp, &server);
+    let mut harness = harness(app);
+    open_models(&mut harness);
+    (server, harness, cache)
+}
+
+/// Type REPO as the model id and click Install.
+fn start_install(harness: &mut Harness<'_, App>) {
+    type_into(harness, "Model id", REPO);
+    harness.get_by_label("Install model").click();
 }
 
 fn installed(app: &App) -> Vec<String> {
@@ -129,16 +118,11 @@ fn a_search_shows_the_hubs_models_with_their_download_sizes() {
 #[test]
 fn installing_shows_progress_then_the_model_and_delete_removes_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let server = HubServer::start(vec![sd_repo(REPO, 400_000)]);
     // One broken connection: the download pauses half a second and resumes, so its progress
     // is on screen for a few frames.
-    server.truncate(UNET, 50_000, 1);
-    let (app, cache) = open_app(tmp.path(), &server);
-    let mut harness = harness(app);
-    open_models(&mut harness);
+    let (_server, mut harness, cache) = models_tab_with_repo(tmp.path(), 50_000, 1);
     assert!(installed(harness.state()).is_empty());
-    type_into(&mut harness, "Model id", REPO);
-    harness.get_by_label("Install model").click();
+    start_install(&mut harness);
     wait_until(&mut harness, 60, "download progress", |app| {
         app.models_tab()
             .download
@@ -158,19 +142,10 @@ fn installing_shows_progress_then_the_model_and_delete_removes_it() {
         "{:?}",
         harness.state().messages()
     );
-    assert!(
-        harness
-            .state()
-            .messages()
-            .iter()
-            .any(|m| m.starts_with(&format!("Installed {REPO}"))),
-        "{:?}",
-        harness.state().messages()
-    );
+    assert_message(&harness, &format!("Installed {REPO}"));
     assert!(cache.join("models--test-org--tiny-sd").is_dir());
     // Delete asks first, then removes it from the disk and the list.
-    harness.get_by_label(&format!("Delete {REPO}")).click();
-    harness.run_steps(2);
+    press(&mut harness, &format!("Delete {REPO}"));
     harness
         .get_by_label(&format!("Really delete {REPO}"))
         .click();
@@ -183,14 +158,9 @@ fn installing_shows_progress_then_the_model_and_delete_removes_it() {
 #[test]
 fn cancel_stops_a_download() {
     let tmp = tempfile::tempdir().unwrap();
-    let server = HubServer::start(vec![sd_repo(REPO, 400_000)]);
     // The UNet's connection breaks three times: the download waits 0.5 + 1 + 2 s to resume.
-    server.truncate(UNET, 10_000, 3);
-    let (app, _) = open_app(tmp.path(), &server);
-    let mut harness = harness(app);
-    open_models(&mut harness);
-    type_into(&mut harness, "Model id", REPO);
-    harness.get_by_label("Install model").click();
+    let (_server, mut harness, _) = models_tab_with_repo(tmp.path(), 10_000, 3);
+    start_install(&mut harness);
     wait_until(&mut harness, 60, "the download to start", |app| {
         app.models_tab()
             .download
@@ -203,15 +173,7 @@ fn cancel_stops_a_download() {
         app.models_tab().download.is_none() && !app.busy()
     });
     assert!(started.elapsed() < Duration::from_secs(10));
-    assert!(
-        harness
-            .state()
-            .messages()
-            .iter()
-            .any(|m| m.starts_with(&format!("Cancelled the download of {REPO}"))),
-        "{:?}",
-        harness.state().messages()
-    );
+    assert_message(&harness, &format!("Cancelled the download of {REPO}"));
     assert!(installed(harness.state()).is_empty());
 }
 
@@ -222,12 +184,7 @@ fn engine_settings_are_saved_in_config_json() {
     let (app, _) = open_app(tmp.path(), &server);
     let mut harness = harness(app);
     open_models(&mut harness);
-    harness
-        .get_by_role_and_label(Role::ComboBox, "Precision")
-        .click();
-    harness.run_steps(2);
-    harness.get_by_label("fp32").click();
-    harness.run_steps(2);
+    pick(&mut harness, "Precision", "fp32");
     type_into(&mut harness, "Memory limit (GB)", "6");
     harness.key_press(egui::Key::Enter);
     harness.step();
@@ -275,13 +232,8 @@ fn engine_settings_are_saved_in_config_json() {
 #[test]
 fn closing_the_window_during_a_download_asks_first() {
     let tmp = tempfile::tempdir().unwrap();
-    let server = HubServer::start(vec![sd_repo(REPO, 400_000)]);
-    server.truncate(UNET, 10_000, 3);
-    let (app, _) = open_app(tmp.path(), &server);
-    let mut harness = harness(app);
-    open_models(&mut harness);
-    type_into(&mut harness, "Model id", REPO);
-    harness.get_by_label("Install model").click();
+    let (_server, mut harness, _) = models_tab_with_repo(tmp.path(), 10_000, 3);
+    start_install(&mut harness);
     wait_until(&mut harness, 60, "the download to start", |app| {
         app.models_tab().download.is_some()
     });
@@ -298,8 +250,7 @@ fn closing_the_window_during_a_download_asks_first() {
     close(&mut harness);
     harness.get_by_label("Quit ImageAI?");
     harness.get_by_label_contains("is still downloading");
-    harness.get_by_label("Keep running").click();
-    harness.run_steps(2);
+    press(&mut harness, "Keep running");
     assert!(harness.query_by_label("Quit ImageAI?").is_none());
     assert!(harness.state().models_tab().download.is_some());
     close(&mut harness);

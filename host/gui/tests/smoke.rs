@@ -4,17 +4,12 @@
 //! (mesa-vulkan-drivers: lavapipe).
 #![allow(clippy::unwrap_used)] // test helpers fail loudly on the first surprise
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .unwrap()
-        .to_path_buf()
-}
+mod common;
+use common::workspace_root;
 
 /// Build the `imageai` binary (the test cannot depend on another package's binary) and
 /// return its path.

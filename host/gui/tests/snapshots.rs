@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 
 use egui_kittest::kittest::Queryable;
 use egui_kittest::{Harness, SnapshotOptions};
-use imageai_core::app::Core;
-use imageai_core::keys::{KeyStore, KeyringMode};
 use imageai_core::paths::Paths;
 use imageai_gui::App;
+
+mod common;
+use common::{bundle_openai, open_with_plugins};
 
 /// A software rasterizer's anti-aliasing differs a little between Mesa versions: allow a
 /// slightly larger per-pixel colour distance than the default (0.6) and a handful of pixels
@@ -24,17 +25,9 @@ fn open_app(tmp: &Path, with_openai: bool) -> App {
     let bundled = tmp.join("bundled");
     std::fs::create_dir_all(&bundled).unwrap();
     if with_openai {
-        let plugin = imageai_tests::plugins::plugin_dir("imageai-plugin-openai");
-        let dest = bundled.join("openai");
-        std::fs::create_dir_all(&dest).unwrap();
-        for file in ["plugin.toml", "plugin.wasm"] {
-            std::fs::copy(plugin.join(file), dest.join(file)).unwrap();
-        }
+        bundle_openai(&bundled);
     }
-    let paths = Paths::at(tmp.join("config"));
-    let mut core = Core::open(paths, std::slice::from_ref(&bundled)).unwrap();
-    core.keys = KeyStore::open_with(&core.paths, KeyringMode::Off);
-    App::new(core, vec![bundled], &egui::Context::default())
+    open_with_plugins(Paths::at(tmp.join("config")), bundled)
 }
 
 fn harness(app: App) -> Harness<'static, App> {
