@@ -623,28 +623,34 @@ impl FileContext<'_> {
         self.counter.remove(*counted);
         self.counter.add(have, false);
         *counted = have;
-        // Hashing and writing run on a blocking thread fed through a bounded channel: the
-        // network, the hash and the disk work at the same time, and no file I/O blocks the
-        // async thread. The part already on disk goes through the hash first.
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(CHANNEL_CHUNKS);
-        let want_hash = job.sha256.is_some();
-        let target = partial.clone();
-        let writer = tokio::task::spawn_blocking(move || -> io::Result<Option<Sha256>> {
-            let mut hasher = want_hash.then(Sha256::new);
-            if let Some(hasher) = hasher.as_mut()
-                && have > 0
-            {
-                hash_prefix(&target, have, hasher)?;
+        // Writing runs on a blocking thread fed through a bounded channel and hashing on this
+        // task, so the network, the hash and the disk work at the same time (the hash is the
+        // costliest of the three) and no file I/O blocks the async thread. The part already on
+        // disk goes through the hash first.
+        let mut hasher = match &job.sha256 {
+            None => None,
+            Some(_) if have == 0 => Some(Sha256::new()),
+            Some(_) => {
+                let target = partial.clone();
+                let prefix = tokio::task::spawn_blocking(move || {
+                    let mut hasher = Sha256::new();
+                    hash_prefix(&target, have, &mut hasher).map(|()| hasher)
+                })
+                .await
+                .map_err(io::Error::other)
+                .and_then(|hashed| hashed);
+                Some(prefix.map_err(|e| io_fatal("read the partial download", e))?)
             }
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(CHANNEL_CHUNKS);
+        let target = partial.clone();
+        let writer = tokio::task::spawn_blocking(move || -> io::Result<()> {
             let mut file = OpenOptions::new().create(true).append(true).open(&target)?;
             // Chunks are gathered (not copied) until there is enough for one vectored write:
             // few system calls, and no pass through a buffer.
             let mut pending: Vec<bytes::Bytes> = Vec::with_capacity(WRITE_SLICES);
             let mut pending_bytes = 0;
             while let Some(chunk) = rx.blocking_recv() {
-                if let Some(hasher) = hasher.as_mut() {
-                    hasher.update(&chunk);
-                }
                 pending_bytes += chunk.len();
                 pending.push(chunk);
                 if pending_bytes >= WRITE_BYTES || pending.len() >= WRITE_SLICES {
@@ -656,7 +662,7 @@ impl FileContext<'_> {
             write_all_chunks(&mut file, &pending)?;
             // On disk before it is renamed into place.
             file.sync_all()?;
-            Ok(hasher)
+            Ok(())
         });
 
         let mut written = have;
@@ -691,8 +697,11 @@ impl FileContext<'_> {
                     }));
                     break;
                 }
-                if tx.send(chunk).await.is_err() {
+                if tx.send(chunk.clone()).await.is_err() {
                     break; // the writer failed: its error comes from joining it
+                }
+                if let Some(hasher) = hasher.as_mut() {
+                    hasher.update(&chunk);
                 }
                 written += len;
                 *counted += len;
@@ -709,11 +718,11 @@ impl FileContext<'_> {
             }
         }
         drop(tx);
-        let hasher = match writer.await {
-            Ok(Ok(hasher)) => hasher,
+        match writer.await {
+            Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(io_fatal("write the download", e)),
             Err(e) => return Err(io_fatal("write the download", io::Error::other(e))),
-        };
+        }
         if let Err(attempt) = outcome {
             if let Attempt::Fatal(ModelError::SizeMismatch { .. }) = &attempt {
                 let _ = fs::remove_file(&partial);
