@@ -257,6 +257,8 @@ struct State {
     token: Option<String>,
     /// Most search results per page.
     page_size: usize,
+    /// File bodies are sent at this many bytes per second (`None`: as fast as possible).
+    rate: Option<u64>,
 }
 
 /// The running fake Hub. Stops when dropped.
@@ -278,6 +280,13 @@ impl HubServer {
             Err(_) => Reply::new(500),
         });
         Self { server, state }
+    }
+
+    /// Send file bodies at `bytes_per_second`, as over a link of that speed (`None`: unpaced).
+    pub fn set_rate(&self, bytes_per_second: Option<u64>) {
+        if let Ok(mut state) = self.state.lock() {
+            state.rate = bytes_per_second;
+        }
     }
 
     /// The endpoint, for `HF_ENDPOINT`.
@@ -685,5 +694,8 @@ fn serve_bytes(state: &mut State, request: &Recorded, id: &str, path: &str) -> R
         body.truncate(cut);
         return reply.header("transfer-encoding", "chunked").body(body);
     }
-    reply.body(body)
+    match state.rate {
+        Some(rate) if request.method == "GET" => reply.body(body).rate(rate),
+        _ => reply.body(body),
+    }
 }

@@ -55,6 +55,8 @@ pub struct Reply {
     pub delay: Duration,
     /// Announce the full length but close the connection after this many body bytes.
     pub truncate_at: Option<usize>,
+    /// Send the body at this many bytes per second, as a link of that speed would.
+    pub rate: Option<u64>,
 }
 
 impl Reply {
@@ -65,6 +67,7 @@ impl Reply {
             body: Bytes::new(),
             delay: Duration::ZERO,
             truncate_at: None,
+            rate: None,
         }
     }
 
@@ -92,6 +95,12 @@ impl Reply {
 
     pub fn delay(mut self, delay: Duration) -> Self {
         self.delay = delay;
+        self
+    }
+
+    /// Pace the body at `bytes_per_second`.
+    pub fn rate(mut self, bytes_per_second: u64) -> Self {
+        self.rate = Some(bytes_per_second.max(1));
         self
     }
 
@@ -247,15 +256,43 @@ async fn serve(
             let chunks = futures_util::stream::iter([Ok(Frame::data(first))]).chain(reset);
             BodyExt::boxed(StreamBody::new(chunks))
         }
-        None => {
-            BodyExt::boxed(http_body_util::Full::new(reply.body).map_err(|never| match never {}))
-        }
+        None => match reply.rate {
+            Some(rate) => {
+                builder = builder.header("content-length", full_len.to_string());
+                BodyExt::boxed(StreamBody::new(paced(reply.body, rate)))
+            }
+            None => BodyExt::boxed(
+                http_body_util::Full::new(reply.body).map_err(|never| match never {}),
+            ),
+        },
     };
     Ok(builder.body(body).unwrap_or_else(|_| {
         hyper::Response::new(BodyExt::boxed(
             http_body_util::Empty::new().map_err(|never| match never {}),
         ))
     }))
+}
+
+/// `body` in 64 KiB frames, each sent when a link of `rate` bytes per second would have
+/// delivered it.
+fn paced(
+    body: Bytes,
+    rate: u64,
+) -> impl futures_util::Stream<Item = Result<Frame<Bytes>, std::io::Error>> + Send {
+    const FRAME: usize = 64 * 1024;
+    let start = tokio::time::Instant::now();
+    futures_util::stream::unfold(0, move |sent| {
+        let body = body.clone();
+        async move {
+            if sent >= body.len() {
+                return None;
+            }
+            let end = (sent + FRAME).min(body.len());
+            let due = Duration::from_secs_f64(end as f64 / rate as f64);
+            tokio::time::sleep_until(start + due).await;
+            Some((Ok(Frame::data(body.slice(sent..end))), end))
+        }
+    })
 }
 
 #[cfg(test)]
@@ -284,5 +321,27 @@ mod tests {
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         assert!(head.contains("content-length: 1000"), "{head}");
         assert_eq!(body.len(), 400, "the bytes before the cut arrive");
+    }
+
+    #[test]
+    fn a_paced_reply_takes_as_long_as_its_rate_says() {
+        let server = TestServer::start(|_| Reply::new(200).body(vec![1; 300_000]).rate(1_000_000));
+        let mut stream = std::net::TcpStream::connect(server.addr()).unwrap();
+        let started = std::time::Instant::now();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n")
+            .unwrap();
+        let mut received = Vec::new();
+        stream.read_to_end(&mut received).unwrap();
+        let took = started.elapsed();
+        let text = String::from_utf8_lossy(&received);
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains("content-length: 300000"), "{head}");
+        assert_eq!(body.len(), 300_000);
+        // 0.3 s at 1 MB/s; a loaded machine may add to it.
+        assert!(
+            took >= Duration::from_millis(290) && took < Duration::from_secs(3),
+            "{took:?}"
+        );
     }
 }
