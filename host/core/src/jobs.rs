@@ -115,8 +115,15 @@ pub fn resolve_model(
             .iter()
             .find(|m| m.id != ANY_MODEL && m.supports(capability))
             .ok_or_else(|| {
+                // A provider that runs any model by id may list none of its own (local Stable
+                // Diffusion with nothing installed): say how to name one.
+                let any = info
+                    .model(ANY_MODEL)
+                    .filter(|any| any.supports(capability))
+                    .map(|any| format!("; choose one with --model ({})", any.name))
+                    .unwrap_or_default();
                 ProviderError::InvalidRequest(format!(
-                    "{} has no model that can do {}",
+                    "{} has no model that can do {}{any}",
                     info.name,
                     capability.as_str()
                 ))
@@ -596,10 +603,13 @@ mod tests {
         assert_eq!(resolve_model(&info, &mut default).unwrap().id, "painter");
         info.models.retain(|m| m.id == ANY_MODEL);
         let mut none = job("", "x", 1).request;
-        assert!(
-            resolve_model(&info, &mut none).is_err(),
-            "`*` is never the default"
-        );
+        match resolve_model(&info, &mut none) {
+            Err(ProviderError::InvalidRequest(message)) => assert!(
+                message.contains("choose one with --model (Any model)"),
+                "`*` is never the default, and the error says how to name one: {message}"
+            ),
+            other => panic!("expected an invalid request, got {other:?}"),
+        }
     }
 
     #[test]
