@@ -490,6 +490,28 @@ def build_sdxl(name: str = "sdxl") -> None:
     print(f"wrote {out}")
 
 
+def build_vae_tiled() -> None:
+    """diffusers' tiled VAE decode (`enable_tiling`) on the committed sd1 VAE, whose
+    `sample_size` of 16 makes the tiles tiny: 8x8 latents, 6 apart, blended over 4 pixels. A
+    20x28 latent gives a 4x5 grid with ragged last tiles. Reads `fixtures/sd1/vae`, so run it
+    after `--only sd1` (and regenerate it whenever sd1 changes)."""
+    vae = AutoencoderKL.from_pretrained(FIXTURES / "sd1" / "vae", torch_dtype=torch.float32).eval()
+    g = torch.Generator("cpu").manual_seed(5)
+    latents = torch.randn((1, 4, 20, 28), generator=g)
+    with torch.no_grad():
+        untiled = vae.decode(latents).sample
+        vae.enable_tiling()
+        tiled = vae.decode(latents).sample
+    refs = {
+        "latents": latents,
+        "tiled": tiled.contiguous(),
+        "untiled": untiled.contiguous(),
+        "tile_latent": torch.tensor([vae.tile_latent_min_size], dtype=torch.int64),
+    }
+    save_file(refs, FIXTURES / "vae_tiled.safetensors")
+    print(f"wrote {FIXTURES / 'vae_tiled.safetensors'}")
+
+
 def build_randn() -> None:
     refs = {}
     for seed in [0, 42, 1234, 2**32 + 7]:
@@ -516,7 +538,7 @@ def build_randn() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["randn", "sd1", "sd2", "sd1-inpaint", "sdxl"], help="build one fixture set only")
+    parser.add_argument("--only", choices=["randn", "sd1", "sd2", "sd1-inpaint", "sdxl", "vae-tiled"], help="build one fixture set only")
     args = parser.parse_args()
     torch.set_num_threads(1)
     FIXTURES.mkdir(parents=True, exist_ok=True)
@@ -524,6 +546,8 @@ def main() -> None:
         build_randn()
     if args.only in (None, "sd1"):
         build_sd("sd1", v_prediction=False)
+    if args.only in (None, "vae-tiled"):
+        build_vae_tiled()
     if args.only in (None, "sd2"):
         build_sd("sd2", v_prediction=True)
     if args.only in (None, "sd1-inpaint"):

@@ -57,6 +57,9 @@ pub enum Error {
     NoSuchDevice(String),
     #[error("the device failed: {0}")]
     Device(String),
+    /// The memory estimate exceeds the limit even with every saving on.
+    #[error("{0}")]
+    MemoryLimit(String),
     #[error("cancelled")]
     Cancelled,
 }

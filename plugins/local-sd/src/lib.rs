@@ -17,6 +17,8 @@ pub mod embeddings;
 pub mod error;
 #[cfg(feature = "engine")]
 pub mod image_io;
+#[cfg(feature = "engine")]
+pub mod memory;
 pub mod model_files;
 #[cfg(feature = "engine")]
 pub mod nn;

@@ -117,13 +117,15 @@ impl GroupNorm {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let dtype = x.dtype();
         let [n, c, h, w] = x.dims();
-        let x = to_f32(x).reshape([n, self.groups, (c / self.groups) * h * w]);
+        let g = self.groups;
+        let x = to_f32(x).reshape([n, g, (c / g) * h * w]);
         let (var, mean) = x.clone().var_mean_bias(2);
-        let x = (x - mean).div((var + self.eps).sqrt());
-        let x = x.reshape([n, c, h, w]);
-        let x =
-            x * self.weight.clone().reshape([1, c, 1, 1]) + self.bias.clone().reshape([1, c, 1, 1]);
-        to_dtype(x, dtype)
+        // (x - mean) / std * weight + bias folded into one per-channel scale and shift, so the
+        // full-size tensor takes two elementwise passes instead of four.
+        let scale = (var + self.eps).sqrt().recip() * self.weight.clone().reshape([1, g, c / g]);
+        let shift = self.bias.clone().reshape([1, g, c / g]) - mean * scale.clone();
+        let x = x.reshape([n, c, h * w]) * scale.reshape([n, c, 1]) + shift.reshape([n, c, 1]);
+        to_dtype(x.reshape([n, c, h, w]), dtype)
     }
 }
 

@@ -4,6 +4,7 @@
 //! per-step progress and cancellation, and decoding.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use half::f16;
@@ -11,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clip::{ClipTextConfig, ClipTextModel};
 use crate::error::{Error, Result};
+use crate::memory::{self, MemoryPlan, ModelFootprint, Workload};
 use crate::schedulers::{self, SchedulerConfigFile, SchedulerKind};
 use crate::tokenizer::ClipTokenizer;
 use crate::torch_rng::TorchGenerator;
@@ -57,10 +59,16 @@ pub struct LoadOptions {
     /// fp16-fixed). `None`: follow the VAE config's `force_upcast` (true when absent).
     #[serde(default)]
     pub vae_f32: Option<bool>,
-    /// Load the text encoder for each prompt and drop it afterwards, and decode large images in
-    /// tiles: lower peak memory, slower generations.
+    /// Every memory saving on, whatever the estimate: the text encoder loaded for each prompt
+    /// and dropped afterwards, the VAE only while it encodes or decodes, large images decoded
+    /// in tiles. Lower peak memory, slower generations.
     #[serde(default)]
     pub low_memory: bool,
+    /// Peak memory budget in bytes: each generation turns on the savings above, cheapest
+    /// first, until its estimate fits (see [`crate::memory`]), and fails with a clear error
+    /// when it cannot fit.
+    #[serde(default)]
+    pub memory_limit: Option<u64>,
 }
 
 /// The model family, from the folder's layout and configs.
@@ -163,7 +171,9 @@ pub struct StableDiffusion {
     /// SDXL: an empty negative prompt means zero embeddings (`model_index.json`).
     force_zeros_for_empty_prompt: bool,
     unet: UNet2DConditionModel,
-    vae: AutoencoderKL,
+    vae: OnDemand<AutoencoderKL>,
+    vae_config: AutoencoderKLConfig,
+    footprint: ModelFootprint,
     scheduler_config: SchedulerConfigFile,
     default_scheduler: SchedulerKind,
     device: Device,
@@ -210,17 +220,7 @@ impl StableDiffusion {
         };
         let text_encoders = names
             .iter()
-            .map(|(tok, enc)| {
-                TextEncoder::open(
-                    root,
-                    tok,
-                    enc,
-                    device,
-                    dtype,
-                    prefer_fp16,
-                    !options.low_memory,
-                )
-            })
+            .map(|(tok, enc)| TextEncoder::open(root, tok, enc, device, dtype, prefer_fp16))
             .collect::<Result<Vec<_>>>()?;
         #[derive(Deserialize, Default)]
         struct ModelIndex {
@@ -238,6 +238,7 @@ impl StableDiffusion {
         let unet_dir = component(root, "unet")?;
         let unet_config = UNet2DConditionConfig::from_file(&unet_dir.join("config.json"))?;
         let unet_weights = Weights::open(&Weights::find_in_dir(&unet_dir, prefer_fp16)?)?;
+        let unet_weights_elements = unet_weights.num_elements();
         let unet = UNet2DConditionModel::load(
             &VarBuilder::new(unet_weights, device.clone(), dtype),
             &unet_config,
@@ -250,11 +251,36 @@ impl StableDiffusion {
             .vae_f32
             .unwrap_or(vae_config.force_upcast.unwrap_or(true));
         let vae_dtype = if vae_f32 { DType::F32 } else { dtype };
-        let vae = AutoencoderKL::load(
-            &VarBuilder::new(vae_weights, device.clone(), vae_dtype),
-            &vae_config,
-            true,
-        )?;
+        let element = |d: DType| d.size() as u64;
+        let footprint = ModelFootprint {
+            unet_bytes: unet_weights_elements * element(dtype),
+            text_encoder_bytes: text_encoders
+                .iter()
+                .map(|t| t.weights.num_elements())
+                .sum::<u64>()
+                * element(dtype),
+            vae_bytes: vae_weights.num_elements() * element(vae_dtype),
+            unet_channels: unet_config
+                .block_out_channels
+                .first()
+                .copied()
+                .unwrap_or(320),
+            unet_element_bytes: element(dtype),
+            vae_channels: vae_config.block_out_channels.clone(),
+            vae_element_bytes: element(vae_dtype),
+            vae_scale: vae_config.scale_factor(),
+            vae_tile: 0,
+        };
+        let vae = {
+            let (config, device) = (vae_config.clone(), device.clone());
+            OnDemand::new(move || {
+                AutoencoderKL::load(
+                    &VarBuilder::new(vae_weights.clone(), device.clone(), vae_dtype),
+                    &config,
+                    true,
+                )
+            })
+        };
 
         let sched_path = component(root, "scheduler")?.join("scheduler_config.json");
         let scheduler_config = SchedulerConfigFile::from_file(&sched_path)?;
@@ -264,18 +290,84 @@ impl StableDiffusion {
             .and_then(SchedulerKind::from_class_name)
             .unwrap_or(SchedulerKind::Pndm);
 
-        Ok(Self {
+        let mut sd = Self {
             root: root.to_path_buf(),
             family,
             text_encoders,
             force_zeros_for_empty_prompt,
             unet,
             vae,
+            vae_config,
+            footprint,
             scheduler_config,
             default_scheduler,
             device: device.clone(),
             options,
+        };
+        sd.footprint.vae_tile = sd.default_vae_tile();
+        // Load what the plan for one image at the default size keeps loaded; the rest loads
+        // on first use.
+        let size = sd.default_size();
+        let preload = sd
+            .plan(&Workload {
+                width: size,
+                height: size,
+                images: 1,
+                guidance: true,
+            })
+            .ok();
+        if preload.as_ref().is_some_and(|p| !p.drop_text_encoders) {
+            for te in &sd.text_encoders {
+                te.model.get(true)?;
+            }
+        }
+        if preload.as_ref().is_some_and(|p| !p.vae_on_demand) {
+            sd.vae.get(true)?;
+        }
+        Ok(sd)
+    }
+
+    /// diffusers' tile for `enable_vae_tiling`: the VAE's `sample_size` in latents.
+    fn default_vae_tile(&self) -> usize {
+        let s = self.vae_config.scale_factor();
+        (self.vae_config.sample_size.unwrap_or(512) / s).max(1)
+    }
+
+    /// What the memory estimate knows about this model.
+    pub fn footprint(&self) -> &ModelFootprint {
+        &self.footprint
+    }
+
+    fn plan(&self, workload: &Workload) -> Result<MemoryPlan> {
+        memory::plan(
+            &self.footprint,
+            workload,
+            self.options.memory_limit,
+            self.options.low_memory,
+        )
+    }
+
+    /// How `params` will run within the memory limit: the estimated peak and which savings
+    /// are on. An error when the limit cannot be met.
+    pub fn memory_plan(&self, params: &GenerateParams) -> Result<MemoryPlan> {
+        self.plan(&Workload {
+            width: params.width,
+            height: params.height,
+            images: params.num_images.max(1),
+            guidance: params.guidance_scale > 1.0,
         })
+    }
+
+    /// Whether the text encoders are loaded now (they are dropped after encoding when the
+    /// memory plan says so).
+    pub fn text_encoders_loaded(&self) -> bool {
+        self.text_encoders.iter().all(|t| t.model.is_loaded())
+    }
+
+    /// Whether the VAE is loaded now (it is loaded only to encode or decode when the memory
+    /// plan says so).
+    pub fn vae_loaded(&self) -> bool {
+        self.vae.is_loaded()
     }
 
     pub fn family(&self) -> ModelFamily {
@@ -289,7 +381,7 @@ impl StableDiffusion {
 
     /// Pixels per latent along each side (8 for every published SD model).
     pub fn vae_scale_factor(&self) -> usize {
-        self.vae.config().scale_factor()
+        self.vae_config.scale_factor()
     }
 
     /// The image size the UNet was trained at.
@@ -308,15 +400,16 @@ impl StableDiffusion {
         params: &GenerateParams,
         n: usize,
         cfg: bool,
+        keep: bool,
     ) -> Result<(Tensor<3>, Option<Tensor<2>>)> {
         let repeat2 = |t: Tensor<2>| t.repeat_dim(0, n);
         if !cfg {
-            let (e, p) = self.encode_prompts(&[&params.prompt])?;
+            let (e, p) = self.encode_prompts(&[&params.prompt], keep)?;
             return Ok((e.repeat_dim(0, n), p.map(repeat2)));
         }
         let zero_negative = self.force_zeros_for_empty_prompt && params.negative_prompt.is_empty();
         let (uncond, uncond_pooled, cond, cond_pooled) = if zero_negative {
-            let (e, p) = self.encode_prompts(&[&params.prompt])?;
+            let (e, p) = self.encode_prompts(&[&params.prompt], keep)?;
             (
                 e.clone().zeros_like(),
                 p.clone().map(|p| p.zeros_like()),
@@ -324,7 +417,7 @@ impl StableDiffusion {
                 p,
             )
         } else {
-            let (e, p) = self.encode_prompts(&[&params.negative_prompt, &params.prompt])?;
+            let (e, p) = self.encode_prompts(&[&params.negative_prompt, &params.prompt], keep)?;
             let [_, len, dim] = e.dims();
             let split = |p: Tensor<2>, i: usize| {
                 let d = p.dims()[1];
@@ -347,8 +440,13 @@ impl StableDiffusion {
 
     /// Text conditioning for a batch of prompts: the hidden states the UNet attends to and,
     /// for SDXL, the pooled embedding of the second encoder. SD 1.x/2.x use the last layer;
-    /// SDXL concatenates both encoders' second-to-last layers.
-    fn encode_prompts(&self, prompts: &[&str]) -> Result<(Tensor<3>, Option<Tensor<2>>)> {
+    /// SDXL concatenates both encoders' second-to-last layers. Without `keep` each encoder is
+    /// dropped once it has run.
+    fn encode_prompts(
+        &self,
+        prompts: &[&str],
+        keep: bool,
+    ) -> Result<(Tensor<3>, Option<Tensor<2>>)> {
         let mut hidden = Vec::new();
         let mut pooled = None;
         for te in &self.text_encoders {
@@ -356,7 +454,7 @@ impl StableDiffusion {
                 .iter()
                 .map(|p| te.tokenizer.encode_window(p))
                 .collect::<Result<Vec<_>>>()?;
-            let out = te.with_model(&self.device, self.dtype(), |m| m.forward(&ids))?;
+            let out = te.model.get(keep)?.forward(&ids);
             match self.family {
                 ModelFamily::Sd => hidden.push(out.last_hidden_state),
                 ModelFamily::Sdxl => {
@@ -401,14 +499,26 @@ impl StableDiffusion {
         params: &GenerateParams,
         progress: &mut dyn FnMut(Progress) -> Control,
     ) -> Result<Vec<GeneratedImage>> {
-        let latents = self.denoise(params, progress)?;
-        self.decode(latents)
+        let plan = self.memory_plan(params)?;
+        let latents = self.denoise_with(params, &plan, progress)?;
+        self.decode_with(latents, &plan)
     }
 
     /// The sampling loop alone: the final (scaled) latents, before the VAE.
     pub fn denoise(
         &self,
         params: &GenerateParams,
+        progress: &mut dyn FnMut(Progress) -> Control,
+    ) -> Result<Tensor<4>> {
+        let plan = self.memory_plan(params)?;
+        self.denoise_with(params, &plan, progress)
+    }
+
+    /// [`Self::denoise`] under a given memory plan.
+    pub fn denoise_with(
+        &self,
+        params: &GenerateParams,
+        plan: &MemoryPlan,
         progress: &mut dyn FnMut(Progress) -> Control,
     ) -> Result<Tensor<4>> {
         let s = self.vae_scale_factor();
@@ -423,12 +533,12 @@ impl StableDiffusion {
         }
         let n = params.num_images.max(1);
         let (lh, lw) = (params.height / s, params.width / s);
-        let latent_ch = self.vae.config().latent_channels;
+        let latent_ch = self.vae_config.latent_channels;
         let cfg = params.guidance_scale > 1.0;
         let dtype = self.dtype();
 
         // Prompt embeddings: [uncond x n, cond x n] so one UNet call serves both halves.
-        let (context, pooled) = self.conditioning(params, n, cfg)?;
+        let (context, pooled) = self.conditioning(params, n, cfg, !plan.drop_text_encoders)?;
         let added = match pooled {
             Some(text_embeds) => {
                 // SDXL's size/crop conditioning: original size, crop top-left, target size.
@@ -495,9 +605,14 @@ impl StableDiffusion {
         // Random draws happen in diffusers' order: source latents, initial noise, masked-image
         // latents, then whatever the scheduler draws while sampling.
         let full_strength_inpaint = is_inpaint && strength >= 1.0;
-        let image_latents = match &source {
-            Some(img) if !(full_strength_inpaint && inpaint_unet) => Some(
-                self.encode_sample(img.clone(), &mut generator)?
+        // Held until the source is encoded; dropped before sampling when loaded on demand.
+        let vae = match &source {
+            Some(_) => Some(self.vae.get(!plan.vae_on_demand)?),
+            None => None,
+        };
+        let image_latents = match (&source, &vae) {
+            (Some(img), Some(vae)) if !(full_strength_inpaint && inpaint_unet) => Some(
+                self.encode_sample(vae, img.clone(), &mut generator)?
                     .repeat_dim(0, n),
             ),
             _ => None,
@@ -514,13 +629,15 @@ impl StableDiffusion {
         };
         let mut mask_latent = None;
         let mut masked_image_latents = None;
-        if let (Mode::Inpaint { mask, .. }, Some(img)) = (&params.mode, &source) {
+        if let (Mode::Inpaint { mask, .. }, Some(img), Some(vae)) = (&params.mode, &source, &vae) {
             let (pixel_mask, small) = self.masks(mask, params.width, params.height, lh, lw)?;
             if inpaint_unet {
                 let keep = pixel_mask.neg() + 1.0;
                 let masked = img.clone() * keep;
-                masked_image_latents =
-                    Some(self.encode_sample(masked, &mut generator)?.repeat_dim(0, n));
+                masked_image_latents = Some(
+                    self.encode_sample(vae, masked, &mut generator)?
+                        .repeat_dim(0, n),
+                );
             } else {
                 // diffusers encodes the masked image even for a 4-channel UNet and discards it;
                 // only its random draw matters here.
@@ -528,6 +645,7 @@ impl StableDiffusion {
             }
             mask_latent = Some(small.repeat_dim(0, n));
         }
+        drop(vae);
 
         let mut noise_fn = |shape: [usize; 4]| self.randn(&mut generator, shape);
         let timesteps: Vec<f64> = scheduler.timesteps().to_vec();
@@ -643,23 +761,47 @@ impl StableDiffusion {
     }
 
     /// `vae.encode(image).latent_dist.sample(generator) * scaling_factor`.
-    fn encode_sample(&self, image: Tensor<4>, generator: &mut TorchGenerator) -> Result<Tensor<4>> {
-        let dist = self.vae.encode(image)?;
-        let eps = crate::nn::to_dtype(self.randn(generator, dist.mean.dims()), self.vae.dtype());
-        let latents = (dist.mean.clone() + dist.std() * eps) * self.vae.config().scaling_factor;
+    fn encode_sample(
+        &self,
+        vae: &AutoencoderKL,
+        image: Tensor<4>,
+        generator: &mut TorchGenerator,
+    ) -> Result<Tensor<4>> {
+        let dist = vae.encode(image)?;
+        let eps = crate::nn::to_dtype(self.randn(generator, dist.mean.dims()), vae.dtype());
+        let latents = (dist.mean.clone() + dist.std() * eps) * self.vae_config.scaling_factor;
         Ok(crate::nn::to_dtype(latents, self.dtype()))
     }
 
-    /// Latents to images: unscale, VAE decode (tiled when low on memory), map to [0, 1].
+    /// Latents to images: unscale, VAE decode, map to [0, 1], under the memory plan for the
+    /// latents' size without guidance.
     pub fn decode(&self, latents: Tensor<4>) -> Result<Vec<GeneratedImage>> {
-        let z = crate::nn::to_f32(latents) / self.vae.config().scaling_factor;
-        let [n, _, lh, lw] = z.dims();
-        let big = lh * lw > 96 * 96;
-        let images = if self.options.low_memory && big {
-            self.vae.decode_tiled(z, 64, 16)
-        } else {
-            self.vae.decode(z)
+        let [n, _, lh, lw] = latents.dims();
+        let s = self.vae_scale_factor();
+        let plan = self.plan(&Workload {
+            width: lw * s,
+            height: lh * s,
+            images: n,
+            guidance: false,
+        })?;
+        self.decode_with(latents, &plan)
+    }
+
+    /// [`Self::decode`] under a given memory plan: the VAE loaded for this decode only, and a
+    /// tiled decode, when the plan says so.
+    pub fn decode_with(
+        &self,
+        latents: Tensor<4>,
+        plan: &MemoryPlan,
+    ) -> Result<Vec<GeneratedImage>> {
+        let z = crate::nn::to_f32(latents) / self.vae_config.scaling_factor;
+        let n = z.dims()[0];
+        let vae = self.vae.get(!plan.vae_on_demand)?;
+        let images = match plan.vae_tile {
+            Some(tile) => vae.decode_tiled(z, tile),
+            None => vae.decode(z),
         };
+        drop(vae);
         let images = ((crate::nn::to_f32(images) / 2.0) + 0.5).clamp(0.0, 1.0);
         let [_, _, h, w] = images.dims();
         let hwc = images.permute([0, 2, 3, 1]);
@@ -719,13 +861,12 @@ impl StableDiffusion {
     }
 }
 
-/// One tokenizer + CLIP text encoder pair (SDXL has two). In low-memory mode the model is
-/// loaded for each prompt and dropped right after.
+/// One tokenizer + CLIP text encoder pair (SDXL has two); the model stays loaded or is loaded
+/// for each prompt, as the memory plan says.
 struct TextEncoder {
     tokenizer: ClipTokenizer,
-    config: ClipTextConfig,
     weights: Weights,
-    model: Option<ClipTextModel>,
+    model: OnDemand<ClipTextModel>,
 }
 
 impl TextEncoder {
@@ -736,43 +877,63 @@ impl TextEncoder {
         device: &Device,
         dtype: DType,
         prefer_fp16: bool,
-        keep_loaded: bool,
     ) -> Result<Self> {
         let tokenizer = ClipTokenizer::from_dir(&component(root, tokenizer)?)?;
         let dir = component(root, encoder)?;
         let config = ClipTextConfig::from_file(&dir.join("config.json"))?;
         let weights = Weights::open(&Weights::find_in_dir(&dir, prefer_fp16)?)?;
-        let model = if keep_loaded {
-            Some(ClipTextModel::load(
-                &VarBuilder::new(weights.clone(), device.clone(), dtype),
-                &config,
-            )?)
-        } else {
-            None
+        let model = {
+            let (weights, device) = (weights.clone(), device.clone());
+            OnDemand::new(move || {
+                ClipTextModel::load(
+                    &VarBuilder::new(weights.clone(), device.clone(), dtype),
+                    &config,
+                )
+            })
         };
         Ok(Self {
             tokenizer,
-            config,
             weights,
             model,
         })
     }
+}
 
-    fn with_model<T>(
-        &self,
-        device: &Device,
-        dtype: DType,
-        f: impl FnOnce(&ClipTextModel) -> T,
-    ) -> Result<T> {
-        match &self.model {
-            Some(m) => Ok(f(m)),
-            None => {
-                let m = ClipTextModel::load(
-                    &VarBuilder::new(self.weights.clone(), device.clone(), dtype),
-                    &self.config,
-                )?;
-                Ok(f(&m))
-            }
+type Loader<T> = Box<dyn Fn() -> Result<T> + Send + Sync>;
+
+/// A component that stays loaded, or is loaded from its memory-mapped weights for one use and
+/// freed when that use ends.
+struct OnDemand<T> {
+    loaded: Mutex<Option<Arc<T>>>,
+    load: Loader<T>,
+}
+
+impl<T> OnDemand<T> {
+    fn new(load: impl Fn() -> Result<T> + Send + Sync + 'static) -> Self {
+        Self {
+            loaded: Mutex::new(None),
+            load: Box::new(load),
         }
+    }
+
+    /// The component, loaded if need be. With `keep` it stays loaded afterwards; without, it
+    /// is freed when the returned handle is dropped.
+    fn get(&self, keep: bool) -> Result<Arc<T>> {
+        let mut slot = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
+        let model = match slot.take() {
+            Some(m) => m,
+            None => Arc::new((self.load)()?),
+        };
+        if keep {
+            *slot = Some(Arc::clone(&model));
+        }
+        Ok(model)
+    }
+
+    fn is_loaded(&self) -> bool {
+        self.loaded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
     }
 }

@@ -389,76 +389,84 @@ impl AutoencoderKL {
         self.decoder.forward(z)
     }
 
-    /// Decodes in overlapping latent tiles blended linearly across the overlap (diffusers'
-    /// `tiled_decode`), so peak memory follows the tile size rather than the image size.
-    pub fn decode_tiled(&self, z: Tensor<4>, tile: usize, overlap: usize) -> Tensor<4> {
+    /// The latent tile size of diffusers' tiled decode: the VAE's `sample_size` in latents
+    /// (64 for SD 1.x/2.x, 128 for SDXL).
+    pub fn default_tile(&self) -> usize {
+        let s = self.config.scale_factor();
+        (self.config.sample_size.unwrap_or(512) / s).max(1)
+    }
+
+    /// diffusers' `tiled_decode` (`enable_tiling`): `tile`x`tile` latent tiles a quarter
+    /// apart less than their size, each decoded alone, blended linearly into the tile above and
+    /// the tile to the left over a quarter of the tile, then cropped and joined. Peak memory
+    /// follows the tile size rather than the image size; the seams are diffusers' (each tile
+    /// has its own norm statistics and attention). Latents no larger than a tile decode whole.
+    pub fn decode_tiled(&self, z: Tensor<4>, tile: usize) -> Tensor<4> {
+        const OVERLAP: f64 = 0.25;
         let [b, c, h, w] = z.dims();
+        let tile = tile.max(1);
         if h <= tile && w <= tile {
             return self.decode(z);
         }
-        let s = self.config.scale_factor();
-        let stride = tile.saturating_sub(overlap).max(1);
-        let blend = overlap * s;
-        let starts = |n: usize| -> Vec<usize> {
-            let mut v = vec![0];
-            while v[v.len() - 1] + tile < n {
-                v.push((v[v.len() - 1] + stride).min(n.saturating_sub(tile)));
-            }
-            v
-        };
+        let sample_tile = tile * self.config.scale_factor();
+        // diffusers truncates each of these to an integer.
+        let stride = ((tile as f64 * (1.0 - OVERLAP)) as usize).max(1);
+        let blend = (sample_tile as f64 * OVERLAP) as usize;
+        let keep = sample_tile - blend;
         let device = z.device();
-        let mut acc = Tensor::<4>::zeros(
-            [b, self.config.out_channels, h * s, w * s],
-            (&device, DType::F32),
-        );
-        let mut weight = Tensor::<4>::zeros([1, 1, h * s, w * s], (&device, DType::F32));
-        for &y in &starts(h) {
-            for &x in &starts(w) {
-                let (th, tw) = (tile.min(h - y), tile.min(w - x));
-                let part = crate::nn::to_f32(self.decode(z.clone().slice([
-                    0..b,
-                    0..c,
-                    y..y + th,
-                    x..x + tw,
-                ])));
-                // Linear ramps over the overlap on the sides that touch another tile.
-                let ramp = |len: usize, at_start: bool, at_end: bool| -> Vec<f32> {
-                    (0..len)
-                        .map(|i| {
-                            let mut v = 1.0f32;
-                            if at_start && blend > 0 && i < blend {
-                                v = v.min((i as f32 + 0.5) / blend as f32);
-                            }
-                            if at_end && blend > 0 && len - i <= blend {
-                                v = v.min(((len - i) as f32 - 0.5) / blend as f32);
-                            }
-                            v
-                        })
-                        .collect()
-                };
-                let wy = ramp(th * s, y > 0, y + th < h);
-                let wx = ramp(tw * s, x > 0, x + tw < w);
-                let mask: Vec<f32> = wy
-                    .iter()
-                    .flat_map(|a| wx.iter().map(move |b| a * b))
-                    .collect();
-                let mask = Tensor::<4>::from_data(
-                    burn::tensor::TensorData::new(mask, [1, 1, th * s, tw * s]),
-                    (&device, DType::F32),
-                );
-                let ranges = [
-                    0..b,
-                    0..self.config.out_channels,
-                    y * s..(y + th) * s,
-                    x * s..(x + tw) * s,
-                ];
-                let cur = acc.clone().slice(ranges.clone());
-                acc = acc.slice_assign(ranges, cur + part * mask.clone());
-                let wr = [0..1, 0..1, y * s..(y + th) * s, x * s..(x + tw) * s];
-                let curw = weight.clone().slice(wr.clone());
-                weight = weight.slice_assign(wr, curw + mask);
+        // `a`'s last rows (or columns) fade into `b`'s first ones: b[k] = a[-e + k] (1 - k/e)
+        // + b[k] k/e.
+        let blend_into = |a: &Tensor<4>, b: Tensor<4>, dim: usize| -> Tensor<4> {
+            let e = blend.min(a.dims()[dim]).min(b.dims()[dim]);
+            if e == 0 {
+                return b;
             }
+            let ramp: Vec<f32> = (0..e).map(|k| k as f32 / e as f32).collect();
+            let mut shape = [1, 1, 1, 1];
+            shape[dim] = e;
+            let ramp = Tensor::<4>::from_data(
+                burn::tensor::TensorData::new(ramp, shape),
+                (&device, DType::F32),
+            );
+            let (na, nb) = (a.dims()[dim], b.dims()[dim]);
+            let tail = a.clone().narrow(dim, na - e, e);
+            let head = b.clone().narrow(dim, 0, e);
+            let mixed = tail * (ramp.clone().neg() + 1.0) + head * ramp;
+            if nb == e {
+                mixed
+            } else {
+                Tensor::cat(vec![mixed, b.narrow(dim, e, nb - e)], dim)
+            }
+        };
+        let mut above: Vec<Tensor<4>> = Vec::new();
+        let mut rows = Vec::new();
+        for y in (0..h).step_by(stride) {
+            let mut row: Vec<Tensor<4>> = Vec::new();
+            for (j, x) in (0..w).step_by(stride).enumerate() {
+                let part =
+                    z.clone()
+                        .slice([0..b, 0..c, y..(y + tile).min(h), x..(x + tile).min(w)]);
+                let mut part = crate::nn::to_f32(self.decode(part));
+                if let Some(up) = above.get(j) {
+                    part = blend_into(up, part, 2);
+                }
+                if let Some(left) = row.last() {
+                    part = blend_into(left, part, 3);
+                }
+                row.push(part);
+            }
+            let cropped = row
+                .iter()
+                .map(|t| {
+                    let [_, _, th, tw] = t.dims();
+                    t.clone()
+                        .narrow(2, 0, th.min(keep))
+                        .narrow(3, 0, tw.min(keep))
+                })
+                .collect();
+            rows.push(Tensor::cat(cropped, 3));
+            above = row;
         }
-        acc / weight
+        Tensor::cat(rows, 2)
     }
 }

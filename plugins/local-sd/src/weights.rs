@@ -159,6 +159,16 @@ impl Weights {
         self.index.contains_key(name)
     }
 
+    /// How many values all tensors hold together (0 for random weights): the model's size
+    /// for the memory estimate, whatever precision it is stored in.
+    pub fn num_elements(&self) -> u64 {
+        self.files
+            .iter()
+            .flat_map(|f| f.tensors.values())
+            .map(|t| t.shape.iter().product::<usize>() as u64)
+            .sum()
+    }
+
     /// `preferred` if present, else the only tensor's name.
     pub fn single_or(&self, preferred: &str) -> Option<String> {
         if self.contains(preferred) {

@@ -225,3 +225,24 @@ fn the_worker_stops_generating_when_the_host_goes_away() {
         .count();
     assert!(steps < 900, "{steps} more steps after the host left");
 }
+
+#[test]
+fn a_memory_limit_from_the_load_request_applies() {
+    let mut w = worker();
+    let load = LoadRequest {
+        model: fixture("sd1").display().to_string(),
+        device: Some("cpu".into()),
+        ..Default::default()
+    };
+    // 1 MiB fits nothing: a clear error that names the size, and the worker keeps serving.
+    w.load_with_memory_limit(load.clone(), Some(1)).unwrap();
+    let err = w.generate(request(1), |_| {}).unwrap_err();
+    assert_eq!(err.kind(), Some(ErrorKind::InvalidRequest), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("32x32") && msg.contains("memory limit of 1 MiB") && msg.contains("fp16"),
+        "{msg}"
+    );
+    w.load_with_memory_limit(load, Some(64 * 1024)).unwrap();
+    assert_eq!(w.generate(request(1), |_| {}).unwrap().len(), 2);
+}

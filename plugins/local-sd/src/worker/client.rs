@@ -272,7 +272,21 @@ impl WorkerClient {
 
     /// Loads a model (replacing any loaded one).
     pub fn load(&mut self, load: LoadRequest) -> Result<LoadedModel, ClientError> {
-        let id = self.send(|id| Request::Load { id, load })?;
+        self.load_with_memory_limit(load, None)
+    }
+
+    /// Loads a model whose generations keep their estimated peak memory under
+    /// `memory_limit_mib` (see `protocol::parse_memory_limit` for the setting).
+    pub fn load_with_memory_limit(
+        &mut self,
+        load: LoadRequest,
+        memory_limit_mib: Option<u64>,
+    ) -> Result<LoadedModel, ClientError> {
+        let id = self.send(|id| Request::Load {
+            id,
+            load,
+            memory_limit_mib,
+        })?;
         let mut loaded = None;
         self.wait(id, |e| match e {
             Event::Loaded {

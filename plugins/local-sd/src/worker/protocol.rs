@@ -15,6 +15,43 @@ pub struct AdapterInfo {
     pub driver: String,
 }
 
+/// The provider setting `memory_limit`: empty or `off` (no limit), `low` (every saving on,
+/// [`LoadRequest::low_memory`]), or a budget such as `6144`, `6144MiB`, `6GiB`, `6GB` (MiB when
+/// no unit is given). A host passes the budget as `memory_limit_mib`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryLimit {
+    Unlimited,
+    Low,
+    Mib(u64),
+}
+
+/// Parses the `memory_limit` setting; the error says what is accepted.
+pub fn parse_memory_limit(value: &str) -> Result<MemoryLimit, String> {
+    let v = value.trim().to_ascii_lowercase();
+    match v.as_str() {
+        "" | "off" | "none" | "no" | "false" => return Ok(MemoryLimit::Unlimited),
+        "low" | "on" | "yes" | "true" => return Ok(MemoryLimit::Low),
+        _ => {}
+    }
+    let digits = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (number, unit) = v.split_at(digits);
+    let scale = |mib: f64| -> Option<u64> {
+        let n: f64 = number.parse::<u64>().ok()? as f64;
+        Some((n * mib).ceil() as u64)
+    };
+    let mib = match unit.trim() {
+        "" | "m" | "mb" | "mib" => scale(1.0),
+        "g" | "gb" | "gib" => scale(1024.0),
+        _ => None,
+    };
+    match mib {
+        Some(m) if m > 0 => Ok(MemoryLimit::Mib(m)),
+        _ => Err(format!(
+            "memory_limit `{value}` is not understood; use `low`, `off`, or a size such as `6144` (MiB) or `6GiB`"
+        )),
+    }
+}
+
 /// A request from the host.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -24,6 +61,13 @@ pub enum Request {
         id: u64,
         #[serde(flatten)]
         load: LoadRequest,
+        /// Peak memory budget in MiB (`"memory_limit_mib"` on the wire, beside the load
+        /// fields): each generation estimates its peak and turns on the savings of
+        /// `low_memory`, cheapest first, until it fits; a request that cannot fit fails with
+        /// `invalid_request` naming its size. Kept out of [`LoadRequest`] so that hosts that
+        /// build one field by field keep compiling; see [`parse_memory_limit`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        memory_limit_mib: Option<u64>,
     },
     /// Generate images with the loaded model; answered by `progress`… `image`… `done`.
     Generate {
@@ -173,5 +217,49 @@ impl Event {
             | Self::Devices { id, .. }
             | Self::Error { id, .. } => *id,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_limit_setting_parses() {
+        assert_eq!(parse_memory_limit(""), Ok(MemoryLimit::Unlimited));
+        assert_eq!(parse_memory_limit(" Low "), Ok(MemoryLimit::Low));
+        assert_eq!(parse_memory_limit("6144"), Ok(MemoryLimit::Mib(6144)));
+        assert_eq!(parse_memory_limit("512MiB"), Ok(MemoryLimit::Mib(512)));
+        assert_eq!(parse_memory_limit("6 GiB"), Ok(MemoryLimit::Mib(6144)));
+        assert_eq!(parse_memory_limit("6gb"), Ok(MemoryLimit::Mib(6144)));
+        let err = parse_memory_limit("lots").unwrap_err();
+        assert!(err.contains("6GiB"), "{err}");
+        assert!(parse_memory_limit("0").is_err());
+    }
+
+    /// The limit travels beside the load fields, and a load without it reads as before.
+    #[test]
+    fn load_carries_the_memory_limit_compatibly() {
+        let load = LoadRequest {
+            model: "m".into(),
+            ..Default::default()
+        };
+        let with = Request::Load {
+            id: 3,
+            load: load.clone(),
+            memory_limit_mib: Some(4096),
+        };
+        let line = serde_json::to_string(&with).unwrap();
+        assert!(line.contains(r#""memory_limit_mib":4096"#), "{line}");
+        assert_eq!(serde_json::from_str::<Request>(&line).unwrap(), with);
+        let old = r#"{"op":"load","id":3,"model":"m","low_memory":false}"#;
+        assert_eq!(
+            serde_json::from_str::<Request>(old).unwrap(),
+            Request::Load {
+                id: 3,
+                load,
+                memory_limit_mib: None
+            }
+        );
     }
 }

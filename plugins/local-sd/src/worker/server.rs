@@ -79,9 +79,10 @@ fn error_kind(e: &Error) -> ErrorKind {
     match e {
         Error::Cancelled => ErrorKind::Cancelled,
         Error::ModelNotFound(_) => ErrorKind::ModelNotFound,
-        Error::InvalidRequest(_) | Error::PromptTooLong { .. } | Error::NoSuchDevice(_) => {
-            ErrorKind::InvalidRequest
-        }
+        Error::InvalidRequest(_)
+        | Error::PromptTooLong { .. }
+        | Error::NoSuchDevice(_)
+        | Error::MemoryLimit(_) => ErrorKind::InvalidRequest,
         Error::Device(m) => classify(m),
         _ => ErrorKind::Model,
     }
@@ -128,11 +129,11 @@ pub fn serve(input: impl BufRead + Send + 'static, output: impl Write + Send + '
 
     let mut loaded: Option<Loaded> = None;
     // The last successful load, to reload after an idle unload.
-    let mut last_load: Option<LoadRequest> = None;
+    let mut last_load: Option<(LoadRequest, Option<u64>)> = None;
     loop {
         let idle = last_load
             .as_ref()
-            .and_then(|l| l.idle_unload_secs)
+            .and_then(|(l, _)| l.idle_unload_secs)
             .filter(|_| loaded.is_some());
         let req = match idle {
             Some(secs) => match rx.recv_timeout(std::time::Duration::from_secs(secs)) {
@@ -161,9 +162,13 @@ pub fn serve(input: impl BufRead + Send + 'static, output: impl Write + Send + '
                 last_load = None;
                 out.send(&Event::Unloaded { id });
             }
-            Request::Load { id, load } => {
+            Request::Load {
+                id,
+                load,
+                memory_limit_mib,
+            } => {
                 loaded = None;
-                match catch_unwind(AssertUnwindSafe(|| load_model(&load))) {
+                match catch_unwind(AssertUnwindSafe(|| load_model(&load, memory_limit_mib))) {
                     Ok(Ok(l)) => {
                         out.send(&Event::Loaded {
                             id,
@@ -173,7 +178,7 @@ pub fn serve(input: impl BufRead + Send + 'static, output: impl Write + Send + '
                             default_size: l.model.default_size() as u32,
                         });
                         loaded = Some(l);
-                        last_load = Some(load);
+                        last_load = Some((load, memory_limit_mib));
                     }
                     Ok(Err(e)) => out.error(id, error_kind(&e), e.to_string()),
                     Err(p) => {
@@ -189,10 +194,10 @@ pub fn serve(input: impl BufRead + Send + 'static, output: impl Write + Send + '
             }
             Request::Generate { id, generate } => {
                 if loaded.is_none()
-                    && let Some(load) = &last_load
+                    && let Some((load, limit)) = &last_load
                 {
                     // Unloaded while idle: load again before generating.
-                    match catch_unwind(AssertUnwindSafe(|| load_model(load))) {
+                    match catch_unwind(AssertUnwindSafe(|| load_model(load, *limit))) {
                         Ok(Ok(l)) => loaded = Some(l),
                         Ok(Err(e)) => {
                             out.error(id, error_kind(&e), e.to_string());
@@ -250,7 +255,7 @@ pub fn serve(input: impl BufRead + Send + 'static, output: impl Write + Send + '
     }
 }
 
-fn load_model(req: &LoadRequest) -> Result<Loaded, Error> {
+fn load_model(req: &LoadRequest, memory_limit_mib: Option<u64>) -> Result<Loaded, Error> {
     let root = model_files::resolve(&req.model)?;
     let choice: DeviceChoice = req
         .device
@@ -267,6 +272,7 @@ fn load_model(req: &LoadRequest) -> Result<Loaded, Error> {
         precision,
         vae_f32: None,
         low_memory: req.low_memory,
+        memory_limit: memory_limit_mib.map(|m| m.saturating_mul(1 << 20)),
     };
     let model = StableDiffusion::load(&root, &device, options)?;
     Ok(Loaded {
@@ -351,6 +357,14 @@ fn run_generate(
             .map(str::parse)
             .transpose()?,
     };
+    let plan = model.memory_plan(&params)?;
+    if plan.saves_memory() || plan.limit_bytes.is_some() {
+        // The host keeps the worker's last stderr lines for its error reports.
+        eprintln!(
+            "memory plan: {}",
+            serde_json::to_string(&plan).unwrap_or_default()
+        );
+    }
     let images = model.generate(&params, &mut |p| {
         let preview_png = if req.preview {
             p.preview
