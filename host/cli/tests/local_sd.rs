@@ -267,7 +267,31 @@ fn bad_requests_are_clear_errors_with_the_invalid_exit_code() {
         EXIT_INVALID,
         "imageai models install test/not-installed",
     );
+    failed_with(
+        &s.generate(&model, &out, &["--set", "memory_limit=lots"]),
+        EXIT_INVALID,
+        "memory_limit `lots` is not understood",
+    );
     assert!(!out.exists());
+}
+
+#[test]
+fn a_memory_limit_reaches_the_engine() {
+    let s = Setup::new();
+    let model = fixture().display().to_string();
+    let out = s.path("limited.png");
+    // Far below what even the tiny model needs: the engine's estimate says so, with the fix.
+    let stderr = failed_with(
+        &s.generate(&model, &out, &["--set", "memory_limit=1"]),
+        EXIT_INVALID,
+        "over the memory limit of 1 MiB",
+    );
+    assert!(stderr.contains("64x64"), "{stderr}");
+    assert!(!out.exists());
+    // A roomy limit changes nothing.
+    let output = s.generate(&model, &out, &["--set", "memory_limit=4GiB"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(out.exists());
 }
 
 #[test]

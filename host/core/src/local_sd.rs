@@ -104,7 +104,11 @@ pub fn manifest() -> Manifest {
             setting("device", "Device (auto, cpu, or an adapter)", Some("auto")),
             setting("precision", "Precision (fp16 or fp32)", Some(DEFAULT_PRECISION)),
             setting("scheduler", "Default scheduler", None),
-            setting("memory_limit", "Memory use (`low`: text encoder per prompt, VAE in tiles)", None),
+            setting(
+                "memory_limit",
+                "Memory limit: a size such as `6GiB` or `6144` (MiB) turns on only the savings needed to stay under it; `low` turns them all on",
+                None,
+            ),
         ],
     }
 }
@@ -118,10 +122,15 @@ struct EngineOptions {
     scheduler: Option<String>,
     init_noise: Option<String>,
     low_memory: bool,
+    /// A budget the engine keeps each generation's estimated peak under.
+    memory_limit_mib: Option<u64>,
 }
 
 impl EngineOptions {
-    fn from(extra: &BTreeMap<String, String>, settings: &BTreeMap<String, String>) -> Self {
+    fn from(
+        extra: &BTreeMap<String, String>,
+        settings: &BTreeMap<String, String>,
+    ) -> Result<Self, ProviderError> {
         let pick = |name: &str| {
             extra
                 .get(name)
@@ -129,20 +138,27 @@ impl EngineOptions {
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
-        Self {
+        let memory = match pick("memory_limit") {
+            None => protocol::MemoryLimit::Unlimited,
+            Some(value) => protocol::parse_memory_limit(&value).map_err(|message| {
+                ProviderError::InvalidRequest(format!(
+                    "{message} (the local-sd setting in config.json, or `--set memory_limit=…`)"
+                ))
+            })?,
+        };
+        Ok(Self {
             device: pick("device").unwrap_or_else(|| "auto".to_owned()),
             precision: pick("precision")
                 .unwrap_or_else(|| DEFAULT_PRECISION.to_owned())
                 .to_ascii_lowercase(),
             scheduler: pick("scheduler"),
             init_noise: pick("init_noise"),
-            low_memory: pick("memory_limit").is_some_and(|v| {
-                matches!(
-                    v.to_ascii_lowercase().as_str(),
-                    "low" | "true" | "on" | "yes"
-                )
-            }),
-        }
+            low_memory: memory == protocol::MemoryLimit::Low,
+            memory_limit_mib: match memory {
+                protocol::MemoryLimit::Mib(mib) => Some(mib),
+                _ => None,
+            },
+        })
     }
 }
 
@@ -354,7 +370,8 @@ fn map_error(err: ClientError) -> (ProviderError, bool) {
 #[derive(Default)]
 struct Worker {
     client: Option<WorkerClient>,
-    loaded: Option<(LoadRequest, LoadedModel)>,
+    /// What is loaded, with the memory limit it was loaded under.
+    loaded: Option<(LoadRequest, Option<u64>, LoadedModel)>,
 }
 
 impl Worker {
@@ -463,11 +480,12 @@ impl LocalSdProvider {
                 WorkerClient::spawn(&self.worker_path).map_err(|e| fail(&mut worker, e))?;
             worker.client = Some(client);
         }
-        if worker.loaded.as_ref().map(|(l, _)| l) != Some(&load) {
+        let limit = options.memory_limit_mib;
+        if worker.loaded.as_ref().map(|(l, m, _)| (l, *m)) != Some((&load, limit)) {
             ctx.report(0.0, "loading the model");
             worker.loaded = None;
             let result = match worker.client.as_mut() {
-                Some(client) => client.load(load.clone()),
+                Some(client) => client.load_with_memory_limit(load.clone(), limit),
                 None => {
                     return Err(ProviderError::Other(
                         "the local engine is not running".into(),
@@ -475,7 +493,7 @@ impl LocalSdProvider {
                 }
             };
             match result {
-                Ok(loaded) => worker.loaded = Some((load, loaded)),
+                Ok(loaded) => worker.loaded = Some((load, limit, loaded)),
                 Err(err) => return Err(fail(&mut worker, err)),
             }
         }
@@ -493,7 +511,7 @@ impl LocalSdProvider {
             };
             (
                 generate(client, request, ctx),
-                loaded.as_ref().map(|(_, l)| l.clone()),
+                loaded.as_ref().map(|(_, _, l)| l.clone()),
             )
         };
         let images = result.map_err(|e| fail(&mut worker, e))?;
@@ -641,13 +659,13 @@ impl Provider for LocalSdProvider {
         request: &GenerateRequest,
         ctx: &CallContext,
     ) -> Result<Generation, ProviderError> {
-        let options = EngineOptions::from(&request.extra, &ctx.settings);
+        let options = EngineOptions::from(&request.extra, &ctx.settings)?;
         let worker_request = worker_generate(request, &options)?;
         self.run(&request.model, worker_request, &options, ctx)
     }
 
     fn edit(&self, request: &EditRequest, ctx: &CallContext) -> Result<Generation, ProviderError> {
-        let options = EngineOptions::from(&request.base.extra, &ctx.settings);
+        let options = EngineOptions::from(&request.base.extra, &ctx.settings)?;
         let worker_request = worker_edit(request, &options)?;
         self.run(&request.base.model, worker_request, &options, ctx)
     }
@@ -678,7 +696,7 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        EngineOptions::from(&extra, &manifest_defaults())
+        EngineOptions::from(&extra, &manifest_defaults()).unwrap()
     }
 
     fn manifest_defaults() -> BTreeMap<String, String> {
@@ -713,10 +731,24 @@ mod tests {
         let extra = [("scheduler".to_owned(), "euler".to_owned())]
             .into_iter()
             .collect();
-        let o = EngineOptions::from(&extra, &settings);
+        let o = EngineOptions::from(&extra, &settings).unwrap();
         assert_eq!(o.device, "cpu");
         assert_eq!(o.scheduler.as_deref(), Some("euler"));
         assert!(o.low_memory);
+        assert_eq!(o.memory_limit_mib, None);
+
+        let o = options(&[("memory_limit", "6GiB")]);
+        assert!(!o.low_memory);
+        assert_eq!(o.memory_limit_mib, Some(6144));
+        let bad = [("memory_limit".to_owned(), "lots".to_owned())]
+            .into_iter()
+            .collect();
+        match EngineOptions::from(&bad, &manifest_defaults()) {
+            Err(ProviderError::InvalidRequest(message)) => {
+                assert!(message.contains("6GiB"), "{message}")
+            }
+            other => panic!("expected an invalid request, got {other:?}"),
+        }
 
         let o = options(&[("precision", "FP32"), ("init_noise", "/tmp/n.safetensors")]);
         assert_eq!(o.precision, "fp32");
