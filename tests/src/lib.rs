@@ -4,6 +4,7 @@
 pub mod google_server;
 pub mod hub_server;
 pub mod huggingface_server;
+pub mod local_sd;
 pub mod openai_server;
 pub mod plugins;
 pub mod replicate_server;

@@ -118,7 +118,8 @@ pub fn record_progress(ctx: &mut CallContext) -> Reports {
     reports
 }
 
-fn workspace_root() -> PathBuf {
+/// The repository's root folder.
+pub fn workspace_root() -> PathBuf {
     let tests = Path::new(env!("CARGO_MANIFEST_DIR"));
     tests
         .parent()

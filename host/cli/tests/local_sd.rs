@@ -10,6 +10,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use imageai_tests::local_sd::{build_worker, copy_dir};
 use serde_json::Value;
 
 mod common;
@@ -19,16 +20,8 @@ use common::{ids, imageai, ok, sidecar, text};
 const EXIT_PLUGIN: i32 = 8;
 const EXIT_INVALID: i32 = 9;
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .unwrap()
-        .to_path_buf()
-}
-
 fn fixture() -> PathBuf {
-    workspace_root().join("plugins/local-sd/tests/fixtures/sd1")
+    imageai_tests::local_sd::fixture("sd1")
 }
 
 /// `imageai-sd-worker`, built into the folder of the `imageai` under test (where users have it
@@ -41,23 +34,7 @@ fn worker() -> &'static Path {
             .parent()
             .unwrap()
             .to_path_buf();
-        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cmd.args([
-            "build",
-            "--package",
-            "imageai-local-sd",
-            "--bin",
-            "imageai-sd-worker",
-        ])
-        .current_dir(workspace_root());
-        if bin_dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().unwrap();
-        assert!(status.success(), "building imageai-sd-worker failed");
-        let worker = bin_dir.join("imageai-sd-worker");
-        assert!(worker.is_file(), "no worker at {}", worker.display());
-        worker
+        build_worker(&bin_dir)
     })
 }
 
@@ -155,19 +132,6 @@ fn pixels(path: &Path) -> (u32, u32, Vec<u8>) {
     let info = reader.next_frame(&mut buf).unwrap();
     buf.truncate(info.buffer_size());
     (info.width, info.height, buf)
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), dest).unwrap();
-        }
-    }
 }
 
 #[test]

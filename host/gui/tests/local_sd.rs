@@ -8,7 +8,6 @@
 use std::io::Cursor;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
 use base64::Engine;
@@ -20,25 +19,12 @@ use imageai_core::config::Config;
 use imageai_core::keys::{KeyStore, KeyringMode};
 use imageai_core::paths::Paths;
 use imageai_gui::{App, JobStatus};
+use imageai_tests::local_sd::{build_worker, copy_dir, fixture};
 
 mod common;
 use common::{
     harness, open_combo, pick, press, prompt_and_generate, type_into, type_prompt, wait_until,
-    workspace_root,
 };
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), dest).unwrap();
-        }
-    }
-}
 
 /// A config folder in `tmp` whose only provider is local-sd running `worker` on the CPU, with
 /// the tiny fixture model installed in its Hugging Face cache as `test/tiny-sd`.
@@ -46,10 +32,7 @@ fn open_app(tmp: &Path, worker: PathBuf) -> App {
     let cache = tmp.join("hub");
     let commit = "0123456789abcdef0123456789abcdef01234567";
     let repo = cache.join("models--test--tiny-sd");
-    copy_dir(
-        &workspace_root().join("plugins/local-sd/tests/fixtures/sd1"),
-        &repo.join("snapshots").join(commit),
-    );
+    copy_dir(&fixture("sd1"), &repo.join("snapshots").join(commit));
     std::fs::create_dir_all(repo.join("refs")).unwrap();
     std::fs::write(repo.join("refs/main"), commit).unwrap();
     let paths = Paths::at(tmp.join("config"));
@@ -275,25 +258,7 @@ fn real_worker() -> &'static Path {
         let exe = std::env::current_exe().unwrap();
         // target/<profile>/deps/<test> → target/<profile>
         let bin_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
-        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cmd.args([
-            "build",
-            "--package",
-            "imageai-local-sd",
-            "--bin",
-            "imageai-sd-worker",
-        ])
-        .current_dir(workspace_root());
-        if bin_dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        assert!(
-            cmd.status().unwrap().success(),
-            "building imageai-sd-worker failed"
-        );
-        let worker = bin_dir.join("imageai-sd-worker");
-        assert!(worker.is_file(), "no worker at {}", worker.display());
-        worker
+        build_worker(&bin_dir)
     })
 }
 

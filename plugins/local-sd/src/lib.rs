@@ -4,42 +4,38 @@
 //! Without the default `engine` feature only the host's side is built: [`worker::client`], the
 //! wire format in [`worker::protocol`] and [`model_files`], with no Burn dependency.
 
-#[cfg(feature = "engine")]
-pub mod attention;
-#[cfg(feature = "engine")]
-pub mod clip;
-#[cfg(feature = "engine")]
-pub mod config;
-#[cfg(feature = "engine")]
-pub mod device;
-#[cfg(feature = "engine")]
-pub mod embeddings;
+/// Declares modules that run the model (they need Burn), built only with the `engine` feature.
+macro_rules! engine_modules {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[cfg(feature = "engine")]
+            pub mod $name;
+        )*
+    };
+}
+
+engine_modules!(
+    attention,
+    clip,
+    config,
+    device,
+    embeddings,
+    image_io,
+    memory,
+    nn,
+    pipeline,
+    resnet,
+    schedulers,
+    tokenizer,
+    torch_rng,
+    unet_2d,
+    unet_2d_blocks,
+    vae,
+    weights,
+);
+
 pub mod error;
-#[cfg(feature = "engine")]
-pub mod image_io;
-#[cfg(feature = "engine")]
-pub mod memory;
 pub mod model_files;
-#[cfg(feature = "engine")]
-pub mod nn;
-#[cfg(feature = "engine")]
-pub mod pipeline;
-#[cfg(feature = "engine")]
-pub mod resnet;
-#[cfg(feature = "engine")]
-pub mod schedulers;
-#[cfg(feature = "engine")]
-pub mod tokenizer;
-#[cfg(feature = "engine")]
-pub mod torch_rng;
-#[cfg(feature = "engine")]
-pub mod unet_2d;
-#[cfg(feature = "engine")]
-pub mod unet_2d_blocks;
-#[cfg(feature = "engine")]
-pub mod vae;
-#[cfg(feature = "engine")]
-pub mod weights;
 pub mod worker;
 
 pub use error::{Error, Result};
