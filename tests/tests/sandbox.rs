@@ -769,6 +769,52 @@ fn a_plugin_can_turn_the_hosts_retries_off() {
     );
 }
 
+#[test]
+fn more_calls_at_once_than_the_pool_holds_get_a_clear_error() {
+    // A runtime of its own: the busy calls below must not take the shared provider's slots.
+    let provider = Arc::new(
+        runtime(small_options())
+            .load(&plugin_dir(PACKAGE))
+            .unwrap_or_else(|err| panic!("could not load: {err}")),
+    );
+    let ctx = ctx("http://127.0.0.1:9");
+    let busy: Vec<_> = (0..32)
+        .map(|_| {
+            let provider = provider.clone();
+            let ctx = ctx.clone();
+            std::thread::spawn(move || generate(&provider, "sleep", &ctx))
+        })
+        .collect();
+    // Wait until every slot is taken: the 33rd call is refused while they sleep.
+    let started = Instant::now();
+    let refused = loop {
+        match generate(&provider, "progress", &ctx) {
+            Err(ProviderError::Plugin(message)) => break message,
+            Ok(_) if started.elapsed() < Duration::from_secs(20) => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => panic!("expected a refusal once the pool is full, got {other:?}"),
+        }
+    };
+    assert!(
+        refused.contains("32 plugin calls are already running") && refused.contains("wait"),
+        "{refused}"
+    );
+    ctx.cancel.cancel();
+    for call in busy {
+        assert_eq!(
+            call.join()
+                .unwrap_or_else(|_| panic!("a sleeping call panicked")),
+            Err(ProviderError::Cancelled)
+        );
+    }
+    let fresh = self::ctx("http://127.0.0.1:9");
+    assert!(
+        generate(&provider, "progress", &fresh).is_ok(),
+        "a slot is free again"
+    );
+}
+
 // ---- loading: contract versions, invalid components, the compile cache ----
 
 /// A copy of the hostile plugin's folder that a test may change.

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
-    UpdateDeadline,
+    Config, Engine, InstanceAllocationStrategy, PoolConcurrencyLimitError, PoolingAllocationConfig,
+    Store, Trap, UpdateDeadline,
 };
 
 use super::bindings::{self, CallResult, Pre};
@@ -393,6 +393,14 @@ impl WasmProvider {
             return ProviderError::Plugin(format!(
                 "plugin {id} exceeded its CPU time limit of {}",
                 seconds(options.cpu_timeout)
+            ));
+        }
+        if trap.downcast_ref::<PoolConcurrencyLimitError>().is_some()
+            || format!("{trap:#}").contains("maximum concurrent limit")
+        {
+            tracing::warn!(plugin = %id, "no instance slot free: {trap:#}");
+            return ProviderError::Plugin(format!(
+                "{POOL_SLOTS} plugin calls are already running, the most at once; wait for one to finish, then try again"
             ));
         }
         let what = match trap.downcast_ref::<Trap>() {
