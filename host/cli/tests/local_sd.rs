@@ -292,6 +292,34 @@ fn a_repo_id_in_the_hugging_face_cache_is_found_and_listed() {
 }
 
 #[test]
+fn models_devices_lists_what_the_engine_can_run_on() {
+    let s = Setup::new();
+    let output = Setup::run_cmd(s.cmd(&["models", "devices", "--json"]));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let devices: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let devices = devices.as_array().unwrap();
+    // The CPU is always there, whatever GPUs (or lavapipe) this machine has.
+    assert!(
+        devices
+            .iter()
+            .any(|d| d["kind"] == "cpu" && d["name"].is_string()),
+        "{devices:?}"
+    );
+    let table = Setup::run_cmd(s.cmd(&["models", "devices"]));
+    assert!(table.status.success(), "{}", text(&table.stderr));
+    let shown = text(&table.stdout);
+    assert!(shown.contains("NAME") && shown.contains("cpu"), "{shown}");
+
+    let mut missing = s.cmd(&["models", "devices"]);
+    missing.env("IMAGEAI_SD_WORKER", "/bin/false");
+    failed_with(
+        &Setup::run_cmd(missing),
+        EXIT_PLUGIN,
+        "stopped unexpectedly",
+    );
+}
+
+#[test]
 fn a_worker_that_crashes_is_a_clear_error_not_a_hang() {
     let s = Setup::new();
     let model = fixture().display().to_string();

@@ -433,6 +433,36 @@ impl LocalSdProvider {
         })
     }
 
+    /// The devices the engine can run on (GPU adapters by name, and the CPU), as the worker
+    /// sees them; a value of the `device` setting or `--device` picks one by name.
+    pub fn devices(&self) -> Result<Vec<protocol::AdapterInfo>, ProviderError> {
+        let mut worker = self.lock();
+        if worker.client.as_mut().is_some_and(|c| !c.is_running()) {
+            worker.reset();
+        }
+        if worker.client.is_none() {
+            match WorkerClient::spawn(&self.worker_path) {
+                Ok(client) => worker.client = Some(client),
+                Err(err) => return Err(map_error(err).0),
+            }
+        }
+        let result = match worker.client.as_mut() {
+            Some(client) => client.list_devices(),
+            None => {
+                return Err(ProviderError::Other(
+                    "the local engine is not running".into(),
+                ));
+            }
+        };
+        result.map_err(|err| {
+            let (error, restart) = map_error(err);
+            if restart {
+                worker.reset();
+            }
+            error
+        })
+    }
+
     /// Stops the worker and frees its device memory; the next call starts it again.
     pub fn unload(&self) {
         self.lock().reset();

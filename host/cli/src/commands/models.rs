@@ -68,6 +68,11 @@ pub enum ModelsAction {
         #[arg(long)]
         json: bool,
     },
+    /// The devices the local engine can run on (GPU adapters and the CPU), for `--device`.
+    Devices {
+        #[arg(long)]
+        json: bool,
+    },
     /// Convert a single-file SD 1.x checkpoint (.safetensors, original layout) for the local engine.
     Import {
         file: PathBuf,
@@ -117,6 +122,7 @@ pub fn run(action: ModelsAction) -> Result<(), Failure> {
             json,
         } => remove(&repo, revision.as_deref(), yes, json),
         ModelsAction::Import { file, name, json } => import(&file, name.as_deref(), json),
+        ModelsAction::Devices { json } => devices(json),
     }
 }
 
@@ -427,6 +433,44 @@ fn loadable_text(model: &InstalledModel) -> String {
                 .unwrap_or("unknown")
         )
     }
+}
+
+/// The local engine's devices, as its worker finds them.
+fn devices(json: bool) -> Result<(), Failure> {
+    let Some(worker) = imageai_core::local_sd::find_worker() else {
+        return Err(Failure::new(
+            exit::OTHER,
+            "not_found",
+            format!(
+                "the local engine ({}) is not installed beside imageai; reinstall ImageAI, or set IMAGEAI_SD_WORKER to its path",
+                imageai_core::local_sd::WORKER_FILE
+            ),
+        ));
+    };
+    let engine =
+        imageai_core::local_sd::LocalSdProvider::new(worker, manager(false)?.config().clone());
+    let devices = engine
+        .devices()
+        .map_err(|err| Failure::provider("local-sd", &err))?;
+    engine.unload();
+    if json {
+        output::json(&serde_json::to_value(&devices).map_err(|e| Failure::other(e.to_string()))?);
+        return Ok(());
+    }
+    output::line(&format!(
+        "{:<6} {:<44} {:<11} {:<8} DRIVER",
+        "INDEX", "NAME", "KIND", "BACKEND"
+    ));
+    for device in &devices {
+        output::line(&format!(
+            "{:<6} {:<44} {:<11} {:<8} {}",
+            device.index, device.name, device.kind, device.backend, device.driver
+        ));
+    }
+    output::note(
+        "Pick one with --device NAME (or the local-sd `device` setting); `auto` takes a discrete GPU, then an integrated one, then the CPU; `cpu` runs without a GPU.",
+    );
+    Ok(())
 }
 
 fn list(json: bool) -> Result<(), Failure> {

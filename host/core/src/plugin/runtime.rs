@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolConcurrencyLimitError, PoolingAllocationConfig,
-    Store, Trap, UpdateDeadline,
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolConcurrencyLimitError,
+    PoolingAllocationConfig, Store, Trap, UpdateDeadline,
 };
 
 use super::bindings::{self, CallResult, Pre};
@@ -117,7 +117,9 @@ impl Runtime {
             .max_tables_per_component(8)
             .max_memory_size(options.memory_limit)
             .linear_memory_keep_resident(options.keep_resident.min(options.memory_limit))
-            .table_keep_resident(64 * 1024);
+            .table_keep_resident(64 * 1024)
+            // Linux 6.7+: reset only the pages a call dirtied, not the whole resident prefix.
+            .pagemap_scan(Enabled::Auto);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine =
             Engine::new(&config).map_err(|err| PluginError::Runtime(format!("{err:#}")))?;
