@@ -382,6 +382,35 @@ impl Worker {
         }
         self.loaded = None;
     }
+
+    /// The running worker, started (after `starting`) when there is none or it has exited.
+    fn started(
+        &mut self,
+        path: &Path,
+        starting: impl FnOnce(),
+    ) -> Result<&mut WorkerClient, ClientError> {
+        if self.client.as_mut().is_some_and(|c| !c.is_running()) {
+            tracing::info!("the local SD worker had exited; starting a new one");
+            self.reset();
+        }
+        let client = match self.client.take() {
+            Some(client) => client,
+            None => {
+                starting();
+                WorkerClient::spawn(path)?
+            }
+        };
+        Ok(self.client.insert(client))
+    }
+
+    /// The provider error for a worker failure; a worker that may be broken is stopped.
+    fn fail(&mut self, err: ClientError) -> ProviderError {
+        let (error, restart) = map_error(err);
+        if restart {
+            self.reset();
+        }
+        error
+    }
 }
 
 /// Local Stable Diffusion through the `imageai-sd-worker` process.
@@ -437,30 +466,10 @@ impl LocalSdProvider {
     /// sees them; a value of the `device` setting or `--device` picks one by name.
     pub fn devices(&self) -> Result<Vec<protocol::AdapterInfo>, ProviderError> {
         let mut worker = self.lock();
-        if worker.client.as_mut().is_some_and(|c| !c.is_running()) {
-            worker.reset();
-        }
-        if worker.client.is_none() {
-            match WorkerClient::spawn(&self.worker_path) {
-                Ok(client) => worker.client = Some(client),
-                Err(err) => return Err(map_error(err).0),
-            }
-        }
-        let result = match worker.client.as_mut() {
-            Some(client) => client.list_devices(),
-            None => {
-                return Err(ProviderError::Other(
-                    "the local engine is not running".into(),
-                ));
-            }
-        };
-        result.map_err(|err| {
-            let (error, restart) = map_error(err);
-            if restart {
-                worker.reset();
-            }
-            error
-        })
+        let result = worker
+            .started(&self.worker_path, || {})
+            .and_then(WorkerClient::list_devices);
+        result.map_err(|err| worker.fail(err))
     }
 
     /// Stops the worker and frees its device memory; the next call starts it again.
@@ -490,25 +499,16 @@ impl LocalSdProvider {
             idle_unload_secs: None,
         };
         let mut worker = self.lock();
-        let fail = |worker: &mut Worker, err: ClientError| {
-            let (error, restart) = map_error(err);
-            if restart {
-                worker.reset();
-            }
-            error
-        };
         if ctx.cancel.is_cancelled() {
             return Err(ProviderError::Cancelled);
         }
-        if worker.client.as_mut().is_some_and(|c| !c.is_running()) {
-            tracing::info!("the local SD worker had exited; starting a new one");
-            worker.reset();
-        }
-        if worker.client.is_none() {
-            ctx.report(0.0, "starting the local engine");
-            let client =
-                WorkerClient::spawn(&self.worker_path).map_err(|e| fail(&mut worker, e))?;
-            worker.client = Some(client);
+        let started = worker
+            .started(&self.worker_path, || {
+                ctx.report(0.0, "starting the local engine");
+            })
+            .map(|_| ());
+        if let Err(err) = started {
+            return Err(worker.fail(err));
         }
         let limit = options.memory_limit_mib;
         if worker.loaded.as_ref().map(|(l, m, _)| (l, *m)) != Some((&load, limit)) {
@@ -524,7 +524,7 @@ impl LocalSdProvider {
             };
             match result {
                 Ok(loaded) => worker.loaded = Some((load, limit, loaded)),
-                Err(err) => return Err(fail(&mut worker, err)),
+                Err(err) => return Err(worker.fail(err)),
             }
         }
         if ctx.cancel.is_cancelled() {
@@ -544,7 +544,7 @@ impl LocalSdProvider {
                 loaded.as_ref().map(|(_, _, l)| l.clone()),
             )
         };
-        let images = result.map_err(|e| fail(&mut worker, e))?;
+        let images = result.map_err(|e| worker.fail(e))?;
         drop(worker);
 
         let mut generation = Generation {
