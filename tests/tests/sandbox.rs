@@ -778,36 +778,42 @@ fn more_calls_at_once_than_the_pool_holds_get_a_clear_error() {
             .unwrap_or_else(|err| panic!("could not load: {err}")),
     );
     let ctx = ctx("http://127.0.0.1:9");
-    let busy: Vec<_> = (0..32)
+    // 33 calls that each sleep 10 s: one more than the pool holds, so exactly one of them (the
+    // last to get there, whichever it is) is refused at once while the others sleep.
+    let calls: Vec<_> = (0..33)
         .map(|_| {
             let provider = provider.clone();
             let ctx = ctx.clone();
             std::thread::spawn(move || generate(&provider, "sleep", &ctx))
         })
         .collect();
-    // Wait until every slot is taken: the 33rd call is refused while they sleep.
     let started = Instant::now();
-    let refused = loop {
-        match generate(&provider, "progress", &ctx) {
-            Err(ProviderError::Plugin(message)) => break message,
-            Ok(_) if started.elapsed() < Duration::from_secs(20) => {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            other => panic!("expected a refusal once the pool is full, got {other:?}"),
-        }
-    };
-    assert!(
-        refused.contains("32 plugin calls are already running") && refused.contains("wait"),
-        "{refused}"
-    );
-    ctx.cancel.cancel();
-    for call in busy {
-        assert_eq!(
-            call.join()
-                .unwrap_or_else(|_| panic!("a sleeping call panicked")),
-            Err(ProviderError::Cancelled)
+    while !calls.iter().any(|call| call.is_finished()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(9),
+            "no call was refused although 33 ran at once"
         );
+        std::thread::sleep(Duration::from_millis(20));
     }
+    ctx.cancel.cancel();
+    let mut refused = Vec::new();
+    let mut cancelled = 0;
+    for call in calls {
+        match call
+            .join()
+            .unwrap_or_else(|_| panic!("a sleeping call panicked"))
+        {
+            Err(ProviderError::Plugin(message)) => refused.push(message),
+            Err(ProviderError::Cancelled) => cancelled += 1,
+            other => panic!("expected a refusal or a cancelled sleep, got {other:?}"),
+        }
+    }
+    assert_eq!((refused.len(), cancelled), (1, 32), "{refused:?}");
+    assert!(
+        refused[0].contains("32 plugin calls are already running") && refused[0].contains("wait"),
+        "{}",
+        refused[0]
+    );
     let fresh = self::ctx("http://127.0.0.1:9");
     assert!(
         generate(&provider, "progress", &fresh).is_ok(),

@@ -397,9 +397,7 @@ impl WasmProvider {
                 seconds(options.cpu_timeout)
             ));
         }
-        if trap.downcast_ref::<PoolConcurrencyLimitError>().is_some()
-            || format!("{trap:#}").contains("maximum concurrent limit")
-        {
+        if trap.downcast_ref::<PoolConcurrencyLimitError>().is_some() {
             tracing::warn!(plugin = %id, "no instance slot free: {trap:#}");
             return ProviderError::Plugin(format!(
                 "{POOL_SLOTS} plugin calls are already running, the most at once; wait for one to finish, then try again"
