@@ -569,6 +569,101 @@ fn secrets_never_reach_errors_or_logs() {
 // ---- HTTP behaviour: retries and cancellation ----
 
 /// A server whose answer depends on how many requests it has seen.
+/// The calls the serving instance has seen, itself included (the `count` behaviour).
+fn instance_calls(provider: &WasmProvider, ctx: &CallContext) -> u32 {
+    let generation =
+        generate(provider, "count", ctx).unwrap_or_else(|err| panic!("count failed: {err}"));
+    metadata(&generation, "calls")
+        .parse()
+        .unwrap_or_else(|err| panic!("calls is not a number: {err}"))
+}
+
+#[test]
+fn a_clean_call_leaves_a_warm_instance_for_the_next_call_with_the_same_key() {
+    // A provider of its own: the shared one serves other tests' calls in parallel.
+    let provider = runtime(small_options())
+        .load(&plugin_dir(PACKAGE))
+        .unwrap_or_else(|err| panic!("could not load: {err}"));
+    let ctx = ctx("http://127.0.0.1:9");
+    assert_eq!(instance_calls(&provider, &ctx), 1, "a fresh instance");
+    assert_eq!(
+        instance_calls(&provider, &ctx),
+        2,
+        "the same instance again"
+    );
+    assert_eq!(instance_calls(&provider, &ctx), 3);
+
+    // Another key never runs in an instance that has seen this one.
+    let other = CallContext::new(
+        Some(Secret::new("sk-someone-else-987654321")),
+        ctx.settings.clone(),
+    );
+    assert_eq!(
+        instance_calls(&provider, &other),
+        1,
+        "a fresh instance for another key"
+    );
+    assert_eq!(instance_calls(&provider, &other), 2);
+    assert_eq!(
+        instance_calls(&provider, &ctx),
+        1,
+        "and a fresh one when the key changes back"
+    );
+
+    // A trap drops the instance; so does a cancel.
+    expect_err(generate(&provider, "trap", &ctx));
+    assert_eq!(instance_calls(&provider, &ctx), 1, "fresh after a trap");
+    assert_eq!(instance_calls(&provider, &ctx), 2);
+    let cancelled = self::ctx("http://127.0.0.1:9");
+    cancel_later(&cancelled, Duration::from_millis(50));
+    expect_err(generate(&provider, "sleep", &cancelled));
+    assert_eq!(instance_calls(&provider, &ctx), 1, "fresh after a cancel");
+
+    // A plugin error (not a trap) keeps the instance.
+    let denied = expect_err(generate(&provider, "undeclared-host", &ctx));
+    assert!(!matches!(denied, ProviderError::Plugin(_)), "{denied:?}");
+    assert_eq!(
+        instance_calls(&provider, &ctx),
+        2,
+        "kept after a plugin's own error"
+    );
+}
+
+#[test]
+fn instances_can_be_fresh_for_every_call() {
+    let provider = runtime(RuntimeOptions {
+        reuse_instances: false,
+        ..small_options()
+    })
+    .load(&plugin_dir(PACKAGE))
+    .unwrap_or_else(|err| panic!("could not load: {err}"));
+    let ctx = ctx("http://127.0.0.1:9");
+    for _ in 0..3 {
+        assert_eq!(instance_calls(&provider, &ctx), 1);
+    }
+}
+
+#[test]
+fn an_instance_that_grew_large_is_not_kept() {
+    let provider = runtime(RuntimeOptions {
+        memory_limit: 128 * MIB,
+        ..small_options()
+    })
+    .load(&plugin_dir(PACKAGE))
+    .unwrap_or_else(|err| panic!("could not load: {err}"));
+    let ctx = ctx("http://127.0.0.1:9");
+    assert_eq!(instance_calls(&provider, &ctx), 1);
+    assert_eq!(instance_calls(&provider, &ctx), 2);
+    // 48 MiB held during the call: more than a warm instance may keep.
+    generate_with(&provider, "allocate", &[("mib", "48".into())], &ctx)
+        .unwrap_or_else(|err| panic!("allocate failed: {err}"));
+    assert_eq!(
+        instance_calls(&provider, &ctx),
+        1,
+        "fresh after a large call"
+    );
+}
+
 fn counting_server(
     reply: impl Fn(usize) -> Reply + Send + Sync + 'static,
 ) -> (TestServer, Arc<AtomicUsize>) {

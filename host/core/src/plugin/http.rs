@@ -130,22 +130,36 @@ enum AttemptError {
     Final(HttpFailure),
 }
 
-/// The host's HTTP client: reqwest on a tokio runtime the plugin runtime owns.
+/// The host's HTTP client: reqwest on tokio runtimes the plugin runtime owns.
+///
+/// A request normally runs on the plugin's own thread, which drives a shared current-thread
+/// runtime while it waits (`Runtime::block_on` lets several threads take turns driving it), so
+/// no thread is woken to send it and none to hand the answer back. A caller that is already
+/// inside a tokio runtime cannot block on another one; its requests run on a small
+/// multi-threaded runtime instead and the answer comes back over a channel.
 pub(crate) struct HttpClient {
-    client: reqwest::Client,
-    /// `Option` only so that `Drop` can shut it down without blocking (see there).
-    runtime: Option<tokio::runtime::Runtime>,
+    /// Driven by the calling thread.
+    local: Runtime,
+    /// For callers inside some other tokio runtime.
+    pooled: Runtime,
     options: HttpOptions,
     max_response_bytes: usize,
 }
 
-impl HttpClient {
-    pub(crate) fn new(
-        options: HttpOptions,
-        max_response_bytes: usize,
+/// A tokio runtime and the reqwest client whose connections live on it (a connection only makes
+/// progress while its own runtime is driven, so each runtime needs its own pool).
+struct Runtime {
+    client: reqwest::Client,
+    /// `Option` only so that `Drop` can shut it down without blocking (see there).
+    tokio: Option<tokio::runtime::Runtime>,
+}
+
+impl Runtime {
+    fn new(
+        mut builder: tokio::runtime::Builder,
+        options: &HttpOptions,
     ) -> Result<Self, PluginError> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+        let tokio = builder
             .thread_name("imageai-plugin-http")
             .enable_all()
             .build()
@@ -163,7 +177,34 @@ impl HttpClient {
             })?;
         Ok(Self {
             client,
-            runtime: Some(runtime),
+            tokio: Some(tokio),
+        })
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks until its tasks end, and panics inside async code; the
+        // last `Runtime` handle may well be dropped there (a GUI task), so let it wind down in
+        // the background instead.
+        if let Some(tokio) = self.tokio.take() {
+            tokio.shutdown_background();
+        }
+    }
+}
+
+impl HttpClient {
+    pub(crate) fn new(
+        options: HttpOptions,
+        max_response_bytes: usize,
+    ) -> Result<Self, PluginError> {
+        let local = Runtime::new(tokio::runtime::Builder::new_current_thread(), &options)?;
+        let mut pooled = tokio::runtime::Builder::new_multi_thread();
+        pooled.worker_threads(2);
+        let pooled = Runtime::new(pooled, &options)?;
+        Ok(Self {
+            local,
+            pooled,
             options,
             max_response_bytes,
         })
@@ -171,10 +212,6 @@ impl HttpClient {
 
     /// Send one request for a plugin, blocking the calling (plugin) thread until the answer,
     /// a final failure, or cancellation.
-    ///
-    /// The request runs on the runtime's workers and the answer comes back over a channel,
-    /// rather than through `Handle::block_on`, so this also works when the caller is itself
-    /// inside some other tokio runtime (where `block_on` would panic).
     pub(crate) fn send(
         &self,
         request: HttpRequest,
@@ -183,7 +220,13 @@ impl HttpClient {
         deadline: Option<Instant>,
         plugin: &str,
     ) -> Result<HttpResponse, HttpFailure> {
-        let Some(runtime) = &self.runtime else {
+        let inside_tokio = tokio::runtime::Handle::try_current().is_ok();
+        let runtime = if inside_tokio {
+            &self.pooled
+        } else {
+            &self.local
+        };
+        let Some(tokio) = &runtime.tokio else {
             return Err(HttpFailure::Network(
                 "the HTTP client is shutting down".into(),
             ));
@@ -193,7 +236,7 @@ impl HttpClient {
         let method = parse_method(&request.method)?;
         let (headers, no_retry) = build_headers(&request.headers)?;
         let job = Job {
-            client: self.client.clone(),
+            client: runtime.client.clone(),
             options: self.options.clone(),
             cap: self.max_response_bytes,
             allowed: allowed.clone(),
@@ -206,32 +249,26 @@ impl HttpClient {
             read_timeout: request.timeout.unwrap_or(self.options.read_timeout),
             no_retry,
         };
-        let (tx, rx) = mpsc::sync_channel(1);
-        runtime.spawn(async move {
-            let answer = match deadline {
+        let run = async move {
+            match deadline {
                 None => job.run().await,
                 Some(deadline) => tokio::time::timeout_at(deadline.into(), job.run())
                     .await
                     .unwrap_or(Err(HttpFailure::Cancelled)),
-            };
-            let _ = tx.send(answer);
+            }
+        };
+        if !inside_tokio {
+            return tokio.block_on(run);
+        }
+        let (tx, rx) = mpsc::sync_channel(1);
+        tokio.spawn(async move {
+            let _ = tx.send(run.await);
         });
         rx.recv().unwrap_or_else(|_| {
             Err(HttpFailure::Network(
                 "the HTTP client stopped during the request".into(),
             ))
         })
-    }
-}
-
-impl Drop for HttpClient {
-    fn drop(&mut self) {
-        // Dropping a runtime blocks until its tasks end, and panics inside async code; the
-        // last `Runtime` handle may well be dropped there (a GUI task), so let it wind down in
-        // the background instead.
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
     }
 }
 
@@ -436,7 +473,9 @@ impl Job {
                 )
             })
             .collect();
-        let mut body = Vec::new();
+        // Announced lengths (already capped above) are reserved at once, saving reallocations.
+        let announced = response.content_length().unwrap_or(0);
+        let mut body = Vec::with_capacity(usize::try_from(announced).unwrap_or(0));
         loop {
             match tokio::time::timeout(self.read_timeout, response.chunk()).await {
                 Err(_) => return Err(final_timeout(self.read_timeout, "the response body")),

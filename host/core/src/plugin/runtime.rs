@@ -1,5 +1,7 @@
 //! The plugin runtime: one shared wasmtime Engine, components compiled once (and cached on
-//! disk), and a fresh sandboxed instance per call with memory and CPU limits.
+//! disk), and sandboxed instances with memory and CPU limits. An instance that ended its call
+//! cleanly is kept warm for the plugin's next call with the same key; one that trapped, hit a
+//! limit, was cancelled or grew large is dropped, and the next call gets a fresh one.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -14,7 +16,7 @@ use wasmtime::{
     PoolingAllocationConfig, Store, Trap, UpdateDeadline,
 };
 
-use super::bindings::{self, CallResult, Pre};
+use super::bindings::{self, CallResult, Instance, Pre};
 use super::cache::{ComponentCache, sha256_hex};
 use super::error::PluginError;
 use super::http::{HttpClient, HttpOptions, human_bytes};
@@ -24,6 +26,7 @@ use crate::provider::{
     CallContext, EditRequest, GenerateRequest, Generation, Provider, ProviderError, ProviderInfo,
     UpscaleRequest,
 };
+use crate::secret::Secret;
 
 /// How often the epoch advances while a plugin runs: the granularity of the CPU limit and of
 /// cancelling a plugin that is busy computing.
@@ -31,6 +34,12 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Plugin calls that can run at the same time (each holds one instance slot of the pool).
 const POOL_SLOTS: u32 = 32;
+/// Pool slots that warm instances (one per plugin at most) may hold while idle; the rest are
+/// always free for running calls.
+const WARM_SLOTS: usize = 8;
+/// An instance whose memory grew beyond this is dropped after its call rather than kept warm,
+/// so an idle app does not hold the memory of one large answer.
+const WARM_MEMORY_MAX: usize = 32 * 1024 * 1024;
 
 /// Limits and locations of the plugin runtime.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +58,9 @@ pub struct RuntimeOptions {
     /// After the user cancels, how long a plugin may still run to tidy up (at most two requests,
     /// e.g. to cancel a remote prediction) before it is stopped.
     pub cancel_grace: Duration,
+    /// Keep a plugin's instance after a clean call and run its next call (with the same key) in
+    /// it, instead of instantiating afresh each time.
+    pub reuse_instances: bool,
     pub http: HttpOptions,
 }
 
@@ -61,6 +73,7 @@ impl Default for RuntimeOptions {
             max_response_bytes: 64 * 1024 * 1024,
             cancel_grace: Duration::from_secs(10),
             keep_resident: 4 * 1024 * 1024,
+            reuse_instances: true,
             http: HttpOptions::default(),
         }
     }
@@ -79,6 +92,8 @@ struct RuntimeInner {
     http: Arc<HttpClient>,
     cache: Option<ComponentCache>,
     ticker: Ticker,
+    /// Warm instances idle right now, across all plugins (at most [`WARM_SLOTS`]).
+    warm: AtomicUsize,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -149,6 +164,7 @@ impl Runtime {
                 http,
                 cache,
                 ticker,
+                warm: AtomicUsize::new(0),
             }),
         })
     }
@@ -219,6 +235,7 @@ impl Runtime {
             manifest: Arc::new(manifest),
             dir: dir.to_owned(),
             pre,
+            warm: Mutex::new(None),
             info: Mutex::new(None),
             from_cache,
         })
@@ -279,13 +296,15 @@ fn check_component(
     Ok(())
 }
 
-/// A loaded plugin. Each call gets a fresh instance (from a pre-instantiated component), so a
-/// trap, an exhausted memory or CPU budget affects that call only.
+/// A loaded plugin. A call runs in the plugin's warm instance when it has one for the same key,
+/// else in a fresh one (from the pre-instantiated component); a trap, an exhausted memory or
+/// CPU budget, or a cancel drops the instance, so it affects that call only.
 pub struct WasmProvider {
     runtime: Arc<RuntimeInner>,
     manifest: Arc<Manifest>,
     dir: PathBuf,
     pre: Pre,
+    warm: Mutex<Option<Warm>>,
     info: Mutex<Option<ProviderInfo>>,
     from_cache: bool,
 }
@@ -318,14 +337,15 @@ impl WasmProvider {
     /// Ask the plugin for its info now, bypassing the cached answer [`Provider::info`] keeps.
     pub fn query_info(&self) -> Result<ProviderInfo, ProviderError> {
         let ctx = CallContext::new(None, Default::default());
-        self.call(&ctx, |pre, store| pre.info(store))
+        self.call(&ctx, |instance, store| instance.info(store))
     }
 
-    /// Run one export in a fresh instance and turn traps into [`ProviderError::Plugin`].
+    /// Run one export (in the warm instance or a fresh one) and turn traps into
+    /// [`ProviderError::Plugin`].
     fn call<R>(
         &self,
         ctx: &CallContext,
-        run: impl FnOnce(&Pre, &mut Store<PluginState>) -> CallResult<R>,
+        run: impl FnOnce(&Instance, &mut Store<PluginState>) -> CallResult<R>,
     ) -> Result<R, ProviderError> {
         if ctx.cancel.is_cancelled() {
             return Err(ProviderError::Cancelled);
@@ -336,6 +356,53 @@ impl WasmProvider {
             ctx: ctx.clone(),
             http: self.runtime.http.clone(),
         };
+        let warm = self.take_warm(ctx.api_key.as_ref());
+        let (mut store, instance) = match warm {
+            Some(Warm {
+                mut store,
+                instance,
+            }) => {
+                store
+                    .data_mut()
+                    .next_call(env, options.cpu_timeout, options.cancel_grace);
+                (store, Some(instance))
+            }
+            None => (self.new_store(env), None),
+        };
+        // Every tick checks the plugin's own compute time (host calls excluded) against its
+        // budget, and the cancel flag, so even a busy loop stops promptly.
+        store.set_epoch_deadline(1);
+
+        let (outcome, instance) = {
+            let _ticking = self.runtime.ticker.running();
+            match instance {
+                Some(instance) => (run(&instance, &mut store), Some(instance)),
+                None => match self.pre.instantiate(&mut store) {
+                    Ok(instance) => (run(&instance, &mut store), Some(instance)),
+                    Err(trap) => (Err(trap), None),
+                },
+            }
+        };
+        let state = store.data();
+        let stderr = state.drain_output();
+        let result = match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(redact_error(error, state)),
+            Err(trap) => return Err(self.trap_error(&trap, state, &stderr)),
+        };
+        if let Some(instance) = instance
+            && options.reuse_instances
+            && !ctx.cancel.is_cancelled()
+            && state.memory_in_use() <= WARM_MEMORY_MAX
+        {
+            self.keep_warm(Warm { store, instance });
+        }
+        result
+    }
+
+    /// A store for a fresh instance, with the memory limiter and the CPU / cancel checks.
+    fn new_store(&self, env: CallEnv) -> Store<PluginState> {
+        let options = &self.runtime.options;
         let state = PluginState::new(
             env,
             options.memory_limit,
@@ -344,9 +411,6 @@ impl WasmProvider {
         );
         let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|state| &mut state.limiter);
-        // Check every tick: the plugin's own compute time (host calls excluded) against its
-        // budget, and the cancel flag, so even a busy loop stops promptly.
-        store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut store| {
             let state = store.data_mut();
             if state.must_stop() {
@@ -358,18 +422,36 @@ impl WasmProvider {
             }
             Ok(UpdateDeadline::Continue(1))
         });
+        store
+    }
 
-        let outcome = {
-            let _ticking = self.runtime.ticker.running();
-            run(&self.pre, &mut store)
+    /// The warm instance, if it last ran with this same key (an instance never sees two keys).
+    fn take_warm(&self, key: Option<&Secret>) -> Option<Warm> {
+        let warm = self.warm.lock().ok()?.take()?;
+        self.runtime.warm.fetch_sub(1, Ordering::AcqRel);
+        let same_key = match (warm.store.data().api_key(), key) {
+            (None, None) => true,
+            (Some(a), Some(b)) => a.expose() == b.expose(),
+            _ => false,
         };
-        let state = store.data();
-        let stderr = state.drain_output();
-        match outcome {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(redact_error(error, state)),
-            Err(trap) => Err(self.trap_error(&trap, state, &stderr)),
+        same_key.then_some(warm)
+    }
+
+    /// Keep an instance for the next call, unless the plugin has one already or the runtime's
+    /// warm slots are all taken (then it is dropped and its slot goes back to the pool).
+    fn keep_warm(&self, warm: Warm) {
+        let Ok(mut slot) = self.warm.lock() else {
+            return;
+        };
+        if slot.is_some() {
+            return;
         }
+        let taken = self.runtime.warm.fetch_add(1, Ordering::AcqRel);
+        if taken >= WARM_SLOTS {
+            self.runtime.warm.fetch_sub(1, Ordering::AcqRel);
+            return;
+        }
+        *slot = Some(warm);
     }
 
     fn trap_error(
@@ -439,11 +521,11 @@ impl Provider for WasmProvider {
         request: &GenerateRequest,
         ctx: &CallContext,
     ) -> Result<Generation, ProviderError> {
-        self.call(ctx, |pre, store| pre.generate(store, request))
+        self.call(ctx, |instance, store| instance.generate(store, request))
     }
 
     fn edit(&self, request: &EditRequest, ctx: &CallContext) -> Result<Generation, ProviderError> {
-        self.call(ctx, |pre, store| pre.edit(store, request))
+        self.call(ctx, |instance, store| instance.edit(store, request))
     }
 
     fn upscale(
@@ -451,12 +533,26 @@ impl Provider for WasmProvider {
         request: &UpscaleRequest,
         ctx: &CallContext,
     ) -> Result<Generation, ProviderError> {
-        self.call(ctx, |pre, store| pre.upscale(store, request))
+        self.call(ctx, |instance, store| instance.upscale(store, request))
     }
 
     fn check_key(&self, ctx: &CallContext) -> Result<(), ProviderError> {
-        self.call(ctx, |pre, store| pre.check_key(store))
+        self.call(ctx, |instance, store| instance.check_key(store))
     }
+}
+
+impl Drop for WasmProvider {
+    fn drop(&mut self) {
+        if self.warm.get_mut().is_ok_and(|warm| warm.take().is_some()) {
+            self.runtime.warm.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// An idle instance kept for the plugin's next call, with the store it lives in.
+struct Warm {
+    store: Store<PluginState>,
+    instance: Instance,
 }
 
 /// A plugin's own error, with every secret of the call removed from its text.
@@ -511,8 +607,9 @@ fn seconds(duration: Duration) -> String {
     }
 }
 
-/// Advances the engine's epoch every [`EPOCH_TICK`] while at least one call is running, and
-/// sleeps otherwise (an idle app does not wake up 100 times a second).
+/// Advances the engine's epoch every [`EPOCH_TICK`] while calls are running, and for a second
+/// after the last one (so back-to-back calls do not each wake the thread), then sleeps: an idle
+/// app does not wake up 100 times a second.
 struct Ticker {
     shared: Arc<TickerShared>,
     thread: Option<JoinHandle<()>>,
@@ -520,23 +617,40 @@ struct Ticker {
 
 struct TickerShared {
     running: AtomicUsize,
+    /// Whether the thread is parked (or about to park) and must be woken by the next call.
+    parked: AtomicBool,
     stop: AtomicBool,
 }
+
+/// Idle ticks before the ticker parks.
+const TICKER_LINGER: u32 = 100;
 
 impl Ticker {
     fn start(engine: Engine) -> Result<Self, PluginError> {
         let shared = Arc::new(TickerShared {
             running: AtomicUsize::new(0),
+            parked: AtomicBool::new(false),
             stop: AtomicBool::new(false),
         });
         let ticking = shared.clone();
         let thread = std::thread::Builder::new()
             .name("imageai-plugin-epoch".into())
             .spawn(move || {
-                while !ticking.stop.load(Ordering::Acquire) {
-                    if ticking.running.load(Ordering::Acquire) == 0 {
-                        std::thread::park();
+                let mut idle = TICKER_LINGER;
+                while !ticking.stop.load(Ordering::SeqCst) {
+                    if ticking.running.load(Ordering::SeqCst) > 0 {
+                        idle = 0;
+                    } else if idle >= TICKER_LINGER {
+                        ticking.parked.store(true, Ordering::SeqCst);
+                        // A call that started before `parked` was set is seen here; one that
+                        // starts after sees `parked` and unparks this thread.
+                        if ticking.running.load(Ordering::SeqCst) == 0 {
+                            std::thread::park();
+                        }
+                        ticking.parked.store(false, Ordering::SeqCst);
                         continue;
+                    } else {
+                        idle += 1;
                     }
                     std::thread::sleep(EPOCH_TICK);
                     engine.increment_epoch();
@@ -553,7 +667,8 @@ impl Ticker {
 
     /// Mark a call as running until the guard drops.
     fn running(&self) -> TickGuard<'_> {
-        if self.shared.running.fetch_add(1, Ordering::AcqRel) == 0
+        self.shared.running.fetch_add(1, Ordering::SeqCst);
+        if self.shared.parked.load(Ordering::SeqCst)
             && let Some(thread) = &self.thread
         {
             thread.thread().unpark();
@@ -564,7 +679,7 @@ impl Ticker {
 
 impl Drop for Ticker {
     fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::Release);
+        self.shared.stop.store(true, Ordering::SeqCst);
         if let Some(thread) = self.thread.take() {
             thread.thread().unpark();
             let _ = thread.join();
@@ -576,7 +691,7 @@ struct TickGuard<'a>(&'a TickerShared);
 
 impl Drop for TickGuard<'_> {
     fn drop(&mut self) {
-        self.0.running.fetch_sub(1, Ordering::AcqRel);
+        self.0.running.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -106,6 +106,32 @@ impl PluginState {
         }
     }
 
+    /// Ready a warm instance's state for its next call: this call's context, a fresh CPU
+    /// budget and grace. The memory meter stays (the instance keeps its memory), and so do the
+    /// secrets seen so far, so nothing an earlier call saw can reach a log unredacted.
+    pub(crate) fn next_call(&mut self, env: CallEnv, cpu_limit: Duration, cancel_grace: Duration) {
+        if let Some(key) = &env.ctx.api_key
+            && !self.secrets.iter().any(|s| s.expose() == key.expose())
+        {
+            self.secrets.push(key.clone());
+        }
+        self.env = env;
+        self.clock = CpuClock::new(cpu_limit);
+        self.grace = Grace::new(cancel_grace);
+        self.allowed = OnceLock::new();
+        self.limiter.hit = false;
+    }
+
+    /// Linear memory the instance holds now, in bytes.
+    pub(crate) fn memory_in_use(&self) -> usize {
+        self.limiter.total
+    }
+
+    /// The API key of the current call.
+    pub(crate) fn api_key(&self) -> Option<&Secret> {
+        self.env.ctx.api_key.as_ref()
+    }
+
     pub(crate) fn plugin_id(&self) -> &str {
         &self.env.manifest.id
     }

@@ -157,6 +157,12 @@ impl Guest for Hostile {
                 Ok(note(format!("status {}", response.status)))
             }
             "leak-secret" => leak_secret(),
+            "count" => Ok(count_calls()),
+            "allocate" => {
+                let mib: usize = extra("mib").and_then(|m| m.parse().ok()).unwrap_or(1);
+                let held = black_box(vec![1u8; mib << 20]);
+                Ok(note(format!("held {} MiB", held.len() >> 20)))
+            }
             "progress" => {
                 host::progress(0.25, "a quarter");
                 host::progress(1.0, "done");
@@ -318,6 +324,15 @@ fn read_files() -> Result<Generation, ProviderError> {
         "file access: {}",
         described.join(" | ")
     )))
+}
+
+/// How many calls this instance has served: 1 in a fresh instance, more in a reused one.
+fn count_calls() -> Generation {
+    static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let calls = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    let mut generation = note(format!("call {calls} of this instance"));
+    generation.metadata = vec![("calls".into(), calls.to_string())];
+    generation
 }
 
 fn environment() -> Generation {

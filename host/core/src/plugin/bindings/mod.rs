@@ -56,9 +56,23 @@ impl Pre {
         }
     }
 
+    /// A new instance in `store` (runs the component's start-up code).
+    pub(crate) fn instantiate(&self, store: &mut Store<PluginState>) -> wasmtime::Result<Instance> {
+        match self {
+            Self::V0_1_0(pre) => pre.instantiate(store).map(Instance::V0_1_0),
+        }
+    }
+}
+
+/// A live instance of some supported contract version.
+pub(crate) enum Instance {
+    V0_1_0(v0_1_0::Instance),
+}
+
+impl Instance {
     pub(crate) fn info(&self, store: &mut Store<PluginState>) -> CallResult<ProviderInfo> {
         match self {
-            Self::V0_1_0(pre) => pre.info(store),
+            Self::V0_1_0(instance) => instance.info(store),
         }
     }
 
@@ -68,7 +82,7 @@ impl Pre {
         request: &GenerateRequest,
     ) -> CallResult<Generation> {
         match self {
-            Self::V0_1_0(pre) => pre.generate(store, request),
+            Self::V0_1_0(instance) => instance.generate(store, request),
         }
     }
 
@@ -78,7 +92,7 @@ impl Pre {
         request: &EditRequest,
     ) -> CallResult<Generation> {
         match self {
-            Self::V0_1_0(pre) => pre.edit(store, request),
+            Self::V0_1_0(instance) => instance.edit(store, request),
         }
     }
 
@@ -88,13 +102,13 @@ impl Pre {
         request: &UpscaleRequest,
     ) -> CallResult<Generation> {
         match self {
-            Self::V0_1_0(pre) => pre.upscale(store, request),
+            Self::V0_1_0(instance) => instance.upscale(store, request),
         }
     }
 
     pub(crate) fn check_key(&self, store: &mut Store<PluginState>) -> CallResult<()> {
         match self {
-            Self::V0_1_0(pre) => pre.check_key(store),
+            Self::V0_1_0(instance) => instance.check_key(store),
         }
     }
 }

@@ -27,7 +27,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<PluginState>) -> wasmtime::Resul
     Plugin::add_to_linker::<PluginState, HasSelf<PluginState>>(linker, |state| state)
 }
 
-/// A component pre-instantiated against the linker, ready for a fresh instance per call.
+/// A component pre-instantiated against the linker, ready to instantiate.
 pub(crate) struct Pre(PluginPre<PluginState>);
 
 impl Pre {
@@ -35,16 +35,20 @@ impl Pre {
         PluginPre::new(pre).map(Self)
     }
 
-    fn instantiate(&self, store: &mut Store<PluginState>) -> wasmtime::Result<Plugin> {
-        self.0.instantiate(store)
+    pub(crate) fn instantiate(&self, store: &mut Store<PluginState>) -> wasmtime::Result<Instance> {
+        self.0.instantiate(store).map(Instance)
     }
+}
 
+/// A live instance; each export can be called on it any number of times.
+pub(crate) struct Instance(Plugin);
+
+impl Instance {
     pub(crate) fn info(
         &self,
         store: &mut Store<PluginState>,
     ) -> wasmtime::Result<Result<host::ProviderInfo, host::ProviderError>> {
-        let plugin = self.instantiate(store)?;
-        let info = plugin.imageai_provider_provider().call_info(&mut *store)?;
+        let info = self.0.imageai_provider_provider().call_info(&mut *store)?;
         Ok(Ok(info.into()))
     }
 
@@ -53,8 +57,8 @@ impl Pre {
         store: &mut Store<PluginState>,
         request: &host::GenerateRequest,
     ) -> wasmtime::Result<Result<host::Generation, host::ProviderError>> {
-        let plugin = self.instantiate(store)?;
-        let result = plugin
+        let result = self
+            .0
             .imageai_provider_provider()
             .call_generate(&mut *store, &request.into())?;
         Ok(result.map(Into::into).map_err(Into::into))
@@ -65,8 +69,8 @@ impl Pre {
         store: &mut Store<PluginState>,
         request: &host::EditRequest,
     ) -> wasmtime::Result<Result<host::Generation, host::ProviderError>> {
-        let plugin = self.instantiate(store)?;
-        let result = plugin
+        let result = self
+            .0
             .imageai_provider_provider()
             .call_edit(&mut *store, &request.into())?;
         Ok(result.map(Into::into).map_err(Into::into))
@@ -77,8 +81,8 @@ impl Pre {
         store: &mut Store<PluginState>,
         request: &host::UpscaleRequest,
     ) -> wasmtime::Result<Result<host::Generation, host::ProviderError>> {
-        let plugin = self.instantiate(store)?;
-        let result = plugin
+        let result = self
+            .0
             .imageai_provider_provider()
             .call_upscale(&mut *store, &request.into())?;
         Ok(result.map(Into::into).map_err(Into::into))
@@ -88,8 +92,8 @@ impl Pre {
         &self,
         store: &mut Store<PluginState>,
     ) -> wasmtime::Result<Result<(), host::ProviderError>> {
-        let plugin = self.instantiate(store)?;
-        let result = plugin
+        let result = self
+            .0
             .imageai_provider_provider()
             .call_check_key(&mut *store)?;
         Ok(result.map_err(Into::into))
