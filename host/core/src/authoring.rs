@@ -34,6 +34,10 @@ const TEMPLATE: &[(&str, &str)] = &[
         ".gitignore",
         include_str!("../../../sdk/template/gitignore.in"),
     ),
+    (
+        ".cargo/config.toml",
+        include_str!("../../../sdk/template/cargo-config.toml.in"),
+    ),
 ];
 
 /// Where the scaffolded crate gets `imageai-sdk` from.
@@ -205,7 +209,8 @@ impl Names {
 
 /// Create `<parent_dir>/<name>/`, a plugin crate that builds as is: `Cargo.toml` (cdylib, size
 /// optimised release profile, `imageai-sdk` from `sdk`), `src/lib.rs` (a small provider for an
-/// OpenAI-compatible API at a configurable `base_url`), `plugin.toml`, `README.md`, `.gitignore`.
+/// OpenAI-compatible API at a configurable `base_url`), `plugin.toml`, `README.md`, `.gitignore`,
+/// `.cargo/config.toml` (WebAssembly SIMD on).
 /// `name` becomes the provider id. Returns the crate's folder.
 pub fn new_plugin(
     name: &str,
@@ -582,6 +587,7 @@ mod tests {
             "plugin.toml",
             "README.md",
             ".gitignore",
+            ".cargo/config.toml",
         ] {
             assert!(dir.join(file).is_file(), "{file} missing");
         }
