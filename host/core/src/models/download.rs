@@ -10,10 +10,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use aws_lc_rs::digest::{self, SHA256};
 use futures_util::{StreamExt, TryStreamExt};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_RANGE, RANGE};
-use sha2::{Digest, Sha256};
 
 use super::cache::{self, HubCache};
 use super::hub::{self, Hub};
@@ -28,6 +28,8 @@ const CHANNEL_CHUNKS: usize = 64;
 /// The writer thread writes once it holds this many bytes, or this many chunks.
 const WRITE_BYTES: usize = 1 << 20;
 const WRITE_SLICES: usize = 256;
+/// Bytes written between two background flushes of a file being downloaded.
+const SYNC_EVERY: usize = 32 << 20;
 
 /// Totals for the whole install, sent with every progress event.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -623,43 +625,47 @@ impl FileContext<'_> {
         self.counter.remove(*counted);
         self.counter.add(have, false);
         *counted = have;
-        // Writing runs on a blocking thread fed through a bounded channel and hashing on this
-        // task, so the network, the hash and the disk work at the same time (the hash is the
-        // costliest of the three) and no file I/O blocks the async thread. The part already on
-        // disk goes through the hash first.
-        let mut hasher = match &job.sha256 {
+        // The network is read on this task; hashing and writing each run on a blocking thread of
+        // their own, fed the same chunks (shared, not copied) through bounded channels. So the
+        // network, the hash and the disk work at the same time, and the hashes of files fetched
+        // in parallel run on as many cores. The part already on disk is hashed first.
+        let hasher = match &job.sha256 {
             None => None,
-            Some(_) if have == 0 => Some(Sha256::new()),
             Some(_) => {
+                let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(CHANNEL_CHUNKS);
                 let target = partial.clone();
-                let prefix = tokio::task::spawn_blocking(move || {
-                    let mut hasher = Sha256::new();
-                    hash_prefix(&target, have, &mut hasher).map(|()| hasher)
-                })
-                .await
-                .map_err(io::Error::other)
-                .and_then(|hashed| hashed);
-                Some(prefix.map_err(|e| io_fatal("read the partial download", e))?)
+                let hashing = tokio::task::spawn_blocking(move || hash_all(&target, have, rx));
+                Some((tx, hashing))
             }
         };
         let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(CHANNEL_CHUNKS);
         let target = partial.clone();
         let writer = tokio::task::spawn_blocking(move || -> io::Result<()> {
             let mut file = OpenOptions::new().create(true).append(true).open(&target)?;
+            // The disk gets the file while it downloads: every SYNC_EVERY bytes a flusher
+            // thread writes back what is there so far, so the final sync only waits for the tail.
+            let flusher = Flusher::start(&file)?;
             // Chunks are gathered (not copied) until there is enough for one vectored write:
             // few system calls, and no pass through a buffer.
             let mut pending: Vec<bytes::Bytes> = Vec::with_capacity(WRITE_SLICES);
             let mut pending_bytes = 0;
+            let mut unsynced = 0;
             while let Some(chunk) = rx.blocking_recv() {
                 pending_bytes += chunk.len();
                 pending.push(chunk);
                 if pending_bytes >= WRITE_BYTES || pending.len() >= WRITE_SLICES {
                     write_all_chunks(&mut file, &pending)?;
+                    unsynced += pending_bytes;
                     pending.clear();
                     pending_bytes = 0;
+                    if unsynced >= SYNC_EVERY {
+                        flusher.kick();
+                        unsynced = 0;
+                    }
                 }
             }
             write_all_chunks(&mut file, &pending)?;
+            flusher.finish()?;
             // On disk before it is renamed into place.
             file.sync_all()?;
             Ok(())
@@ -697,11 +703,13 @@ impl FileContext<'_> {
                     }));
                     break;
                 }
-                if tx.send(chunk.clone()).await.is_err() {
-                    break; // the writer failed: its error comes from joining it
+                if let Some((hash_tx, _)) = &hasher
+                    && hash_tx.send(chunk.clone()).await.is_err()
+                {
+                    break; // the hasher failed: its error comes from joining it
                 }
-                if let Some(hasher) = hasher.as_mut() {
-                    hasher.update(&chunk);
+                if tx.send(chunk).await.is_err() {
+                    break; // the writer failed: its error comes from joining it
                 }
                 written += len;
                 *counted += len;
@@ -718,6 +726,17 @@ impl FileContext<'_> {
             }
         }
         drop(tx);
+        let digest = match hasher {
+            None => None,
+            Some((hash_tx, hashing)) => {
+                drop(hash_tx);
+                match hashing.await {
+                    Ok(Ok(digest)) => Some(digest),
+                    Ok(Err(e)) => return Err(io_fatal("read the partial download", e)),
+                    Err(e) => return Err(io_fatal("hash the download", io::Error::other(e))),
+                }
+            }
+        };
         match writer.await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(io_fatal("write the download", e)),
@@ -744,8 +763,8 @@ impl FileContext<'_> {
                 human_bytes(job.size)
             )));
         }
-        if let (Some(expected), Some(hasher)) = (&job.sha256, hasher) {
-            let actual = hex::encode(hasher.finalize());
+        if let (Some(expected), Some(digest)) = (&job.sha256, digest) {
+            let actual = hex::encode(digest);
             if &actual != expected {
                 let _ = fs::remove_file(&partial);
                 self.counter.remove(*counted);
@@ -811,7 +830,63 @@ fn write_all_chunks(out: &mut impl Write, chunks: &[bytes::Bytes]) -> io::Result
     Ok(())
 }
 
-fn hash_prefix(path: &Path, len: u64, hasher: &mut Sha256) -> io::Result<()> {
+/// Writes a file's data back to disk on a thread of its own, on request, while the writer goes
+/// on writing (a kick while a flush runs is folded into the next one).
+struct Flusher {
+    kicks: Option<std::sync::mpsc::SyncSender<()>>,
+    thread: std::thread::JoinHandle<io::Result<()>>,
+}
+
+impl Flusher {
+    fn start(file: &File) -> io::Result<Self> {
+        let file = file.try_clone()?;
+        let (kicks, kicked) = std::sync::mpsc::sync_channel::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("imageai-flush".into())
+            .spawn(move || {
+                while kicked.recv().is_ok() {
+                    file.sync_data()?;
+                }
+                Ok(())
+            })?;
+        Ok(Self {
+            kicks: Some(kicks),
+            thread,
+        })
+    }
+
+    fn kick(&self) {
+        if let Some(kicks) = &self.kicks {
+            let _ = kicks.try_send(());
+        }
+    }
+
+    /// Wait for the flush in progress; its error, if any.
+    fn finish(mut self) -> io::Result<()> {
+        self.kicks = None;
+        self.thread
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the flush thread panicked")))
+    }
+}
+
+/// SHA-256 of the first `have` bytes already in `partial`, then of every chunk received.
+fn hash_all(
+    partial: &Path,
+    have: u64,
+    mut chunks: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+) -> io::Result<digest::Digest> {
+    let mut hasher = digest::Context::new(&SHA256);
+    if have > 0 {
+        hash_prefix(partial, have, &mut hasher)?;
+    }
+    while let Some(chunk) = chunks.blocking_recv() {
+        hasher.update(&chunk);
+    }
+    Ok(hasher.finish())
+}
+
+fn hash_prefix(path: &Path, len: u64, hasher: &mut digest::Context) -> io::Result<()> {
     let mut file = File::open(path)?.take(len);
     let mut buffer = vec![0u8; 1 << 20];
     loop {
