@@ -2,8 +2,10 @@
 //!
 //! Both sides make the same generation call to the same local OpenAI-format server and both parse
 //! the JSON and decode the image:
-//! - `plugin`: the real openai `.wasm` in the real runtime (fresh instance, host HTTP, JSON and
-//!   base64 inside WebAssembly, the image copied out through the component ABI);
+//! - `plugin`: the real openai `.wasm` in the real runtime (the plugin's warm instance, as every
+//!   call after the first gets by default; host HTTP; JSON and base64 inside WebAssembly; the
+//!   image copied out through the component ABI);
+//! - `plugin, fresh instance`: the same with `reuse_instances: false` (a new instance per call);
 //! - `direct reqwest`: the same request with reqwest from native code.
 //!
 //! Two answer sizes separate the fixed cost per call from the cost per byte: ~100 KB (a noise PNG
@@ -34,11 +36,17 @@ fn overhead(c: &mut Criterion) {
     {
         options.keep_resident = bytes;
     }
-    let runtime =
-        Runtime::new(options).unwrap_or_else(|err| panic!("could not start the runtime: {err}"));
+    let runtime = Runtime::new(options.clone())
+        .unwrap_or_else(|err| panic!("could not start the runtime: {err}"));
     let provider = runtime
         .load(&plugin_dir("imageai-plugin-openai"))
         .unwrap_or_else(|err| panic!("could not load the openai plugin: {err}"));
+    let fresh = Runtime::new(RuntimeOptions {
+        reuse_instances: false,
+        ..options
+    })
+    .and_then(|runtime| runtime.load(&plugin_dir("imageai-plugin-openai")))
+    .unwrap_or_else(|err| panic!("could not load the openai plugin: {err}"));
     let settings = BTreeMap::from([("base_url".to_owned(), server.base_url())]);
     let ctx = CallContext::new(Some(Secret::new(TEST_KEY)), settings);
     let request = GenerateRequest {
@@ -108,6 +116,15 @@ fn overhead(c: &mut Criterion) {
             b.iter(|| {
                 black_box(
                     provider
+                        .generate(&request, &ctx)
+                        .unwrap_or_else(|err| panic!("{err}")),
+                )
+            })
+        });
+        group.bench_function("plugin, fresh instance per call", |b| {
+            b.iter(|| {
+                black_box(
+                    fresh
                         .generate(&request, &ctx)
                         .unwrap_or_else(|err| panic!("{err}")),
                 )
