@@ -180,6 +180,31 @@ fn ok_returns_the_image_from_the_server() {
     );
 }
 
+/// Plugin HTTP normally runs on the calling thread's own tokio runtime; a caller already inside
+/// tokio (where blocking on another runtime would panic) is served by the host's worker threads.
+#[test]
+fn plugins_can_be_called_from_inside_a_tokio_runtime() {
+    let server = image_server();
+    let url = server.url();
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|err| panic!("{err}"));
+    // On a runtime thread (as an async task that blocks, which tokio allows but dislikes) and
+    // on a `spawn_blocking` thread (the usual way to call blocking code from async code).
+    let in_task = tokio.block_on(async { generate(hostile(), "ok", &ctx(&url)) });
+    let url_for_blocking = url.clone();
+    let in_blocking = tokio
+        .block_on(tokio.spawn_blocking(move || generate(hostile(), "ok", &ctx(&url_for_blocking))))
+        .unwrap_or_else(|err| panic!("{err}"));
+    for generation in [in_task, in_blocking] {
+        let generation = generation.unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(generation.images[0].data, png());
+    }
+    assert_eq!(server.requests().len(), 2);
+}
+
 #[test]
 fn info_comes_from_the_plugin_and_is_cached() {
     let info = hostile().info().unwrap_or_else(|err| panic!("{err}"));
@@ -626,6 +651,29 @@ fn a_clean_call_leaves_a_warm_instance_for_the_next_call_with_the_same_key() {
         instance_calls(&provider, &ctx),
         2,
         "kept after a plugin's own error"
+    );
+
+    // The allowed hosts follow each call's settings, in a warm instance too.
+    let target = [("targets", "http://127.0.0.2:9/".to_owned())];
+    let elsewhere = CallContext::new(
+        Some(Secret::new(KEY)),
+        BTreeMap::from([("base_url".to_owned(), "http://127.0.0.2:9".to_owned())]),
+    );
+    let denied = expect_err(generate_with(&provider, "undeclared-host", &target, &ctx));
+    assert!(denied.to_string().contains("denied:"), "{denied}");
+    let admitted = expect_err(generate_with(
+        &provider,
+        "undeclared-host",
+        &target,
+        &elsewhere,
+    ));
+    assert!(!admitted.to_string().contains("denied:"), "{admitted}");
+    let denied = expect_err(generate_with(&provider, "undeclared-host", &target, &ctx));
+    assert!(denied.to_string().contains("denied:"), "{denied}");
+    assert_eq!(
+        instance_calls(&provider, &ctx),
+        3,
+        "all in the same instance"
     );
 }
 

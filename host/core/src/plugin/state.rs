@@ -115,10 +115,13 @@ impl PluginState {
         {
             self.secrets.push(key.clone());
         }
+        // The allowed hosts depend on the manifest and the settings (the base URL) alone.
+        if self.env.ctx.settings != env.ctx.settings {
+            self.allowed = OnceLock::new();
+        }
         self.env = env;
         self.clock = CpuClock::new(cpu_limit);
         self.grace = Grace::new(cancel_grace);
-        self.allowed = OnceLock::new();
         self.limiter.hit = false;
     }
 
