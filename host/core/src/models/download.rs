@@ -29,7 +29,7 @@ const CHANNEL_CHUNKS: usize = 64;
 const WRITE_BYTES: usize = 1 << 20;
 const WRITE_SLICES: usize = 256;
 /// Bytes written between two background flushes of a file being downloaded.
-const SYNC_EVERY: usize = 32 << 20;
+const SYNC_EVERY: usize = 8 << 20;
 
 /// Totals for the whole install, sent with every progress event.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -666,8 +666,9 @@ impl FileContext<'_> {
             }
             write_all_chunks(&mut file, &pending)?;
             flusher.finish()?;
-            // On disk before it is renamed into place.
-            file.sync_all()?;
+            // On disk before it is renamed into place (the data and the size that reading it
+            // needs; fdatasync skips the timestamps).
+            file.sync_data()?;
             Ok(())
         });
 
