@@ -112,24 +112,20 @@ fn overhead(c: &mut Criterion) {
         group
             .sample_size(60)
             .measurement_time(Duration::from_secs(10));
-        group.bench_function("plugin (wasm, host HTTP)", |b| {
-            b.iter(|| {
-                black_box(
-                    provider
-                        .generate(&request, &ctx)
-                        .unwrap_or_else(|err| panic!("{err}")),
-                )
-            })
-        });
-        group.bench_function("plugin, fresh instance per call", |b| {
-            b.iter(|| {
-                black_box(
-                    fresh
-                        .generate(&request, &ctx)
-                        .unwrap_or_else(|err| panic!("{err}")),
-                )
-            })
-        });
+        for (name, plugin) in [
+            ("plugin (wasm, host HTTP)", &provider),
+            ("plugin, fresh instance per call", &fresh),
+        ] {
+            group.bench_function(name, |b| {
+                b.iter(|| {
+                    black_box(
+                        plugin
+                            .generate(&request, &ctx)
+                            .unwrap_or_else(|err| panic!("{err}")),
+                    )
+                })
+            });
+        }
         group.bench_function("direct reqwest", |b| b.iter(|| black_box(direct())));
         group.finish();
     }

@@ -834,7 +834,7 @@ fn write_all_chunks(out: &mut impl Write, chunks: &[bytes::Bytes]) -> io::Result
 /// Writes a file's data back to disk on a thread of its own, on request, while the writer goes
 /// on writing (a kick while a flush runs is folded into the next one).
 struct Flusher {
-    kicks: Option<std::sync::mpsc::SyncSender<()>>,
+    kicks: std::sync::mpsc::SyncSender<()>,
     thread: std::thread::JoinHandle<io::Result<()>>,
 }
 
@@ -850,22 +850,18 @@ impl Flusher {
                 }
                 Ok(())
             })?;
-        Ok(Self {
-            kicks: Some(kicks),
-            thread,
-        })
+        Ok(Self { kicks, thread })
     }
 
     fn kick(&self) {
-        if let Some(kicks) = &self.kicks {
-            let _ = kicks.try_send(());
-        }
+        let _ = self.kicks.try_send(());
     }
 
     /// Wait for the flush in progress; its error, if any.
-    fn finish(mut self) -> io::Result<()> {
-        self.kicks = None;
-        self.thread
+    fn finish(self) -> io::Result<()> {
+        let Self { kicks, thread } = self;
+        drop(kicks);
+        thread
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("the flush thread panicked")))
     }

@@ -429,12 +429,7 @@ impl WasmProvider {
     fn take_warm(&self, key: Option<&Secret>) -> Option<Warm> {
         let warm = self.warm.lock().ok()?.take()?;
         self.runtime.warm.fetch_sub(1, Ordering::AcqRel);
-        let same_key = match (warm.store.data().api_key(), key) {
-            (None, None) => true,
-            (Some(a), Some(b)) => a.expose() == b.expose(),
-            _ => false,
-        };
-        same_key.then_some(warm)
+        (warm.store.data().api_key() == key).then_some(warm)
     }
 
     /// Keep an instance for the next call, unless the plugin has one already or the runtime's

@@ -111,7 +111,7 @@ impl PluginState {
     /// secrets seen so far, so nothing an earlier call saw can reach a log unredacted.
     pub(crate) fn next_call(&mut self, env: CallEnv, cpu_limit: Duration, cancel_grace: Duration) {
         if let Some(key) = &env.ctx.api_key
-            && !self.secrets.iter().any(|s| s.expose() == key.expose())
+            && !self.secrets.contains(key)
         {
             self.secrets.push(key.clone());
         }
