@@ -1,8 +1,13 @@
 //! Standard base64 (RFC 4648, with padding), the alphabet image APIs use for `b64_json` fields.
 
+use std::borrow::Cow;
+use std::fmt;
+
 use ::base64::Engine as _;
 use ::base64::alphabet;
 use ::base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+
+use serde::de::{self, Deserialize, Deserializer, Visitor};
 
 use crate::errors::ProviderError;
 
@@ -19,15 +24,16 @@ pub fn encode(data: &[u8]) -> String {
 
 /// Decode standard base64, ignoring whitespace and line breaks and a `data:…;base64,` prefix.
 /// A failure is a [`ProviderError::Server`]: the text came from the provider and is not base64.
-pub fn decode(text: &str) -> Result<Vec<u8>, ProviderError> {
-    let text = text.trim();
-    let payload = match text
-        .strip_prefix("data:")
-        .and_then(|rest| rest.split_once(";base64,"))
-    {
-        Some((_, payload)) => payload,
-        None => text,
-    };
+pub fn decode(text: impl AsRef<[u8]>) -> Result<Vec<u8>, ProviderError> {
+    let text = text.as_ref().trim_ascii();
+    let payload = text
+        .strip_prefix(b"data:")
+        .and_then(|rest| {
+            let marker = b";base64,";
+            let at = rest.windows(marker.len()).position(|w| w == marker)?;
+            Some(&rest[at + marker.len()..])
+        })
+        .unwrap_or(text);
     // Providers send one unbroken, padded line: decode that with SIMD (WebAssembly `simd128`,
     // which plugins are built with; a scalar loop otherwise). Only when that fails, look for line
     // breaks or missing padding, and explain the error (scanning first would read every byte of
@@ -41,9 +47,10 @@ pub fn decode(text: &str) -> Result<Vec<u8>, ProviderError> {
         return Ok(data);
     }
     let result = ENGINE.decode(payload).or_else(|first| {
-        if payload.bytes().any(|b| b.is_ascii_whitespace()) {
+        if payload.iter().any(|b| b.is_ascii_whitespace()) {
             let compact: Vec<u8> = payload
-                .bytes()
+                .iter()
+                .copied()
                 .filter(|b| !b.is_ascii_whitespace())
                 .collect();
             ENGINE.decode(compact)
@@ -56,6 +63,99 @@ pub fn decode(text: &str) -> Result<Vec<u8>, ProviderError> {
             "the provider sent image data that is not valid base64 ({e})"
         ))
     })
+}
+
+/// A JSON string holding base64 (`b64_json`, `inlineData.data`, …), borrowed from the answer.
+///
+/// Deserializing a large image into a `String` copies it and checks every byte for UTF-8 before
+/// [`decode`] reads it again. As a field of a struct deserialized from
+/// [`Response::json`](crate::http::Response::json), `Encoded` points into the answer instead (add
+/// `#[serde(borrow)]`); decoding checks every byte anyway. A string with JSON escapes (`\/`)
+/// is unescaped into its own copy.
+///
+/// ```
+/// use imageai_sdk::base64::Encoded;
+///
+/// #[derive(serde::Deserialize)]
+/// struct Answer<'a> {
+///     #[serde(borrow)]
+///     b64_json: Encoded<'a>,
+/// }
+///
+/// let answer: Answer = serde_json::from_str(r#"{"b64_json": "aGVsbG8="}"#).unwrap();
+/// assert_eq!(answer.b64_json.decode().unwrap(), b"hello");
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Encoded<'a>(Cow<'a, [u8]>);
+
+impl Encoded<'_> {
+    /// The decoded bytes (see [`decode`]).
+    pub fn decode(&self) -> Result<Vec<u8>, ProviderError> {
+        decode(&self.0)
+    }
+
+    /// The base64 text's length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the text is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl AsRef<[u8]> for Encoded<'_> {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Encoded<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Encoded({} bytes of base64)", self.0.len())
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Encoded<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Text;
+
+        impl<'de> Visitor<'de> for Text {
+            type Value = Cow<'de, [u8]>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string of base64")
+            }
+
+            fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<Self::Value, E> {
+                Ok(Cow::Borrowed(v))
+            }
+
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Cow::Borrowed(v.as_bytes()))
+            }
+
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v.to_vec()))
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v.as_bytes().to_vec()))
+            }
+
+            fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v))
+            }
+
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v.into_bytes()))
+            }
+        }
+
+        // serde_json hands a string's raw bytes to `deserialize_bytes` without checking UTF-8.
+        deserializer.deserialize_bytes(Text).map(Encoded)
+    }
 }
 
 #[cfg(test)]
@@ -92,5 +192,33 @@ mod tests {
     fn invalid_input_is_a_server_error() {
         let err = decode("not base64!").err();
         assert!(matches!(err, Some(ProviderError::Server(_))), "{err:?}");
+    }
+
+    #[test]
+    fn encoded_borrows_from_the_answer() {
+        #[derive(serde::Deserialize)]
+        struct Answer<'a> {
+            #[serde(borrow)]
+            data: Encoded<'a>,
+            #[serde(borrow, default)]
+            missing: Option<Encoded<'a>>,
+        }
+        let text = r#"{"data": "Zm9vYmFy"}"#;
+        let answer: Answer = serde_json::from_str(text).unwrap();
+        assert!(matches!(answer.data.0, Cow::Borrowed(_)));
+        assert_eq!(answer.data.decode(), Ok(b"foobar".to_vec()));
+        assert_eq!(answer.missing, None);
+        assert_eq!(format!("{:?}", answer.data), "Encoded(8 bytes of base64)");
+
+        // An escaped `/` (legal JSON) is unescaped into a copy.
+        let escaped: Answer = serde_json::from_str(r#"{"data": "a\/8="}"#).unwrap();
+        assert!(matches!(escaped.data.0, Cow::Owned(_)));
+        assert_eq!(escaped.data.decode(), Ok(vec![0x6b, 0xff]));
+
+        let not_text = serde_json::from_str::<Answer>(r#"{"data": 12}"#).err();
+        assert!(
+            not_text.is_some_and(|e| e.to_string().contains("a string of base64")),
+            "a number is not base64"
+        );
     }
 }

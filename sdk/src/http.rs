@@ -16,8 +16,7 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::bindings::imageai::provider::host;
 use crate::errors::{self, ProviderError};
@@ -232,8 +231,9 @@ impl Response {
     }
 
     /// The body parsed as JSON into `T`. A body that is not the JSON expected (truncated, an HTML
-    /// error page, another shape) is a [`ProviderError::Server`].
-    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ProviderError> {
+    /// error page, another shape) is a [`ProviderError::Server`]. `T` may borrow from the body
+    /// (`&str` fields, [`Encoded`](crate::base64::Encoded) base64).
+    pub fn json<'a, T: Deserialize<'a>>(&'a self) -> Result<T, ProviderError> {
         serde_json::from_slice(&self.bytes).map_err(|e| {
             let what = if e.is_eof() { "was cut off" } else { "is not the JSON expected" };
             ProviderError::server(format!(

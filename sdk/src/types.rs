@@ -47,7 +47,7 @@ impl Image {
 
     /// Decode a base64 image as providers send them (`b64_json`, `inlineData`…). The mime type
     /// is read from the decoded bytes when recognisable, else `fallback` is used.
-    pub fn from_base64(encoded: &str, fallback: &str) -> Result<Self, ProviderError> {
+    pub fn from_base64(encoded: impl AsRef<[u8]>, fallback: &str) -> Result<Self, ProviderError> {
         let data = crate::base64::decode(encoded)?;
         Ok(Self::sniff(data, fallback))
     }

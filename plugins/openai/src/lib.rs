@@ -88,7 +88,7 @@ fn finish(
     request: &GenerateRequest,
     response: &Response,
 ) -> Result<Generation, ProviderError> {
-    let answer: ImagesResponse = response.json()?;
+    let answer: ImagesResponse<'_> = response.json()?;
     let sources = answer.sources(model.output_format(request))?;
     let total = sources.len();
     let mut images = Vec::with_capacity(total);

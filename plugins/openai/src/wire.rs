@@ -1,6 +1,7 @@
 //! OpenAI's image API on the wire: the JSON and multipart bodies of `/images/generations`,
 //! `/images/edits` and `/images/variations`, the shape of their answers, and error mapping.
 
+use imageai_sdk::base64::Encoded;
 use imageai_sdk::errors::ErrorDetails;
 use imageai_sdk::http::Response;
 use imageai_sdk::multipart::Form;
@@ -132,11 +133,11 @@ pub fn edit_form(model: &Model, request: &EditRequest) -> (&'static str, Form) {
 
 /// `{"created": …, "data": [{"b64_json" | "url", "revised_prompt"?}], "usage"?, …}`
 #[derive(Debug, Deserialize)]
-pub struct ImagesResponse {
+pub struct ImagesResponse<'a> {
     #[serde(default)]
     pub created: Option<i64>,
-    #[serde(default)]
-    pub data: Vec<ImageData>,
+    #[serde(default, borrow)]
+    pub data: Vec<ImageData<'a>>,
     #[serde(default)]
     pub usage: Option<Value>,
     #[serde(default)]
@@ -150,9 +151,10 @@ pub struct ImagesResponse {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct ImageData {
-    #[serde(default)]
-    pub b64_json: Option<String>,
+pub struct ImageData<'a> {
+    /// Borrowed from the answer: a large image is neither copied nor checked for UTF-8 twice.
+    #[serde(default, borrow)]
+    pub b64_json: Option<Encoded<'a>>,
     #[serde(default)]
     pub url: Option<String>,
     #[serde(default)]
@@ -166,7 +168,7 @@ pub enum Source {
     Url(String),
 }
 
-impl ImagesResponse {
+impl ImagesResponse<'_> {
     /// Decode the inline images and list the URLs to fetch, in the order given.
     pub fn sources(&self, requested_format: &str) -> Result<Vec<Source>, ProviderError> {
         if self.data.is_empty() {
@@ -445,8 +447,8 @@ mod tests {
             "usage": {"input_tokens": 10, "output_tokens": 4160, "total_tokens": 4170},
             "output_format": "png",
         });
-        let response: ImagesResponse =
-            Response::new(200, vec![], body.to_string().into_bytes()).json()?;
+        let answer = Response::new(200, vec![], body.to_string().into_bytes());
+        let response: ImagesResponse<'_> = answer.json()?;
         let sources = response.sources("png")?;
         assert_eq!(sources[0], Source::Inline(Image::png(PNG.to_vec())));
         assert_eq!(
@@ -467,29 +469,35 @@ mod tests {
 
     #[test]
     fn unusable_answers_are_server_errors() {
-        let empty: Result<ImagesResponse, _> =
-            Response::new(200, vec![], br#"{"created": 1, "data": []}"#.to_vec()).json();
+        let answer = |body: &[u8]| Response::new(200, vec![], body.to_vec());
+        let sources = |body: &[u8]| {
+            let response = answer(body);
+            response
+                .json::<ImagesResponse<'_>>()
+                .and_then(|r| r.sources("png"))
+        };
         assert!(
-            matches!(empty.and_then(|r| r.sources("png")), Err(ProviderError::Server(m)) if m.contains("without any image"))
+            matches!(sources(br#"{"created": 1, "data": []}"#), Err(ProviderError::Server(m)) if m.contains("without any image"))
         );
-        let neither: Result<ImagesResponse, _> =
-            Response::new(200, vec![], br#"{"data": [{}]}"#.to_vec()).json();
         assert!(matches!(
-            neither.and_then(|r| r.sources("png")),
+            sources(br#"{"data": [{}]}"#),
             Err(ProviderError::Server(_))
         ));
-        let bad_b64: Result<ImagesResponse, _> =
-            Response::new(200, vec![], br#"{"data": [{"b64_json": "%%%"}]}"#.to_vec()).json();
         assert!(matches!(
-            bad_b64.and_then(|r| r.sources("png")),
+            sources(br#"{"data": [{"b64_json": "%%%"}]}"#),
             Err(ProviderError::Server(_))
         ));
-        let truncated: Result<ImagesResponse, _> =
-            Response::new(200, vec![], br#"{"data": [{"b64_json": "iVBO"#.to_vec()).json();
-        assert!(matches!(truncated, Err(ProviderError::Server(m)) if m.contains("cut off")));
-        let wrong_shape: Result<ImagesResponse, _> =
-            Response::new(200, vec![], br#"{"data": "nope"}"#.to_vec()).json();
-        assert!(matches!(wrong_shape, Err(ProviderError::Server(_))));
+        assert!(
+            matches!(sources(br#"{"data": [{"b64_json": "iVBO"#), Err(ProviderError::Server(m)) if m.contains("cut off"))
+        );
+        assert!(matches!(
+            sources(br#"{"data": "nope"}"#),
+            Err(ProviderError::Server(_))
+        ));
+        assert!(matches!(
+            sources(br#"{"data": [{"b64_json": 7}]}"#),
+            Err(ProviderError::Server(_))
+        ));
     }
 
     fn openai_error(
