@@ -82,7 +82,7 @@ pub fn decode(text: impl AsRef<[u8]>) -> Result<Vec<u8>, ProviderError> {
 ///     b64_json: Encoded<'a>,
 /// }
 ///
-/// let answer: Answer = serde_json::from_str(r#"{"b64_json": "aGVsbG8="}"#).unwrap();
+/// let answer: Answer<'_> = serde_json::from_str(r#"{"b64_json": "aGVsbG8="}"#).unwrap();
 /// assert_eq!(answer.b64_json.decode().unwrap(), b"hello");
 /// ```
 #[derive(Clone, PartialEq, Eq)]
@@ -172,7 +172,7 @@ mod tests {
             b"foob",
             b"\x00\xff\x10binary",
         ] {
-            assert_eq!(decode(&encode(data)), Ok(data.to_vec()));
+            assert_eq!(decode(encode(data)), Ok(data.to_vec()));
         }
         assert_eq!(encode(b"foobar"), "Zm9vYmFy");
         assert_eq!(encode(b"fo"), "Zm8=");
@@ -204,18 +204,18 @@ mod tests {
             missing: Option<Encoded<'a>>,
         }
         let text = r#"{"data": "Zm9vYmFy"}"#;
-        let answer: Answer = serde_json::from_str(text).unwrap();
+        let answer: Answer<'_> = serde_json::from_str(text).unwrap();
         assert!(matches!(answer.data.0, Cow::Borrowed(_)));
         assert_eq!(answer.data.decode(), Ok(b"foobar".to_vec()));
         assert_eq!(answer.missing, None);
         assert_eq!(format!("{:?}", answer.data), "Encoded(8 bytes of base64)");
 
         // An escaped `/` (legal JSON) is unescaped into a copy.
-        let escaped: Answer = serde_json::from_str(r#"{"data": "a\/8="}"#).unwrap();
+        let escaped: Answer<'_> = serde_json::from_str(r#"{"data": "a\/8="}"#).unwrap();
         assert!(matches!(escaped.data.0, Cow::Owned(_)));
         assert_eq!(escaped.data.decode(), Ok(vec![0x6b, 0xff]));
 
-        let not_text = serde_json::from_str::<Answer>(r#"{"data": 12}"#).err();
+        let not_text = serde_json::from_str::<Answer<'_>>(r#"{"data": 12}"#).err();
         assert!(
             not_text.is_some_and(|e| e.to_string().contains("a string of base64")),
             "a number is not base64"
