@@ -3,15 +3,17 @@
 
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{DType, Tensor};
+use burn::tensor::{DType, Device, Tensor, TensorData};
+
+use crate::cpu_attention;
 
 use crate::error::{Error, Result};
 use crate::nn::{Activation, Conv2d, GroupNorm, LayerNorm, Linear, to_dtype, to_f32};
 use crate::weights::VarBuilder;
 
-/// Scaled dot-product attention over `[batch, tokens, heads * head_dim]` inputs, with Burn's
-/// fused attention kernel. `upcast` computes it in f32 (diffusers' `upcast_attention`, needed by
-/// SD 2.x in fp16).
+/// Scaled dot-product attention over `[batch, tokens, heads * head_dim]` inputs: Burn's fused
+/// attention kernel on a GPU, [`cpu_attention`] on the CPU backend. `upcast` computes it in f32
+/// (diffusers' `upcast_attention`, needed by SD 2.x in fp16); on the CPU it always runs in f32.
 pub fn multi_head_attention(
     q: Tensor<3>,
     k: Tensor<3>,
@@ -23,6 +25,28 @@ pub fn multi_head_attention(
     let [b, nq, inner] = q.dims();
     let [_, nk, _] = k.dims();
     let d = inner / heads;
+    let device = q.device();
+    if device == Device::flex() {
+        let values = |t: Tensor<3>| -> Vec<f32> {
+            // The CPU backend's own data, already f32 row-major: this cannot fail.
+            t.into_data()
+                .convert_dtype(DType::F32)
+                .try_to_vec::<f32>()
+                .unwrap_or_else(|e| panic!("attention input is not f32 data: {e:?}"))
+        };
+        let (q, k, v) = (values(q), values(k), values(v));
+        let mut out = vec![0f32; q.len()];
+        let shape = cpu_attention::Shape {
+            batch: b,
+            queries: nq,
+            keys: nk,
+            heads,
+            head_dim: d,
+        };
+        cpu_attention::attention(&q, &k, &v, &mut out, shape);
+        let out = Tensor::<3>::from_data(TensorData::new(out, [b, nq, inner]), (&device, DType::F32));
+        return to_dtype(out, dtype);
+    }
     let split = |t: Tensor<3>, n: usize| t.reshape([b, n, heads, d]).swap_dims(1, 2);
     let (q, k, v) = if upcast || dtype == DType::F16 {
         // Softmax in f32: fp16 attention scores overflow for long sequences.

@@ -17,6 +17,7 @@ macro_rules! engine_modules {
 engine_modules!(
     attention,
     clip,
+    cpu_attention,
     config,
     device,
     embeddings,
