@@ -93,16 +93,6 @@ impl Encoded<'_> {
     pub fn decode(&self) -> Result<Vec<u8>, ProviderError> {
         decode(&self.0)
     }
-
-    /// The base64 text's length in bytes.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether the text is empty.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 impl AsRef<[u8]> for Encoded<'_> {
