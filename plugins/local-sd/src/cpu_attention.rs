@@ -8,11 +8,13 @@
 //! AVX-512, picked at run time), and query blocks of all heads run in parallel.
 //!
 //! Unsafe code: the `gemm` crate takes raw pointers and strides, the tasks share the output
-//! buffer (each writes its own block), and the SIMD variants are `target_feature` functions.
+//! buffer (each writes its own block).
 #![allow(unsafe_code)]
 
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
+
+use crate::cpu_math::{LANES, exp, simd_dispatch};
 
 /// Query rows per task: a block's scores (`ROWS x keys` f32, 1 MiB for 4096 keys) stay in the
 /// core's L2 cache between the two matmuls.
@@ -146,37 +148,10 @@ impl SharedOut {
     }
 }
 
-/// Replace `row` by `exp(row - max(row))` and return its sum (softmax before the division).
-fn softmax_numerator(row: &mut [f32]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F (checked above).
-            return unsafe { softmax_numerator_avx512(row) };
-        }
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has AVX2 and FMA (checked above).
-            return unsafe { softmax_numerator_avx2(row) };
-        }
-    }
-    softmax_numerator_lanes(row)
+simd_dispatch! {
+    /// Replace `row` by `exp(row - max(row))` and return its sum (softmax before the division).
+    fn softmax_numerator(row: &mut [f32]) -> f32 = softmax_numerator_lanes;
 }
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn softmax_numerator_avx512(row: &mut [f32]) -> f32 {
-    softmax_numerator_lanes(row)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn softmax_numerator_avx2(row: &mut [f32]) -> f32 {
-    softmax_numerator_lanes(row)
-}
-
-/// Lanes the loops below are written in: the compiler turns each 16-wide step into one AVX-512
-/// instruction, two AVX2 ones or four SSE2 ones.
-const LANES: usize = 16;
 
 #[inline(always)]
 fn softmax_numerator_lanes(row: &mut [f32]) -> f32 {
@@ -213,51 +188,9 @@ fn softmax_numerator_lanes(row: &mut [f32]) -> f32 {
     sum
 }
 
-/// `e^x` for `x <= 0` (scores minus their row's maximum), within 2 ulp: Cody-Waite reduction to
-/// `x = n ln 2 + r`, Cephes' degree-6 polynomial for `e^r`, and `2^n` built in the exponent
-/// bits. Branch-free, so the loops calling it vectorise.
-#[inline(always)]
-fn exp(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    // Adding 1.5 * 2^23 rounds to an integer, which then sits in the low mantissa bits.
-    const ROUND: f32 = 12_582_912.0;
-    // Below this, e^x is under f32's smallest normal number: flush to zero.
-    let x = if x < -87.0 { -87.0 } else { x };
-    let shifted = x * LOG2E + ROUND;
-    let n = shifted - ROUND;
-    let r = x - n * LN2_HI - n * LN2_LO;
-    let mut p = 1.987_569_1e-4;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 0.5;
-    let e_r = p * r * r + r + 1.0;
-    let n = shifted.to_bits() as i32 - ROUND.to_bits() as i32;
-    e_r * f32::from_bits(((n + 127) << 23) as u32)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn exp_is_within_two_ulp() {
-        let mut worst = 0f32;
-        let mut x = -87.0f32;
-        while x <= 0.0 {
-            let want = f64::from(x).exp();
-            let got = f64::from(exp(x));
-            let ulp = f64::from(f32::EPSILON) * want;
-            worst = worst.max(((got - want) / ulp).abs() as f32);
-            x += 0.000_731;
-        }
-        assert!(worst <= 2.0, "exp is off by {worst} ulp");
-        assert_eq!(exp(0.0), 1.0);
-        assert!(exp(-1e9) < 1e-37 && exp(f32::NEG_INFINITY) < 1e-37);
-    }
 
     /// Attention computed the textbook way, in f64.
     fn reference(q: &[f32], k: &[f32], v: &[f32], s: Shape) -> Vec<f32> {

@@ -3,8 +3,11 @@
 
 use burn::tensor::module::{conv2d, embedding, layer_norm, linear};
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{DType, Int, Tensor};
+use std::sync::Arc;
 
+use burn::tensor::{DType, Device, Int, Tensor, TensorData};
+
+use crate::{cpu_conv, cpu_group_norm};
 use crate::error::Result;
 use crate::weights::VarBuilder;
 
@@ -48,10 +51,23 @@ impl Linear {
 /// `torch.nn.Conv2d` with square kernels and symmetric padding.
 #[derive(Debug, Clone)]
 pub struct Conv2d {
-    weight: Tensor<4>,
-    bias: Option<Tensor<1>>,
+    weights: ConvWeights,
     stride: usize,
     padding: usize,
+}
+
+// One per layer, built once: the size of the larger variant costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+enum ConvWeights {
+    /// torch's `[out, in, k, k]`, for Burn's convolution.
+    Tensor {
+        weight: Tensor<4>,
+        bias: Option<Tensor<1>>,
+    },
+    /// f32 stride-1 convolutions on the CPU backend run [`cpu_conv`], in its own weight layout
+    /// (held instead of the tensor, not beside it).
+    Cpu(Arc<cpu_conv::Kernel>),
 }
 
 impl Conv2d {
@@ -65,26 +81,72 @@ impl Conv2d {
     ) -> Result<Self> {
         let weight = vb.get("weight", [out_ch, in_ch, kernel, kernel])?;
         let bias = Some(vb.get("bias", [out_ch])?);
+        // 1x1 convolutions are plain matrix products in Burn already.
+        let weights = if *vb.device() == Device::flex()
+            && vb.dtype() == DType::F32
+            && stride == 1
+            && kernel > 1
+        {
+            let weight = f32_values(weight);
+            let bias = bias.map(f32_values);
+            ConvWeights::Cpu(Arc::new(cpu_conv::Kernel::from_torch(
+                &weight, bias, out_ch, in_ch, kernel, padding,
+            )))
+        } else {
+            ConvWeights::Tensor { weight, bias }
+        };
         Ok(Self {
-            weight,
-            bias,
+            weights,
             stride,
             padding,
         })
     }
 
-    pub fn weight(&self) -> Tensor<4> {
-        self.weight.clone()
-    }
-
-    pub fn bias(&self) -> Option<Tensor<1>> {
-        self.bias.clone()
-    }
-
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let options = ConvOptions::new([self.stride; 2], [self.padding; 2], [1, 1], 1);
-        conv2d(x, self.weight.clone(), self.bias.clone(), options)
+        match &self.weights {
+            ConvWeights::Tensor { weight, bias } => {
+                let options = ConvOptions::new([self.stride; 2], [self.padding; 2], [1, 1], 1);
+                conv2d(x, weight.clone(), bias.clone(), options)
+            }
+            ConvWeights::Cpu(kernel) => {
+                let dtype = x.dtype();
+                let device = x.device();
+                let [batch, _, height, width] = x.dims();
+                let values = f32_values(x);
+                let out = kernel.forward(&values, batch, height, width);
+                let (out_h, out_w) = kernel.output_size(height, width);
+                let shape = [batch, kernel.out_channels(), out_h, out_w];
+                let out = Tensor::<4>::from_data(TensorData::new(out, shape), (&device, DType::F32));
+                to_dtype(out, dtype)
+            }
+        }
     }
+
+    /// The convolution with other options (stride, asymmetric padding), on Burn's kernels.
+    ///
+    /// # Panics
+    /// When the weights were loaded for [`cpu_conv`] (stride 1 on the CPU); only stride-2
+    /// downsamplers call this.
+    pub fn forward_with(&self, x: Tensor<4>, options: ConvOptions<2>) -> Tensor<4> {
+        match &self.weights {
+            ConvWeights::Tensor { weight, bias } => {
+                conv2d(x, weight.clone(), bias.clone(), options)
+            }
+            ConvWeights::Cpu(_) => {
+                panic!("a stride-1 CPU convolution was called with other options")
+            }
+        }
+    }
+}
+
+/// A CPU backend tensor's values as f32, row-major.
+fn f32_values<const D: usize>(x: Tensor<D>) -> Vec<f32> {
+    // The CPU backend's own data, cast to f32 first: this cannot fail. Moves the buffer out
+    // when nothing else holds it.
+    to_f32(x)
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap_or_else(|e| panic!("tensor is not f32 data: {e:?}"))
 }
 
 /// `torch.nn.GroupNorm`. Statistics are computed in f32 whatever the compute precision: in fp16
@@ -93,6 +155,8 @@ impl Conv2d {
 pub struct GroupNorm {
     weight: Tensor<1>,
     bias: Tensor<1>,
+    /// On the CPU backend, `weight` and `bias` for [`cpu_group_norm`].
+    cpu: Option<Arc<(Vec<f32>, Vec<f32>)>>,
     groups: usize,
     eps: f64,
 }
@@ -106,17 +170,44 @@ impl GroupNorm {
             )));
         }
         let vb32 = vb.with_dtype(DType::F32);
+        let weight = vb32.get("weight", [channels])?;
+        let bias = vb32.get("bias", [channels])?;
+        let cpu = (*vb.device() == Device::flex())
+            .then(|| Arc::new((f32_values(weight.clone()), f32_values(bias.clone()))));
         Ok(Self {
-            weight: vb32.get("weight", [channels])?,
-            bias: vb32.get("bias", [channels])?,
+            weight,
+            bias,
+            cpu,
             groups,
             eps,
         })
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.forward_then(x, None)
+    }
+
+    /// The norm followed by `activation`; on the CPU backend a SiLU is applied in the same pass.
+    pub fn forward_then(&self, x: Tensor<4>, activation: Option<Activation>) -> Tensor<4> {
         let dtype = x.dtype();
         let [n, c, h, w] = x.dims();
+        let fused = matches!(activation, None | Some(Activation::Silu));
+        if let Some(params) = self.cpu.as_deref()
+            && dtype == DType::F32
+            && fused
+        {
+            let device = x.device();
+            let mut values = f32_values(x);
+            let shape = cpu_group_norm::Shape {
+                batch: n,
+                channels: c,
+                spatial: h * w,
+                groups: self.groups,
+            };
+            let silu = activation.is_some();
+            cpu_group_norm::group_norm(&mut values, shape, &params.0, &params.1, self.eps, silu);
+            return Tensor::from_data(TensorData::new(values, [n, c, h, w]), (&device, dtype));
+        }
         let g = self.groups;
         let x = to_f32(x).reshape([n, g, (c / g) * h * w]);
         let (var, mean) = x.clone().var_mean_bias(2);
@@ -125,7 +216,11 @@ impl GroupNorm {
         let scale = (var + self.eps).sqrt().recip() * self.weight.clone().reshape([1, g, c / g]);
         let shift = self.bias.clone().reshape([1, g, c / g]) - mean * scale.clone();
         let x = x.reshape([n, c, h * w]) * scale.reshape([n, c, 1]) + shift.reshape([n, c, 1]);
-        to_dtype(x.reshape([n, c, h, w]), dtype)
+        let x = to_dtype(x.reshape([n, c, h, w]), dtype);
+        match activation {
+            Some(activation) => activation.forward(x),
+            None => x,
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! `Downsample2D`, `Upsample2D`.
 
 use burn::tensor::Tensor;
-use burn::tensor::module::{conv2d, interpolate};
+use burn::tensor::module::interpolate;
 use burn::tensor::ops::{ConvOptions, InterpolateMode, InterpolateOptions};
 
 use crate::error::Result;
@@ -71,7 +71,7 @@ impl ResnetBlock2D {
     pub fn forward(&self, x: Tensor<4>, temb: Option<&Tensor<2>>) -> Tensor<4> {
         let h = self
             .conv1
-            .forward(self.act.forward(self.norm1.forward(x.clone())));
+            .forward(self.norm1.forward_then(x.clone(), Some(self.act)));
         let h = match (&self.time_emb_proj, temb) {
             (Some(proj), Some(t)) => {
                 let t = proj.forward(self.act.forward(t.clone()));
@@ -80,7 +80,7 @@ impl ResnetBlock2D {
             }
             _ => h,
         };
-        let h = self.conv2.forward(self.act.forward(self.norm2.forward(h)));
+        let h = self.conv2.forward(self.norm2.forward_then(h, Some(self.act)));
         let shortcut = match &self.conv_shortcut {
             Some(conv) => conv.forward(x),
             None => x,
@@ -118,7 +118,7 @@ impl Downsample2D {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         if self.asymmetric {
             let options = ConvOptions::new_with_padding([2, 2], [(0, 1), (0, 1)], [1, 1], 1);
-            conv2d(x, self.conv.weight(), self.conv.bias(), options)
+            self.conv.forward_with(x, options)
         } else {
             self.conv.forward(x)
         }

@@ -446,7 +446,7 @@ impl UNet2DConditionModel {
             });
             x = block.forward(x, &mut skips, &emb, encoder_hidden_states, next_size);
         }
-        let x = Activation::Silu.forward(self.conv_norm_out.forward(x));
+        let x = self.conv_norm_out.forward_then(x, Some(Activation::Silu));
         Ok(self.conv_out.forward(x))
     }
 }

@@ -228,7 +228,7 @@ impl Encoder {
         }
         x = self.mid_block.forward(x);
         self.conv_out
-            .forward(Activation::Silu.forward(self.conv_norm_out.forward(x)))
+            .forward(self.conv_norm_out.forward_then(x, Some(Activation::Silu)))
     }
 }
 
@@ -294,7 +294,7 @@ impl Decoder {
             }
         }
         self.conv_out
-            .forward(Activation::Silu.forward(self.conv_norm_out.forward(x)))
+            .forward(self.conv_norm_out.forward_then(x, Some(Activation::Silu)))
     }
 }
 

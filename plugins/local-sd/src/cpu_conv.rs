@@ -1,0 +1,371 @@
+//! 2-D convolution (stride 1) on the CPU backend as matrix products over the input itself, with
+//! no im2col buffer.
+//!
+//! Burn's CPU convolution copies every 3x3 patch into an im2col tile (nine copies of the input),
+//! transposes its weights on every call, and scatters each tile's result into the output one
+//! element at a time. Here the input is copied once into a zero-padded, channels-last image.
+//! In that layout, for one kernel row `kh`, the patch values of output pixel `(y, x)` for all
+//! kernel columns and channels are `k * channels` consecutive floats, and the next pixel's start
+//! `channels` floats later. So the product over one kernel row is a single matrix product
+//! whose right operand is the padded image read with a stride (`k` of them per output band,
+//! accumulated in place), and the matrix library blocks it for the caches as it blocks any
+//! product. Rows of the output are computed on the padded width (the extra `k - 1` columns per
+//! row are never copied out), which lets one product cover several output rows.
+//!
+//! Unsafe code: the `gemm` crate takes raw pointers and strides, and parallel tasks share the
+//! output buffer (each writes its own rows).
+#![allow(unsafe_code)]
+
+use gemm::{Parallelism, gemm};
+use rayon::prelude::*;
+
+/// Output pixels (on the padded width) per matrix product: the band's partial sums
+/// (`out_channels x PIXELS` f32, 256 KiB at 128 channels) stay in the core's L2 cache while the
+/// kernel rows accumulate into them.
+const PIXELS: usize = 512;
+
+/// A convolution's weights in the layout the products read, `[out][kh][kw][in]`, and its bias.
+#[derive(Debug)]
+pub struct Kernel {
+    weight: Vec<f32>,
+    bias: Option<Vec<f32>>,
+    out_channels: usize,
+    in_channels: usize,
+    size: usize,
+    padding: usize,
+}
+
+impl Kernel {
+    /// From torch's `[out][in][kh][kw]` weight layout.
+    ///
+    /// # Panics
+    /// When a slice's length does not match the shape.
+    pub fn from_torch(
+        weight: &[f32],
+        bias: Option<Vec<f32>>,
+        out_channels: usize,
+        in_channels: usize,
+        size: usize,
+        padding: usize,
+    ) -> Self {
+        let taps = size * size;
+        assert_eq!(
+            weight.len(),
+            out_channels * in_channels * taps,
+            "weight length"
+        );
+        if let Some(bias) = &bias {
+            assert_eq!(bias.len(), out_channels, "bias length");
+        }
+        let mut packed = vec![0f32; weight.len()];
+        let per_out = in_channels * taps;
+        if per_out > 0 {
+            packed
+                .par_chunks_mut(per_out)
+                .zip(weight.par_chunks(per_out))
+                .for_each(|(dst, src)| {
+                    for (c, taps_of_c) in src.chunks_exact(taps).enumerate() {
+                        for (tap, &value) in taps_of_c.iter().enumerate() {
+                            dst[tap * in_channels + c] = value;
+                        }
+                    }
+                });
+        }
+        Self {
+            weight: packed,
+            bias,
+            out_channels,
+            in_channels,
+            size,
+            padding,
+        }
+    }
+
+    pub fn out_channels(&self) -> usize {
+        self.out_channels
+    }
+
+    pub fn in_channels(&self) -> usize {
+        self.in_channels
+    }
+
+    /// The output's height and width for an input of `height x width`.
+    pub fn output_size(&self, height: usize, width: usize) -> (usize, usize) {
+        let span = |n: usize| (n + 2 * self.padding + 1).saturating_sub(self.size);
+        (span(height), span(width))
+    }
+
+    /// Convolve `x` (`[batch][in][height][width]`, row-major) into a new
+    /// `[batch][out][out_height][out_width]` buffer.
+    ///
+    /// # Panics
+    /// When `x`'s length does not match the shape.
+    pub fn forward(&self, x: &[f32], batch: usize, height: usize, width: usize) -> Vec<f32> {
+        let Self {
+            out_channels: outs,
+            in_channels: ins,
+            size: k,
+            padding: p,
+            ..
+        } = *self;
+        assert_eq!(x.len(), batch * ins * height * width, "input length");
+        let (out_h, out_w) = self.output_size(height, width);
+        let mut out = vec![0f32; batch * outs * out_h * out_w];
+        if out.is_empty() {
+            return out;
+        }
+        if ins == 0 {
+            self.add_bias(&mut out, out_h * out_w);
+            return out;
+        }
+        let (pad_h, pad_w) = (height + 2 * p, width + 2 * p);
+        let padded = pad_channels_last(x, batch, ins, height, width, p);
+
+        // A band is `rows` output rows of one image: one product per kernel row.
+        let rows = (PIXELS / pad_w).clamp(1, out_h);
+        let bands = out_h.div_ceil(rows);
+        let tasks = batch * bands;
+        // Few large products (small images, many channels): the library splits each one.
+        let threads = rayon::current_num_threads();
+        let split_products = tasks < 2 * threads;
+        let inner = if split_products {
+            Parallelism::Rayon(0)
+        } else {
+            Parallelism::None
+        };
+        let plane = out_h * out_w;
+        let shared = SharedOut(out.as_mut_ptr());
+        let band = |buffer: &mut Vec<f32>, task: usize| {
+            let (b, first) = (task / bands, (task % bands) * rows);
+            let rows = rows.min(out_h - first);
+            // Output pixels on the padded width; the last row stops at `out_w`.
+            let n = (rows - 1) * pad_w + out_w;
+            let image_at = b * outs * plane + first * out_w;
+            // One row writes straight into the output; several go through `buffer`
+            // (`[out][n]`) and are copied out without the padding columns.
+            let (dst, dst_rs) = if rows == 1 {
+                (shared.at(image_at), plane)
+            } else {
+                buffer.resize(outs * n, 0.0);
+                (buffer.as_mut_ptr(), n)
+            };
+            for kh in 0..k {
+                let rhs_at = ((b * pad_h + first + kh) * pad_w) * ins;
+                // SAFETY: dst[m, j] at `dst + m * dst_rs + j` for m < outs, j < n stays in this
+                // band's part of `out` (rows == 1: j < out_w) or in `buffer` (outs * n).
+                // lhs[m, c] = weight[m][kh][..][..] (c < k * ins) stays in `weight`. rhs[c, j]
+                // = padded[rhs_at + j * ins + c]: the largest index is the band's last output
+                // pixel's last tap, `((b * pad_h + first + rows - 1 + kh) * pad_w + out_w - 1
+                // + k - 1) * ins + ins - 1`, inside `padded` because out_w + k - 1 = pad_w
+                // and first + rows - 1 + kh <= out_h - 1 + k - 1 = pad_h - 1.
+                unsafe {
+                    gemm(
+                        outs,
+                        n,
+                        k * ins,
+                        dst,
+                        1,
+                        dst_rs as isize,
+                        kh > 0,
+                        self.weight.as_ptr().add(kh * k * ins),
+                        1,
+                        (k * k * ins) as isize,
+                        padded.as_ptr().add(rhs_at),
+                        ins as isize,
+                        1,
+                        1.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        inner,
+                    );
+                }
+            }
+            for m in 0..outs {
+                let bias = self.bias.as_ref().map_or(0.0, |bias| bias[m]);
+                for row in 0..rows {
+                    let at = image_at + m * plane + row * out_w;
+                    // SAFETY: row `first + row` of channel `m` of image `b`: this band's.
+                    let dst = unsafe { std::slice::from_raw_parts_mut(shared.at(at), out_w) };
+                    if rows == 1 {
+                        dst.iter_mut().for_each(|v| *v += bias);
+                    } else {
+                        let src = &buffer[m * n + row * pad_w..][..out_w];
+                        dst.iter_mut().zip(src).for_each(|(d, s)| *d = s + bias);
+                    }
+                }
+            }
+        };
+        if split_products {
+            let mut buffer = Vec::new();
+            (0..tasks).for_each(|task| band(&mut buffer, task));
+        } else {
+            (0..tasks)
+                .into_par_iter()
+                .for_each_init(Vec::new, |buffer, task| band(buffer, task));
+        }
+        out
+    }
+
+    fn add_bias(&self, out: &mut [f32], plane: usize) {
+        if let Some(bias) = &self.bias {
+            for (channel, values) in out.chunks_exact_mut(plane).enumerate() {
+                values.fill(bias[channel % self.out_channels]);
+            }
+        }
+    }
+}
+
+/// `x` (`[batch][channels][height][width]`) as `[batch][height + 2p][width + 2p][channels]`
+/// with zeros around.
+fn pad_channels_last(
+    x: &[f32],
+    batch: usize,
+    channels: usize,
+    height: usize,
+    width: usize,
+    p: usize,
+) -> Vec<f32> {
+    /// Channels copied together: their source rows are read in step, so each cache line read
+    /// serves 16 writes.
+    const BLOCK: usize = 16;
+    let (pad_h, pad_w) = (height + 2 * p, width + 2 * p);
+    let plane = height * width;
+    let mut padded = vec![0f32; batch * pad_h * pad_w * channels];
+    padded
+        .par_chunks_mut(pad_w * channels)
+        .enumerate()
+        .for_each(|(row, dst)| {
+            let (b, y) = (row / pad_h, row % pad_h);
+            if y < p || y >= p + height {
+                return;
+            }
+            let src = &x[b * channels * plane + (y - p) * width..];
+            let dst = &mut dst[p * channels..][..width * channels];
+            for c0 in (0..channels).step_by(BLOCK) {
+                let c1 = (c0 + BLOCK).min(channels);
+                for (col, pixel) in dst.chunks_exact_mut(channels).enumerate() {
+                    for c in c0..c1 {
+                        pixel[c] = src[c * plane + col];
+                    }
+                }
+            }
+        });
+    padded
+}
+
+/// The output buffer, shared by tasks that each write their own rows of it.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+
+// SAFETY: tasks write disjoint rows (see `Kernel::forward`), and the buffer outlives them.
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    fn at(self, offset: usize) -> *mut f32 {
+        // SAFETY: callers pass offsets inside the buffer (see `Kernel::forward`).
+        unsafe { self.0.add(offset) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The textbook definition in f64.
+    #[allow(clippy::too_many_arguments)]
+    fn reference(
+        x: &[f32],
+        w: &[f32],
+        bias: Option<&[f32]>,
+        batch: usize,
+        ins: usize,
+        outs: usize,
+        h: usize,
+        wd: usize,
+        k: usize,
+        p: usize,
+    ) -> Vec<f32> {
+        let oh = (h + 2 * p + 1).saturating_sub(k);
+        let ow = (wd + 2 * p + 1).saturating_sub(k);
+        let mut out = vec![0f32; batch * outs * oh * ow];
+        for b in 0..batch {
+            for o in 0..outs {
+                for y in 0..oh {
+                    for xx in 0..ow {
+                        let mut sum = bias.map_or(0.0, |bias| f64::from(bias[o]));
+                        for c in 0..ins {
+                            for kh in 0..k {
+                                for kw in 0..k {
+                                    let (iy, ix) = (y + kh, xx + kw);
+                                    if iy < p || ix < p || iy - p >= h || ix - p >= wd {
+                                        continue;
+                                    }
+                                    let xv = x[((b * ins + c) * h + iy - p) * wd + ix - p];
+                                    let wv = w[((o * ins + c) * k + kh) * k + kw];
+                                    sum += f64::from(xv) * f64::from(wv);
+                                }
+                            }
+                        }
+                        out[((b * outs + o) * oh + y) * ow + xx] = sum as f32;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn noise(len: usize, seed: u32) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(747_796_405).wrapping_add(2_891_336_453);
+        (0..len)
+            .map(|_| {
+                state = state.wrapping_mul(747_796_405).wrapping_add(2_891_336_453);
+                (state >> 8) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// Shapes that exercise one-row bands (wide images), multi-row bands with a partial last
+    /// band, products split by the library (few bands), kernels of 1, 3 and 5, no padding,
+    /// channel counts that are not multiples of the copy block, and no bias.
+    #[test]
+    fn matches_textbook_convolution() {
+        let cases = [
+            // (batch, in, out, h, w, k, p, bias)
+            (2, 5, 7, 9, 11, 3, 1, true),
+            (1, 3, 4, 6, 600, 3, 1, true),
+            (2, 17, 9, 37, 29, 3, 1, false),
+            (1, 8, 6, 12, 10, 5, 2, true),
+            (1, 4, 3, 7, 8, 3, 0, true),
+            (3, 6, 5, 5, 4, 1, 0, true),
+            (1, 33, 40, 3, 3, 3, 1, true),
+        ];
+        for (i, &(batch, ins, outs, h, w, k, p, with_bias)) in cases.iter().enumerate() {
+            let seed = i as u32 * 10;
+            let x = noise(batch * ins * h * w, seed);
+            let weight = noise(outs * ins * k * k, seed + 1);
+            let bias = with_bias.then(|| noise(outs, seed + 2));
+            let kernel = Kernel::from_torch(&weight, bias.clone(), outs, ins, k, p);
+            let got = kernel.forward(&x, batch, h, w);
+            let want = reference(&x, &weight, bias.as_deref(), batch, ins, outs, h, w, k, p);
+            assert_eq!(got.len(), want.len(), "case {i}: length");
+            // f32 sums of up to 33 * 9 products of values in [-1, 1]: rounding stays far
+            // below 1e-4.
+            let worst = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(worst <= 1e-4, "case {i}: max abs error {worst}");
+        }
+    }
+
+    #[test]
+    fn an_input_smaller_than_the_kernel_gives_an_empty_output() {
+        let kernel = Kernel::from_torch(&noise(2 * 3 * 25, 1), None, 2, 3, 5, 0);
+        assert_eq!(kernel.output_size(3, 9), (0, 5));
+        assert!(kernel.forward(&noise(3 * 3 * 9, 2), 1, 3, 9).is_empty());
+    }
+}
