@@ -16,6 +16,8 @@
 //! output buffer (each writes its own rows).
 #![allow(unsafe_code)]
 
+use std::sync::{Mutex, PoisonError};
+
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
@@ -95,12 +97,13 @@ impl Kernel {
         (span(height), span(width))
     }
 
-    /// Convolve `x` (`[batch][in][height][width]`, row-major) into a new
-    /// `[batch][out][out_height][out_width]` buffer.
+    /// Convolve `x` (`[batch][in][height][width]`, row-major) into a
+    /// `[batch][out][out_height][out_width]` buffer: `x`'s own when the sizes match (the
+    /// input is dead once copied into the padded image, and its pages are already mapped).
     ///
     /// # Panics
     /// When `x`'s length does not match the shape.
-    pub fn forward(&self, x: &[f32], batch: usize, height: usize, width: usize) -> Vec<f32> {
+    pub fn forward(&self, x: Vec<f32>, batch: usize, height: usize, width: usize) -> Vec<f32> {
         let Self {
             out_channels: outs,
             in_channels: ins,
@@ -110,16 +113,23 @@ impl Kernel {
         } = *self;
         assert_eq!(x.len(), batch * ins * height * width, "input length");
         let (out_h, out_w) = self.output_size(height, width);
-        let mut out = vec![0f32; batch * outs * out_h * out_w];
-        if out.is_empty() {
-            return out;
-        }
-        if ins == 0 {
+        let out_len = batch * outs * out_h * out_w;
+        if out_len == 0 || ins == 0 {
+            let mut out = vec![0f32; out_len];
             self.add_bias(&mut out, out_h * out_w);
             return out;
         }
         let (pad_h, pad_w) = (height + 2 * p, width + 2 * p);
-        let padded = pad_channels_last(x, batch, ins, height, width, p);
+        let mut padded = take_workspace();
+        pad_channels_last(&x, &mut padded, batch, ins, height, width, p);
+        // Every element of `out` is written below (the first kernel row's product does not
+        // read it), so stale values in a reused buffer do not matter.
+        let mut out = if x.len() == out_len {
+            x
+        } else {
+            drop(x);
+            vec![0f32; out_len]
+        };
 
         // A band is `rows` output rows of one image: one product per kernel row.
         let rows = (PIXELS / pad_w).clamp(1, out_h);
@@ -205,11 +215,14 @@ impl Kernel {
                 .into_par_iter()
                 .for_each_init(Vec::new, |buffer, task| band(buffer, task));
         }
+        return_workspace(padded);
         out
     }
 
     fn add_bias(&self, out: &mut [f32], plane: usize) {
-        if let Some(bias) = &self.bias {
+        if let Some(bias) = &self.bias
+            && plane > 0
+        {
             for (channel, values) in out.chunks_exact_mut(plane).enumerate() {
                 values.fill(bias[channel % self.out_channels]);
             }
@@ -217,42 +230,90 @@ impl Kernel {
     }
 }
 
-/// `x` (`[batch][channels][height][width]`) as `[batch][height + 2p][width + 2p][channels]`
-/// with zeros around.
+/// The padded input of the last convolution, kept for the next one: a fresh buffer of that size
+/// (up to 270 MB in SD's VAE) costs a page fault and the kernel's zeroing per 4 KiB page.
+static WORKSPACE: Mutex<Vec<f32>> = Mutex::new(Vec::new());
+
+fn take_workspace() -> Vec<f32> {
+    std::mem::take(&mut *WORKSPACE.lock().unwrap_or_else(PoisonError::into_inner))
+}
+
+fn return_workspace(buffer: Vec<f32>) {
+    let mut kept = WORKSPACE.lock().unwrap_or_else(PoisonError::into_inner);
+    if buffer.capacity() > kept.capacity() {
+        *kept = buffer;
+    }
+}
+
+/// Free the buffer convolutions keep between calls (after a generation's last decode).
+pub fn release_workspace() {
+    *WORKSPACE.lock().unwrap_or_else(PoisonError::into_inner) = Vec::new();
+}
+
+/// `x` (`[batch][channels][height][width]`) written into `padded` as
+/// `[batch][height + 2p][width + 2p][channels]` with zeros around. Every element is written:
+/// `padded` may hold an earlier call's values.
 fn pad_channels_last(
     x: &[f32],
+    padded: &mut Vec<f32>,
     batch: usize,
     channels: usize,
     height: usize,
     width: usize,
     p: usize,
-) -> Vec<f32> {
-    /// Channels copied together: their source rows are read in step, so each cache line read
-    /// serves 16 writes.
-    const BLOCK: usize = 16;
+) {
     let (pad_h, pad_w) = (height + 2 * p, width + 2 * p);
     let plane = height * width;
-    let mut padded = vec![0f32; batch * pad_h * pad_w * channels];
+    let len = batch * pad_h * pad_w * channels;
+    padded.truncate(len);
+    padded.resize(len, 0.0);
     padded
         .par_chunks_mut(pad_w * channels)
         .enumerate()
         .for_each(|(row, dst)| {
             let (b, y) = (row / pad_h, row % pad_h);
             if y < p || y >= p + height {
+                dst.fill(0.0);
                 return;
             }
             let src = &x[b * channels * plane + (y - p) * width..];
-            let dst = &mut dst[p * channels..][..width * channels];
-            for c0 in (0..channels).step_by(BLOCK) {
-                let c1 = (c0 + BLOCK).min(channels);
-                for (col, pixel) in dst.chunks_exact_mut(channels).enumerate() {
-                    for c in c0..c1 {
-                        pixel[c] = src[c * plane + col];
-                    }
+            let (left, rest) = dst.split_at_mut(p * channels);
+            let (dst, right) = rest.split_at_mut(width * channels);
+            left.fill(0.0);
+            right.fill(0.0);
+            transpose(src, plane, dst, channels, width);
+        });
+}
+
+/// `dst[col * channels + c] = src[c * plane + col]` for `col < width`, `c < channels`: one row
+/// of an NCHW image (stride `plane` between channels) to channels-last. Whole 16 x 16 tiles go
+/// through a local array, so that both the loads and the stores are contiguous runs of 16.
+fn transpose(src: &[f32], plane: usize, dst: &mut [f32], channels: usize, width: usize) {
+    const T: usize = 16;
+    let (full_c, full_w) = (channels - channels % T, width - width % T);
+    for c0 in (0..full_c).step_by(T) {
+        for w0 in (0..full_w).step_by(T) {
+            let mut tile = [[0f32; T]; T];
+            for (ci, row) in tile.iter_mut().enumerate() {
+                row.copy_from_slice(&src[(c0 + ci) * plane + w0..][..T]);
+            }
+            for wi in 0..T {
+                let out: &mut [f32; T] = (&mut dst[(w0 + wi) * channels + c0..][..T])
+                    .try_into()
+                    .unwrap_or_else(|_| unreachable!("a slice of T"));
+                for (ci, value) in out.iter_mut().enumerate() {
+                    *value = tile[ci][wi];
                 }
             }
-        });
-    padded
+        }
+    }
+    // The edges: the last channels (all columns), the last columns (the other channels).
+    for col in 0..width {
+        let first = if col < full_w { full_c } else { 0 };
+        for c in first..channels {
+            dst[col * channels + c] = src[c * plane + col];
+        }
+    }
 }
 
 /// The output buffer, shared by tasks that each write their own rows of it.
@@ -329,7 +390,8 @@ mod tests {
 
     /// Shapes that exercise one-row bands (wide images), multi-row bands with a partial last
     /// band, products split by the library (few bands), kernels of 1, 3 and 5, no padding,
-    /// channel counts that are not multiples of the copy block, and no bias.
+    /// channel counts that are not multiples of the copy block, and no bias. Each case reuses
+    /// the padded buffer of the one before, larger or smaller.
     #[test]
     fn matches_textbook_convolution() {
         let cases = [
@@ -341,6 +403,8 @@ mod tests {
             (1, 4, 3, 7, 8, 3, 0, true),
             (3, 6, 5, 5, 4, 1, 0, true),
             (1, 33, 40, 3, 3, 3, 1, true),
+            // Same input and output size: the input's buffer becomes the output.
+            (2, 6, 6, 10, 9, 3, 1, true),
         ];
         for (i, &(batch, ins, outs, h, w, k, p, with_bias)) in cases.iter().enumerate() {
             let seed = i as u32 * 10;
@@ -348,7 +412,7 @@ mod tests {
             let weight = noise(outs * ins * k * k, seed + 1);
             let bias = with_bias.then(|| noise(outs, seed + 2));
             let kernel = Kernel::from_torch(&weight, bias.clone(), outs, ins, k, p);
-            let got = kernel.forward(&x, batch, h, w);
+            let got = kernel.forward(x.clone(), batch, h, w);
             let want = reference(&x, &weight, bias.as_deref(), batch, ins, outs, h, w, k, p);
             assert_eq!(got.len(), want.len(), "case {i}: length");
             // f32 sums of up to 33 * 9 products of values in [-1, 1]: rounding stays far
@@ -366,6 +430,6 @@ mod tests {
     fn an_input_smaller_than_the_kernel_gives_an_empty_output() {
         let kernel = Kernel::from_torch(&noise(2 * 3 * 25, 1), None, 2, 3, 5, 0);
         assert_eq!(kernel.output_size(3, 9), (0, 5));
-        assert!(kernel.forward(&noise(3 * 3 * 9, 2), 1, 3, 9).is_empty());
+        assert!(kernel.forward(noise(3 * 3 * 9, 2), 1, 3, 9).is_empty());
     }
 }

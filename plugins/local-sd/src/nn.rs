@@ -113,7 +113,7 @@ impl Conv2d {
                 let device = x.device();
                 let [batch, _, height, width] = x.dims();
                 let values = f32_values(x);
-                let out = kernel.forward(&values, batch, height, width);
+                let out = kernel.forward(values, batch, height, width);
                 let (out_h, out_w) = kernel.output_size(height, width);
                 let shape = [batch, kernel.out_channels(), out_h, out_w];
                 let out = Tensor::<4>::from_data(TensorData::new(out, shape), (&device, DType::F32));

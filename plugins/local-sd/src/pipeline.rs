@@ -802,6 +802,8 @@ impl StableDiffusion {
             None => vae.decode(z),
         };
         drop(vae);
+        // The decode was the last convolution of this generation.
+        crate::cpu_conv::release_workspace();
         let images = ((crate::nn::to_f32(images) / 2.0) + 0.5).clamp(0.0, 1.0);
         let [_, _, h, w] = images.dims();
         let hwc = images.permute([0, 2, 3, 1]);
