@@ -3,9 +3,10 @@
 
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{DType, Device, Tensor, TensorData};
+use burn::tensor::{DType, Device, Tensor};
 
 use crate::cpu_attention;
+use crate::cpu_tensor::{self, CpuTensor};
 
 use crate::error::{Error, Result};
 use crate::nn::{Activation, Conv2d, GroupNorm, LayerNorm, Linear, to_dtype, to_f32};
@@ -27,15 +28,8 @@ pub fn multi_head_attention(
     let d = inner / heads;
     let device = q.device();
     if device == Device::flex() {
-        let values = |t: Tensor<3>| -> Vec<f32> {
-            // The CPU backend's own data, already f32 row-major: this cannot fail.
-            t.into_data()
-                .convert_dtype(DType::F32)
-                .try_to_vec::<f32>()
-                .unwrap_or_else(|e| panic!("attention input is not f32 data: {e:?}"))
-        };
-        let (q, k, v) = (values(q), values(k), values(v));
-        let mut out = vec![0f32; q.len()];
+        let (q, k, v) = (CpuTensor::new(q), CpuTensor::new(k), CpuTensor::new(v));
+        let mut out = vec![0f32; q.values().len()];
         let shape = cpu_attention::Shape {
             batch: b,
             queries: nq,
@@ -43,9 +37,8 @@ pub fn multi_head_attention(
             heads,
             head_dim: d,
         };
-        cpu_attention::attention(&q, &k, &v, &mut out, shape);
-        let out = Tensor::<3>::from_data(TensorData::new(out, [b, nq, inner]), (&device, DType::F32));
-        return to_dtype(out, dtype);
+        cpu_attention::attention(q.values(), k.values(), v.values(), &mut out, shape);
+        return cpu_tensor::tensor_from(out, [b, nq, inner], dtype);
     }
     let split = |t: Tensor<3>, n: usize| t.reshape([b, n, heads, d]).swap_dims(1, 2);
     let (q, k, v) = if upcast || dtype == DType::F16 {

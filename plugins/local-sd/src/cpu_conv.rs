@@ -97,13 +97,63 @@ impl Kernel {
         (span(height), span(width))
     }
 
-    /// Convolve `x` (`[batch][in][height][width]`, row-major) into a
-    /// `[batch][out][out_height][out_width]` buffer: `x`'s own when the sizes match (the
-    /// input is dead once copied into the padded image, and its pages are already mapped).
+    /// Convolve `x` (`[batch][in][height][width]`, row-major) into a new
+    /// `[batch][out][out_height][out_width]` buffer: [`Self::pad`] then [`Self::convolve`].
     ///
     /// # Panics
-    /// When `x`'s length does not match the shape.
-    pub fn forward(&self, x: Vec<f32>, batch: usize, height: usize, width: usize) -> Vec<f32> {
+    /// As [`Self::pad`].
+    pub fn forward(
+        &self,
+        x: &[f32],
+        batch: usize,
+        height: usize,
+        width: usize,
+        scale: usize,
+    ) -> Vec<f32> {
+        let padded = self.pad(x, batch, height, width, scale);
+        let mut out = vec![0f32; padded.output_len()];
+        self.convolve(padded, &mut out);
+        out
+    }
+
+    /// The first half of a convolution: `x` (`[batch][in][height][width]`), upscaled `scale`
+    /// times by nearest-neighbour sampling (`torch`'s `interpolate(mode="nearest")` to exactly
+    /// `scale` times the size; 1 for none), copied into a zero-padded channels-last image. The
+    /// upscaled image itself is never made. After this, `x` is no longer read: its buffer may
+    /// receive the output.
+    ///
+    /// # Panics
+    /// When `x`'s length does not match the shape, or `scale` is 0.
+    pub fn pad(&self, x: &[f32], batch: usize, height: usize, width: usize, scale: usize) -> Padded {
+        assert!(scale > 0, "scale 0");
+        assert_eq!(
+            x.len(),
+            batch * self.in_channels * height * width,
+            "input length"
+        );
+        let (height, width) = (height * scale, width * scale);
+        let (out_h, out_w) = self.output_size(height, width);
+        let mut values = take_workspace();
+        if out_h * out_w > 0 && self.in_channels > 0 {
+            let source = [height / scale, width / scale];
+            pad_channels_last(x, &mut values, batch, self.in_channels, source, scale, self.padding);
+        }
+        Padded {
+            values,
+            batch,
+            height,
+            width,
+            out_len: batch * self.out_channels * out_h * out_w,
+        }
+    }
+
+    /// The second half: the convolution of the padded image into `out`
+    /// (`[batch][out][out_height][out_width]` for the upscaled size). Every element of `out`
+    /// is written; its old values are never read.
+    ///
+    /// # Panics
+    /// When `out`'s length is not [`Padded::output_len`].
+    pub fn convolve(&self, padded: Padded, out: &mut [f32]) {
         let Self {
             out_channels: outs,
             in_channels: ins,
@@ -111,26 +161,22 @@ impl Kernel {
             padding: p,
             ..
         } = *self;
-        assert_eq!(x.len(), batch * ins * height * width, "input length");
+        let Padded {
+            values: padded,
+            batch,
+            height,
+            width,
+            out_len,
+        } = padded;
+        assert_eq!(out.len(), out_len, "output length");
         let (out_h, out_w) = self.output_size(height, width);
-        let out_len = batch * outs * out_h * out_w;
         if out_len == 0 || ins == 0 {
-            let mut out = vec![0f32; out_len];
-            self.add_bias(&mut out, out_h * out_w);
-            return out;
+            out.fill(0.0);
+            self.add_bias(out, out_h * out_w);
+            return_workspace(padded);
+            return;
         }
         let (pad_h, pad_w) = (height + 2 * p, width + 2 * p);
-        let mut padded = take_workspace();
-        pad_channels_last(&x, &mut padded, batch, ins, height, width, p);
-        // Every element of `out` is written below (the first kernel row's product does not
-        // read it), so stale values in a reused buffer do not matter.
-        let mut out = if x.len() == out_len {
-            x
-        } else {
-            drop(x);
-            vec![0f32; out_len]
-        };
-
         // A band is `rows` output rows of one image: one product per kernel row.
         let rows = (PIXELS / pad_w).clamp(1, out_h);
         let bands = out_h.div_ceil(rows);
@@ -216,7 +262,6 @@ impl Kernel {
                 .for_each_init(Vec::new, |buffer, task| band(buffer, task));
         }
         return_workspace(padded);
-        out
     }
 
     fn add_bias(&self, out: &mut [f32], plane: usize) {
@@ -250,20 +295,23 @@ pub fn release_workspace() {
     *WORKSPACE.lock().unwrap_or_else(PoisonError::into_inner) = Vec::new();
 }
 
-/// `x` (`[batch][channels][height][width]`) written into `padded` as
-/// `[batch][height + 2p][width + 2p][channels]` with zeros around. Every element is written:
-/// `padded` may hold an earlier call's values.
+/// `x` (`[batch][channels][height][width]`, `[height, width]` = `source`), upscaled `scale`
+/// times by nearest-neighbour sampling, written into `padded` as
+/// `[batch][scale * height + 2p][scale * width + 2p][channels]` with zeros around. Every
+/// element is written: `padded` may hold an earlier call's values.
 fn pad_channels_last(
     x: &[f32],
     padded: &mut Vec<f32>,
     batch: usize,
     channels: usize,
-    height: usize,
-    width: usize,
+    source: [usize; 2],
+    scale: usize,
     p: usize,
 ) {
+    let [source_h, source_w] = source;
+    let (height, width) = (source_h * scale, source_w * scale);
     let (pad_h, pad_w) = (height + 2 * p, width + 2 * p);
-    let plane = height * width;
+    let plane = source_h * source_w;
     let len = batch * pad_h * pad_w * channels;
     padded.truncate(len);
     padded.resize(len, 0.0);
@@ -276,12 +324,22 @@ fn pad_channels_last(
                 dst.fill(0.0);
                 return;
             }
-            let src = &x[b * channels * plane + (y - p) * width..];
+            let src = &x[b * channels * plane + (y - p) / scale * source_w..];
             let (left, rest) = dst.split_at_mut(p * channels);
             let (dst, right) = rest.split_at_mut(width * channels);
             left.fill(0.0);
             right.fill(0.0);
-            transpose(src, plane, dst, channels, width);
+            transpose(src, plane, dst, channels, source_w);
+            // Spread the source pixels right to left: pixel `col` goes to `scale * col ..`,
+            // never before where it is read from.
+            if scale > 1 {
+                for col in (0..source_w).rev() {
+                    let from = col * channels;
+                    for copy in (0..scale).rev() {
+                        dst.copy_within(from..from + channels, (col * scale + copy) * channels);
+                    }
+                }
+            }
         });
 }
 
@@ -316,17 +374,35 @@ fn transpose(src: &[f32], plane: usize, dst: &mut [f32], channels: usize, width:
     }
 }
 
+/// An input made ready by [`Kernel::pad`] for [`Kernel::convolve`].
+#[derive(Debug)]
+pub struct Padded {
+    values: Vec<f32>,
+    batch: usize,
+    /// The (upscaled) input's size.
+    height: usize,
+    width: usize,
+    out_len: usize,
+}
+
+impl Padded {
+    /// The length of the convolution's output.
+    pub fn output_len(&self) -> usize {
+        self.out_len
+    }
+}
+
 /// The output buffer, shared by tasks that each write their own rows of it.
 #[derive(Clone, Copy)]
 struct SharedOut(*mut f32);
 
-// SAFETY: tasks write disjoint rows (see `Kernel::forward`), and the buffer outlives them.
+// SAFETY: tasks write disjoint rows (see `Kernel::convolve`), and the buffer outlives them.
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
 impl SharedOut {
     fn at(self, offset: usize) -> *mut f32 {
-        // SAFETY: callers pass offsets inside the buffer (see `Kernel::forward`).
+        // SAFETY: callers pass offsets inside the buffer (see `Kernel::convolve`).
         unsafe { self.0.add(offset) }
     }
 }
@@ -403,7 +479,7 @@ mod tests {
             (1, 4, 3, 7, 8, 3, 0, true),
             (3, 6, 5, 5, 4, 1, 0, true),
             (1, 33, 40, 3, 3, 3, 1, true),
-            // Same input and output size: the input's buffer becomes the output.
+            // Same input and output size: also computed into the input's buffer.
             (2, 6, 6, 10, 9, 3, 1, true),
         ];
         for (i, &(batch, ins, outs, h, w, k, p, with_bias)) in cases.iter().enumerate() {
@@ -412,7 +488,14 @@ mod tests {
             let weight = noise(outs * ins * k * k, seed + 1);
             let bias = with_bias.then(|| noise(outs, seed + 2));
             let kernel = Kernel::from_torch(&weight, bias.clone(), outs, ins, k, p);
-            let got = kernel.forward(x.clone(), batch, h, w);
+            let got = kernel.forward(&x, batch, h, w, 1);
+            // Into the input's own buffer, as the layers do when the sizes match.
+            if x.len() == got.len() {
+                let mut buffer = x.clone();
+                let padded = kernel.pad(&buffer, batch, h, w, 1);
+                kernel.convolve(padded, &mut buffer);
+                assert_eq!(buffer, got, "case {i}: in place");
+            }
             let want = reference(&x, &weight, bias.as_deref(), batch, ins, outs, h, w, k, p);
             assert_eq!(got.len(), want.len(), "case {i}: length");
             // f32 sums of up to 33 * 9 products of values in [-1, 1]: rounding stays far
@@ -426,10 +509,56 @@ mod tests {
         }
     }
 
+    /// Nearest-neighbour upscaling by an integer factor, as torch's `interpolate` to exactly
+    /// that size: output pixel `(y, x)` is input pixel `(y / scale, x / scale)`.
+    fn upscale(x: &[f32], planes: usize, h: usize, w: usize, scale: usize) -> Vec<f32> {
+        let mut out = Vec::with_capacity(x.len() * scale * scale);
+        for plane in x.chunks_exact(h * w).take(planes) {
+            for y in 0..h * scale {
+                for xx in 0..w * scale {
+                    out.push(plane[(y / scale) * w + xx / scale]);
+                }
+            }
+        }
+        out
+    }
+
+    /// The upscaling convolution against upscaling then the textbook convolution, with
+    /// several bands per image, odd sizes and channel counts, and a padding of 0 and 1.
+    #[test]
+    fn upscaled_input_matches_upscaling_first() {
+        let cases = [
+            // (batch, in, out, h, w, k, p, scale)
+            (2, 5, 7, 9, 11, 3, 1, 2),
+            (1, 19, 6, 13, 40, 3, 1, 2),
+            (1, 4, 3, 7, 8, 3, 0, 2),
+            (2, 3, 4, 5, 6, 3, 1, 3),
+        ];
+        for (i, &(batch, ins, outs, h, w, k, p, scale)) in cases.iter().enumerate() {
+            let seed = 100 + i as u32 * 10;
+            let x = noise(batch * ins * h * w, seed);
+            let weight = noise(outs * ins * k * k, seed + 1);
+            let bias = noise(outs, seed + 2);
+            let kernel = Kernel::from_torch(&weight, Some(bias.clone()), outs, ins, k, p);
+            let got = kernel.forward(&x, batch, h, w, scale);
+            let big = upscale(&x, batch * ins, h, w, scale);
+            let (bh, bw) = (h * scale, w * scale);
+            let want = reference(&big, &weight, Some(&bias), batch, ins, outs, bh, bw, k, p);
+            assert_eq!(got.len(), want.len(), "case {i}: length");
+            // As in `matches_textbook_convolution`: f32 rounding of short sums.
+            let worst = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(worst <= 1e-4, "case {i}: max abs error {worst}");
+        }
+    }
+
     #[test]
     fn an_input_smaller_than_the_kernel_gives_an_empty_output() {
         let kernel = Kernel::from_torch(&noise(2 * 3 * 25, 1), None, 2, 3, 5, 0);
         assert_eq!(kernel.output_size(3, 9), (0, 5));
-        assert!(kernel.forward(noise(3 * 3 * 9, 2), 1, 3, 9).is_empty());
+        assert!(kernel.forward(&noise(3 * 3 * 9, 2), 1, 3, 9, 1).is_empty());
     }
 }

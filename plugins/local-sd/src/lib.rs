@@ -21,6 +21,7 @@ engine_modules!(
     cpu_conv,
     cpu_group_norm,
     cpu_math,
+    cpu_tensor,
     config,
     device,
     embeddings,

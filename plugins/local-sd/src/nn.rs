@@ -1,12 +1,13 @@
 //! The torch.nn layers diffusers builds on (Linear, Conv2d, GroupNorm, LayerNorm, Embedding),
 //! loaded under torch's parameter names (`weight`, `bias`).
 
-use burn::tensor::module::{conv2d, embedding, layer_norm, linear};
-use burn::tensor::ops::ConvOptions;
+use burn::tensor::module::{conv2d, embedding, interpolate, layer_norm, linear};
+use burn::tensor::ops::{ConvOptions, InterpolateMode, InterpolateOptions};
 use std::sync::Arc;
 
-use burn::tensor::{DType, Device, Int, Tensor, TensorData};
+use burn::tensor::{DType, Device, Int, Tensor};
 
+use crate::cpu_tensor::{self, CpuTensor};
 use crate::{cpu_conv, cpu_group_norm};
 use crate::error::Result;
 use crate::weights::VarBuilder;
@@ -108,17 +109,22 @@ impl Conv2d {
                 let options = ConvOptions::new([self.stride; 2], [self.padding; 2], [1, 1], 1);
                 conv2d(x, weight.clone(), bias.clone(), options)
             }
-            ConvWeights::Cpu(kernel) => {
-                let dtype = x.dtype();
-                let device = x.device();
-                let [batch, _, height, width] = x.dims();
-                let values = f32_values(x);
-                let out = kernel.forward(values, batch, height, width);
-                let (out_h, out_w) = kernel.output_size(height, width);
-                let shape = [batch, kernel.out_channels(), out_h, out_w];
-                let out = Tensor::<4>::from_data(TensorData::new(out, shape), (&device, DType::F32));
-                to_dtype(out, dtype)
+            ConvWeights::Cpu(kernel) => cpu_convolution(kernel, x, 1),
+        }
+    }
+
+    /// The convolution of `x` upscaled 2x by nearest-neighbour sampling. On the CPU the
+    /// upscaled image is never made: the convolution reads `x`'s pixels twice each.
+    pub fn forward_upsampled_2x(&self, x: Tensor<4>) -> Tensor<4> {
+        match &self.weights {
+            ConvWeights::Tensor { .. } => {
+                let [_, _, height, width] = x.dims();
+                let mut options = InterpolateOptions::new(InterpolateMode::Nearest);
+                options.align_corners = false;
+                options.output_size = Some([height * 2, width * 2]);
+                self.forward(interpolate(x, options))
             }
+            ConvWeights::Cpu(kernel) => cpu_convolution(kernel, x, 2),
         }
     }
 
@@ -137,6 +143,25 @@ impl Conv2d {
             }
         }
     }
+}
+
+/// [`cpu_conv`] of `x` upscaled `scale` times, into `x`'s own buffer when nothing else holds it
+/// and the sizes match (its pages are already mapped).
+fn cpu_convolution(kernel: &cpu_conv::Kernel, x: Tensor<4>, scale: usize) -> Tensor<4> {
+    let dtype = x.dtype();
+    let [batch, _, height, width] = x.dims();
+    let (out_h, out_w) = kernel.output_size(height * scale, width * scale);
+    let shape = [batch, kernel.out_channels(), out_h, out_w];
+    let mut x = CpuTensor::new(x);
+    let padded = kernel.pad(x.values(), batch, height, width, scale);
+    if let Some(out) = x.values_mut().filter(|out| out.len() == padded.output_len()) {
+        kernel.convolve(padded, out);
+        return to_dtype(x.into_tensor(shape), dtype);
+    }
+    drop(x);
+    let mut out = vec![0f32; padded.output_len()];
+    kernel.convolve(padded, &mut out);
+    cpu_tensor::tensor_from(out, shape, dtype)
 }
 
 /// A CPU backend tensor's values as f32, row-major.
@@ -196,8 +221,6 @@ impl GroupNorm {
             && dtype == DType::F32
             && fused
         {
-            let device = x.device();
-            let mut values = f32_values(x);
             let shape = cpu_group_norm::Shape {
                 batch: n,
                 channels: c,
@@ -205,8 +228,19 @@ impl GroupNorm {
                 groups: self.groups,
             };
             let silu = activation.is_some();
-            cpu_group_norm::group_norm(&mut values, shape, &params.0, &params.1, self.eps, silu);
-            return Tensor::from_data(TensorData::new(values, [n, c, h, w]), (&device, dtype));
+            let norm = |values: &mut [f32]| {
+                cpu_group_norm::group_norm(values, shape, &params.0, &params.1, self.eps, silu);
+            };
+            // In place when nothing else holds `x`, else on one copy.
+            let mut x = CpuTensor::new(x);
+            if let Some(values) = x.values_mut() {
+                norm(values);
+                return x.into_tensor([n, c, h, w]);
+            }
+            let mut values = x.values().to_vec();
+            drop(x);
+            norm(&mut values);
+            return cpu_tensor::tensor_from(values, [n, c, h, w], dtype);
         }
         let g = self.groups;
         let x = to_f32(x).reshape([n, g, (c / g) * h * w]);
