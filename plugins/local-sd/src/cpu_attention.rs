@@ -55,6 +55,21 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], out: &mut [f32], shape: Shape)
         return;
     }
     let scale = 1.0 / (head_dim as f32).sqrt();
+    // Keys per (batch, head) as `[head_dim][keys]`: the matrix library reads operands whose
+    // rows run along the product's long side as they are, and would otherwise gather every
+    // block's keys one float at a time.
+    let mut keys_t = vec![0f32; k.len()];
+    keys_t
+        .par_chunks_mut(head_dim * keys)
+        .enumerate()
+        .for_each(|(bh, dst)| {
+            let (b, h) = (bh / heads, bh % heads);
+            for (key, src) in k[b * keys * inner..].chunks(inner).take(keys).enumerate() {
+                for (c, &value) in src[h * head_dim..][..head_dim].iter().enumerate() {
+                    dst[c * keys + key] = value;
+                }
+            }
+        });
     let blocks = queries.div_ceil(ROWS);
     let out = SharedOut(out.as_mut_ptr());
     (0..batch * heads * blocks).into_par_iter().for_each_init(
@@ -66,12 +81,13 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], out: &mut [f32], shape: Shape)
             let rows = ROWS.min(queries - first);
             let q_at = (b * queries + first) * inner + h * head_dim;
             let kv_at = b * keys * inner + h * head_dim;
+            let kt_at = (b * heads + h) * head_dim * keys;
             let scores = &mut scores[..rows * keys];
             // SAFETY: every pointer stays inside its slice (lengths checked above): rows
             // `first..first + rows` of batch `b`, columns `h * head_dim..(h + 1) * head_dim`,
             // with the row stride `inner`. Tasks write disjoint (row, head) blocks of `out`.
             unsafe {
-                // scores[rows, keys] = scale * q[rows, d] * k[keys, d]^T
+                // scores[rows, keys] = scale * q[rows, d] * k_t[d, keys]
                 gemm(
                     rows,
                     keys,
@@ -83,9 +99,9 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], out: &mut [f32], shape: Shape)
                     q.as_ptr().add(q_at),
                     1,
                     inner as isize,
-                    k.as_ptr().add(kv_at),
-                    inner as isize,
+                    keys_t.as_ptr().add(kt_at),
                     1,
+                    keys as isize,
                     0.0,
                     scale,
                     false,
