@@ -6,6 +6,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{DType, Device, Tensor};
 
 use crate::cpu_attention;
+use crate::cpu_elementwise;
 use crate::cpu_tensor::{self, CpuTensor};
 
 use crate::error::{Error, Result};
@@ -126,6 +127,9 @@ impl FeedForward {
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let h = self.proj.forward(x);
+        if let Some(product) = cpu_elementwise::geglu(&h, self.inner) {
+            return self.out.forward(product);
+        }
         let [b, n, _] = h.dims();
         let value = h.clone().slice([0..b, 0..n, 0..self.inner]);
         let gate = h.slice([0..b, 0..n, self.inner..self.inner * 2]);
@@ -172,12 +176,11 @@ impl BasicTransformerBlock {
     }
 
     pub fn forward(&self, x: Tensor<3>, context: &Tensor<3>) -> Tensor<3> {
-        let x = self.attn1.forward(self.norm1.forward(x.clone()), None) + x;
-        let x = self
-            .attn2
-            .forward(self.norm2.forward(x.clone()), Some(context))
-            + x;
-        self.ff.forward(self.norm3.forward(x.clone())) + x
+        let add = cpu_elementwise::add;
+        let x = add(self.attn1.forward(self.norm1.forward(x.clone()), None), x);
+        let attended = self.attn2.forward(self.norm2.forward(x.clone()), Some(context));
+        let x = add(attended, x);
+        add(self.ff.forward(self.norm3.forward(x.clone())), x)
     }
 }
 
@@ -268,6 +271,6 @@ impl Transformer2DModel {
             Projection::Linear(lin) => to_image(lin.forward(tokens)),
         };
         let _ = c;
-        out + residual
+        cpu_elementwise::add(out, residual)
     }
 }

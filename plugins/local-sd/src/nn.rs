@@ -8,7 +8,7 @@ use std::sync::Arc;
 use burn::tensor::{DType, Device, Int, Tensor};
 
 use crate::cpu_tensor::{self, CpuTensor};
-use crate::{cpu_conv, cpu_group_norm};
+use crate::{cpu_conv, cpu_group_norm, cpu_linear};
 use crate::error::Result;
 use crate::weights::VarBuilder;
 
@@ -29,23 +29,57 @@ pub(crate) fn to_dtype<const D: usize>(x: Tensor<D>, dtype: DType) -> Tensor<D> 
 /// `x @ w` convention.
 #[derive(Debug, Clone)]
 pub struct Linear {
-    weight: Tensor<2>,
-    bias: Option<Tensor<1>>,
+    weights: LinearWeights,
+}
+
+// One per layer, built once: the size of the larger variant costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+enum LinearWeights {
+    Tensor {
+        weight: Tensor<2>,
+        bias: Option<Tensor<1>>,
+    },
+    /// f32 on the CPU backend: [`cpu_linear`], in its own layout (instead of the tensors).
+    Cpu(Arc<cpu_linear::Weights>),
 }
 
 impl Linear {
     pub fn load(vb: &VarBuilder, in_dim: usize, out_dim: usize, bias: bool) -> Result<Self> {
-        let weight = vb.get("weight", [out_dim, in_dim])?.transpose();
+        let weight = vb.get("weight", [out_dim, in_dim])?;
         let bias = if bias {
             Some(vb.get("bias", [out_dim])?)
         } else {
             None
         };
-        Ok(Self { weight, bias })
+        let weights = if *vb.device() == Device::flex() && vb.dtype() == DType::F32 {
+            let weight = f32_values(weight);
+            let bias = bias.map(f32_values);
+            LinearWeights::Cpu(Arc::new(cpu_linear::Weights::from_torch(
+                &weight, bias, in_dim, out_dim,
+            )))
+        } else {
+            LinearWeights::Tensor {
+                weight: weight.transpose(),
+                bias,
+            }
+        };
+        Ok(Self { weights })
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        linear(x, self.weight.clone(), self.bias.clone())
+        match &self.weights {
+            LinearWeights::Tensor { weight, bias } => linear(x, weight.clone(), bias.clone()),
+            LinearWeights::Cpu(weights) => {
+                let dtype = x.dtype();
+                let mut shape = x.dims();
+                let x = CpuTensor::new(x);
+                let out = weights.forward(x.values());
+                drop(x);
+                shape[D - 1] = weights.out_features();
+                cpu_tensor::tensor_from(out, shape, dtype)
+            }
+        }
     }
 }
 
@@ -69,6 +103,9 @@ enum ConvWeights {
     /// f32 stride-1 convolutions on the CPU backend run [`cpu_conv`], in its own weight layout
     /// (held instead of the tensor, not beside it).
     Cpu(Arc<cpu_conv::Kernel>),
+    /// f32 1x1 convolutions (stride 1, no padding) on the CPU backend: one product per image
+    /// ([`cpu_linear`]).
+    Pointwise(Arc<cpu_linear::Weights>),
 }
 
 impl Conv2d {
@@ -82,12 +119,14 @@ impl Conv2d {
     ) -> Result<Self> {
         let weight = vb.get("weight", [out_ch, in_ch, kernel, kernel])?;
         let bias = Some(vb.get("bias", [out_ch])?);
-        // 1x1 convolutions are plain matrix products in Burn already.
-        let weights = if *vb.device() == Device::flex()
-            && vb.dtype() == DType::F32
-            && stride == 1
-            && kernel > 1
-        {
+        let cpu = *vb.device() == Device::flex() && vb.dtype() == DType::F32 && stride == 1;
+        let weights = if cpu && kernel == 1 && padding == 0 {
+            let weight = f32_values(weight);
+            let bias = bias.map(f32_values);
+            ConvWeights::Pointwise(Arc::new(cpu_linear::Weights::from_torch(
+                &weight, bias, in_ch, out_ch,
+            )))
+        } else if cpu && kernel > 1 {
             let weight = f32_values(weight);
             let bias = bias.map(f32_values);
             ConvWeights::Cpu(Arc::new(cpu_conv::Kernel::from_torch(
@@ -110,6 +149,15 @@ impl Conv2d {
                 conv2d(x, weight.clone(), bias.clone(), options)
             }
             ConvWeights::Cpu(kernel) => cpu_convolution(kernel, x, 1),
+            ConvWeights::Pointwise(weights) => {
+                let dtype = x.dtype();
+                let [batch, _, height, width] = x.dims();
+                let x = CpuTensor::new(x);
+                let out = weights.forward_channels_first(x.values(), batch);
+                drop(x);
+                let shape = [batch, weights.out_features(), height, width];
+                cpu_tensor::tensor_from(out, shape, dtype)
+            }
         }
     }
 
@@ -117,7 +165,7 @@ impl Conv2d {
     /// upscaled image is never made: the convolution reads `x`'s pixels twice each.
     pub fn forward_upsampled_2x(&self, x: Tensor<4>) -> Tensor<4> {
         match &self.weights {
-            ConvWeights::Tensor { .. } => {
+            ConvWeights::Tensor { .. } | ConvWeights::Pointwise(_) => {
                 let [_, _, height, width] = x.dims();
                 let mut options = InterpolateOptions::new(InterpolateMode::Nearest);
                 options.align_corners = false;
@@ -138,7 +186,7 @@ impl Conv2d {
             ConvWeights::Tensor { weight, bias } => {
                 conv2d(x, weight.clone(), bias.clone(), options)
             }
-            ConvWeights::Cpu(_) => {
+            ConvWeights::Cpu(_) | ConvWeights::Pointwise(_) => {
                 panic!("a stride-1 CPU convolution was called with other options")
             }
         }

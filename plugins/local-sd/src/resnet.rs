@@ -5,6 +5,7 @@ use burn::tensor::Tensor;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{ConvOptions, InterpolateMode, InterpolateOptions};
 
+use crate::cpu_elementwise;
 use crate::error::Result;
 use crate::nn::{Activation, Conv2d, GroupNorm, Linear};
 use crate::weights::VarBuilder;
@@ -75,8 +76,7 @@ impl ResnetBlock2D {
         let h = match (&self.time_emb_proj, temb) {
             (Some(proj), Some(t)) => {
                 let t = proj.forward(self.act.forward(t.clone()));
-                let [b, c] = t.dims();
-                h + t.reshape([b, c, 1, 1])
+                cpu_elementwise::add_per_channel(h, t)
             }
             _ => h,
         };
@@ -85,7 +85,7 @@ impl ResnetBlock2D {
             Some(conv) => conv.forward(x),
             None => x,
         };
-        let out = shortcut + h;
+        let out = cpu_elementwise::add(shortcut, h);
         if self.output_scale_factor == 1.0 {
             out
         } else {
