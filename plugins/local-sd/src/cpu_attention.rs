@@ -14,7 +14,7 @@
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
-use crate::cpu_math::{LANES, exp, simd_dispatch};
+use crate::cpu_math::{LANES, SharedOut, exp, simd_dispatch};
 
 /// Scores per task (4 MiB of f32): the query rows of a block are as many as fit, between
 /// [`MIN_ROWS`] and [`MAX_ROWS`]. Each task has the matrix library repack its head's keys and
@@ -76,7 +76,7 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], out: &mut [f32], shape: Shape)
         });
     let block_rows = (SCORES / keys).clamp(MIN_ROWS, MAX_ROWS);
     let blocks = queries.div_ceil(block_rows);
-    let out = SharedOut(out.as_mut_ptr());
+    let out = SharedOut::new(out);
     (0..batch * heads * blocks).into_par_iter().for_each_init(
         || vec![0f32; block_rows * keys],
         |scores, task| {
@@ -119,9 +119,9 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], out: &mut [f32], shape: Shape)
             for (row, sum) in scores.chunks_exact_mut(keys).zip(&mut sums) {
                 *sum = softmax_numerator(row);
             }
-            let dst = out.at(q_at);
             // SAFETY: as above; `dst` addresses this task's block of `out`.
             unsafe {
+                let dst = out.at(q_at);
                 // out[rows, d] = exp_scores[rows, keys] * v[keys, d]
                 gemm(
                     rows,
@@ -152,21 +152,6 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], out: &mut [f32], shape: Shape)
             }
         },
     );
-}
-
-/// The output buffer, shared by tasks that each write their own block of it.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-
-// SAFETY: tasks write disjoint elements (see `attention`), and the buffer outlives them.
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
-
-impl SharedOut {
-    fn at(self, offset: usize) -> *mut f32 {
-        // SAFETY: callers pass offsets inside the buffer (see `attention`).
-        unsafe { self.0.add(offset) }
-    }
 }
 
 simd_dispatch! {
@@ -212,6 +197,7 @@ fn softmax_numerator_lanes(row: &mut [f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu_math::testing::max_abs_diff;
 
     /// Attention computed the textbook way, in f64.
     fn reference(q: &[f32], k: &[f32], v: &[f32], s: Shape) -> Vec<f32> {
@@ -278,11 +264,7 @@ mod tests {
             let mut out = vec![f32::NAN; q.len()];
             attention(&q, &k, &v, &mut out, shape);
             let want = reference(&q, &k, &v, shape);
-            let worst = out
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
+            let worst = max_abs_diff(&out, &want);
             // f32 sums of up to 150 products against an f64 reference.
             assert!(worst <= 1e-5, "{shape:?}: off by {worst}");
         }

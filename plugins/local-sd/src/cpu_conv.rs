@@ -23,6 +23,8 @@ use std::sync::{Mutex, PoisonError};
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
+use crate::cpu_math::SharedOut;
+
 /// Output pixels (on the padded width) per matrix product: the band's partial sums
 /// (`out_channels x PIXELS` f32, 256 KiB at 128 channels) stay in the core's L2 cache while the
 /// kernel rows accumulate into them.
@@ -230,7 +232,7 @@ impl Kernel {
             Parallelism::None
         };
         let plane = out_h * out_w;
-        let shared = SharedOut(out.as_mut_ptr());
+        let shared = SharedOut::new(out);
         let band = |buffer: &mut Vec<f32>, task: usize| {
             let (b, first) = (task / bands, (task % bands) * rows);
             let rows = rows.min(out_h - first);
@@ -488,24 +490,10 @@ unsafe fn untranspose(
     }
 }
 
-/// The output buffer, shared by tasks that each write their own rows of it.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-
-// SAFETY: tasks write disjoint rows (see `Kernel::convolve`), and the buffer outlives them.
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
-
-impl SharedOut {
-    fn at(self, offset: usize) -> *mut f32 {
-        // SAFETY: callers pass offsets inside the buffer (see `Kernel::convolve`).
-        unsafe { self.0.add(offset) }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu_math::testing::{max_abs_diff, noise};
 
     /// The textbook definition in f64.
     #[allow(clippy::too_many_arguments)]
@@ -550,16 +538,6 @@ mod tests {
         out
     }
 
-    fn noise(len: usize, seed: u32) -> Vec<f32> {
-        let mut state = seed.wrapping_mul(747_796_405).wrapping_add(2_891_336_453);
-        (0..len)
-            .map(|_| {
-                state = state.wrapping_mul(747_796_405).wrapping_add(2_891_336_453);
-                (state >> 8) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0
-            })
-            .collect()
-    }
-
     /// Shapes that exercise one-row bands (wide images), multi-row bands with a partial last
     /// band, products split by the library (few bands), kernels of 1, 3 and 5, no padding,
     /// channel counts that are not multiples of the copy block, and no bias. Each case reuses
@@ -586,26 +564,22 @@ mod tests {
             let x = noise(batch * ins * h * w, seed);
             let weight = noise(outs * ins * k * k, seed + 1);
             let bias = with_bias.then(|| noise(outs, seed + 2));
-            for layout in [false, true] {
-            let kernel = Kernel::with_layout(&weight, bias.clone(), outs, ins, k, p, layout);
-            let got = kernel.forward(&x, batch, h, w, 1);
-            // Into the input's own buffer, as the layers do when the sizes match.
-            if x.len() == got.len() {
-                let mut buffer = x.clone();
-                let padded = kernel.pad(&buffer, batch, h, w, 1);
-                kernel.convolve(padded, &mut buffer);
-                assert_eq!(buffer, got, "case {i} ({layout:?}): in place");
-            }
             let want = reference(&x, &weight, bias.as_deref(), batch, ins, outs, h, w, k, p);
-            assert_eq!(got.len(), want.len(), "case {i}: length");
-            // f32 sums of up to 33 * 9 products of values in [-1, 1]: rounding stays far
-            // below 1e-4.
-            let worst = got
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
-            assert!(worst <= 1e-4, "case {i} ({layout:?}): max abs error {worst}");
+            for layout in [false, true] {
+                let kernel = Kernel::with_layout(&weight, bias.clone(), outs, ins, k, p, layout);
+                let got = kernel.forward(&x, batch, h, w, 1);
+                // Into the input's own buffer, as the layers do when the sizes match.
+                if x.len() == got.len() {
+                    let mut buffer = x.clone();
+                    let padded = kernel.pad(&buffer, batch, h, w, 1);
+                    kernel.convolve(padded, &mut buffer);
+                    assert_eq!(buffer, got, "case {i} ({layout:?}): in place");
+                }
+                assert_eq!(got.len(), want.len(), "case {i}: length");
+                // f32 sums of up to 33 * 9 products of values in [-1, 1]: rounding stays far
+                // below 1e-4.
+                let worst = max_abs_diff(&got, &want);
+                assert!(worst <= 1e-4, "case {i} ({layout:?}): max abs error {worst}");
             }
         }
     }
@@ -640,20 +614,17 @@ mod tests {
             let x = noise(batch * ins * h * w, seed);
             let weight = noise(outs * ins * k * k, seed + 1);
             let bias = noise(outs, seed + 2);
-            for layout in [false, true] {
-            let kernel = Kernel::with_layout(&weight, Some(bias.clone()), outs, ins, k, p, layout);
-            let got = kernel.forward(&x, batch, h, w, scale);
             let big = upscale(&x, batch * ins, h, w, scale);
             let (bh, bw) = (h * scale, w * scale);
             let want = reference(&big, &weight, Some(&bias), batch, ins, outs, bh, bw, k, p);
-            assert_eq!(got.len(), want.len(), "case {i}: length");
-            // As in `matches_textbook_convolution`: f32 rounding of short sums.
-            let worst = got
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
-            assert!(worst <= 1e-4, "case {i} ({layout:?}): max abs error {worst}");
+            for layout in [false, true] {
+                let bias = Some(bias.clone());
+                let kernel = Kernel::with_layout(&weight, bias, outs, ins, k, p, layout);
+                let got = kernel.forward(&x, batch, h, w, scale);
+                assert_eq!(got.len(), want.len(), "case {i}: length");
+                // As in `matches_textbook_convolution`: f32 rounding of short sums.
+                let worst = max_abs_diff(&got, &want);
+                assert!(worst <= 1e-4, "case {i} ({layout:?}): max abs error {worst}");
             }
         }
     }

@@ -144,6 +144,7 @@ fn erf(x: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu_math::testing::max_abs_diff;
     use burn::tensor::TensorData;
 
     fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
@@ -201,11 +202,7 @@ mod tests {
         let value = h.clone().slice([0..b, 0..n, 0..inner]);
         let gate = h.slice([0..b, 0..n, inner..2 * inner]);
         let want = values(value * burn::tensor::activation::gelu(gate));
-        let worst = got
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let worst = max_abs_diff(&got, &want);
         // |value * gate / 2| <= 8 times erf's 6.5e-7, plus f32 rounding.
         assert!(worst <= 6e-6, "max abs error {worst}");
     }

@@ -147,6 +147,7 @@ fn silu_of(x: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu_math::testing::{max_abs_diff, noise};
 
     fn reference(x: &[f32], shape: Shape, weight: &[f32], bias: &[f32], eps: f64) -> Vec<f32> {
         let per_group = shape.channels / shape.groups;
@@ -172,16 +173,6 @@ mod tests {
             }
         }
         out
-    }
-
-    fn noise(len: usize, seed: u32) -> Vec<f32> {
-        let mut state = seed.wrapping_mul(747_796_405).wrapping_add(2_891_336_453);
-        (0..len)
-            .map(|_| {
-                state = state.wrapping_mul(747_796_405).wrapping_add(2_891_336_453);
-                (state >> 8) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0
-            })
-            .collect()
     }
 
     #[test]
@@ -230,11 +221,7 @@ mod tests {
             let want = reference(&x, shape, &weight, &bias, 1e-6);
             let mut got = x.clone();
             group_norm(&mut got, shape, &weight, &bias, 1e-6, true);
-            let worst = got
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
+            let worst = max_abs_diff(&got, &want);
             // Normalised values are O(1); the offset case loses the bits f32 cannot hold of
             // 1000 + x (2^-14 relative to 1000 is 6e-5 before normalisation by std ~1.7).
             let tolerance = if offset == 0.0 { 1e-5 } else { 1e-4 };

@@ -63,6 +63,57 @@ pub(crate) fn exp(x: f32) -> f32 {
     e_r * f32::from_bits(((n + 127) << 23) as u32)
 }
 
+/// An output buffer shared by parallel tasks that each write their own part of it (their own
+/// rows or blocks; see the callers).
+#[derive(Clone, Copy)]
+pub(crate) struct SharedOut(*mut f32);
+
+// SAFETY: the callers' tasks write disjoint elements, and the buffer outlives them.
+#[allow(unsafe_code)]
+unsafe impl Send for SharedOut {}
+#[allow(unsafe_code)]
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    pub(crate) fn new(buffer: &mut [f32]) -> Self {
+        Self(buffer.as_mut_ptr())
+    }
+
+    /// The element at `offset`.
+    ///
+    /// # Safety
+    /// `offset` must lie inside the buffer, which must still be alive.
+    #[allow(unsafe_code)]
+    pub(crate) unsafe fn at(self, offset: usize) -> *mut f32 {
+        // SAFETY: the caller's contract.
+        unsafe { self.0.add(offset) }
+    }
+}
+
+/// Helpers shared by the CPU kernels' tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// `len` deterministic values in [-1, 1) from `seed` (a linear congruential generator).
+    pub(crate) fn noise(len: usize, seed: u32) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(747_796_405).wrapping_add(2_891_336_453);
+        (0..len)
+            .map(|_| {
+                state = state.wrapping_mul(747_796_405).wrapping_add(2_891_336_453);
+                (state >> 8) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// The largest `|a[i] - b[i]|`.
+    pub(crate) fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(a.len(), b.len(), "lengths");
+        a.iter()
+            .zip(b)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
