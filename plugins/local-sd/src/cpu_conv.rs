@@ -128,10 +128,6 @@ impl Kernel {
         self.out_channels
     }
 
-    pub fn in_channels(&self) -> usize {
-        self.in_channels
-    }
-
     /// The output's height and width for an input of `height x width`.
     pub fn output_size(&self, height: usize, width: usize) -> (usize, usize) {
         let span = |n: usize| (n + 2 * self.padding + 1).saturating_sub(self.size);
@@ -172,18 +168,17 @@ impl Kernel {
             batch * self.in_channels * height * width,
             "input length"
         );
-        let (height, width) = (height * scale, width * scale);
-        let (out_h, out_w) = self.output_size(height, width);
+        let (out_h, out_w) = self.output_size(height * scale, width * scale);
         let mut values = take_workspace();
         if out_h * out_w > 0 && self.in_channels > 0 {
-            let source = [height / scale, width / scale];
+            let source = [height, width];
             pad_channels_last(x, &mut values, batch, self.in_channels, source, scale, self.padding);
         }
         Padded {
             values,
             batch,
-            height,
-            width,
+            height: height * scale,
+            width: width * scale,
             out_len: batch * self.out_channels * out_h * out_w,
         }
     }
@@ -289,7 +284,7 @@ impl Kernel {
                     // as `out_w` values at `image_at + row * out_w + m * plane`, m < outs.
                     unsafe {
                         let dst = shared.at(image_at + row * out_w);
-                        untranspose(src, outs, dst, plane, out_w, self.bias.as_deref());
+                        transpose(src, outs, out_w, outs, dst, plane, self.bias.as_deref());
                     }
                 }
                 return;
@@ -381,7 +376,9 @@ fn pad_channels_last(
             let (dst, right) = rest.split_at_mut(width * channels);
             left.fill(0.0);
             right.fill(0.0);
-            transpose(src, plane, dst, channels, source_w);
+            // SAFETY: `dst[col * channels + c]` for col < source_w, c < channels lies in `dst`
+            // (`width * channels` long), which this task holds alone.
+            unsafe { transpose(src, plane, channels, source_w, dst.as_mut_ptr(), channels, None) };
             // Spread the source pixels right to left: pixel `col` goes to `scale * col ..`,
             // never before where it is read from.
             if scale > 1 {
@@ -393,37 +390,6 @@ fn pad_channels_last(
                 }
             }
         });
-}
-
-/// `dst[col * channels + c] = src[c * plane + col]` for `col < width`, `c < channels`: one row
-/// of an NCHW image (stride `plane` between channels) to channels-last. Whole 16 x 16 tiles go
-/// through a local array, so that both the loads and the stores are contiguous runs of 16.
-fn transpose(src: &[f32], plane: usize, dst: &mut [f32], channels: usize, width: usize) {
-    const T: usize = 16;
-    let (full_c, full_w) = (channels - channels % T, width - width % T);
-    for c0 in (0..full_c).step_by(T) {
-        for w0 in (0..full_w).step_by(T) {
-            let mut tile = [[0f32; T]; T];
-            for (ci, row) in tile.iter_mut().enumerate() {
-                row.copy_from_slice(&src[(c0 + ci) * plane + w0..][..T]);
-            }
-            for wi in 0..T {
-                let out: &mut [f32; T] = (&mut dst[(w0 + wi) * channels + c0..][..T])
-                    .try_into()
-                    .unwrap_or_else(|_| unreachable!("a slice of T"));
-                for (ci, value) in out.iter_mut().enumerate() {
-                    *value = tile[ci][wi];
-                }
-            }
-        }
-    }
-    // The edges: the last channels (all columns), the last columns (the other channels).
-    for col in 0..width {
-        let first = if col < full_w { full_c } else { 0 };
-        for c in first..channels {
-            dst[col * channels + c] = src[c * plane + col];
-        }
-    }
 }
 
 /// An input made ready by [`Kernel::pad`] for [`Kernel::convolve`].
@@ -444,48 +410,52 @@ impl Padded {
     }
 }
 
-/// `dst[c * plane + col] = src[col * channels + c] + bias[c]` for `col < width`,
-/// `c < channels`: one row of channels-last values into an NCHW image (stride `plane` between
-/// channels), the inverse of [`transpose`], in 16 x 16 tiles likewise.
+/// `dst[j * dst_stride + i] = src[i * src_stride + j] + bias[j]` (no addition without a bias)
+/// for `i < rows`, `j < cols`: between one row of an NCHW image (its channels `src_stride`
+/// apart) and channels-last pixels, either way. Whole 16 x 16 tiles go through a local array,
+/// so that both the loads and the stores are contiguous runs of 16.
 ///
 /// # Safety
-/// `dst + c * plane + col` for those `c` and `col` must be valid for writes, and not accessed
-/// elsewhere meanwhile (other tasks write other rows of the same image).
-unsafe fn untranspose(
+/// `dst + j * dst_stride + i` for those `i` and `j` must be valid for writes, and not accessed
+/// elsewhere meanwhile (other tasks may write other rows of the same image).
+unsafe fn transpose(
     src: &[f32],
-    channels: usize,
+    src_stride: usize,
+    rows: usize,
+    cols: usize,
     dst: *mut f32,
-    plane: usize,
-    width: usize,
+    dst_stride: usize,
     bias: Option<&[f32]>,
 ) {
     const T: usize = 16;
-    let bias_of = |c: usize| bias.map_or(0.0, |bias| bias[c]);
+    let bias_of = |j: usize| bias.map_or(0.0, |bias| bias[j]);
     // SAFETY: the caller's contract.
-    let row = |c: usize| unsafe { std::slice::from_raw_parts_mut(dst.add(c * plane), width) };
-    let (full_c, full_w) = (channels - channels % T, width - width % T);
-    for c0 in (0..full_c).step_by(T) {
-        for w0 in (0..full_w).step_by(T) {
+    let run = |j: usize, i: usize, len: usize| unsafe {
+        std::slice::from_raw_parts_mut(dst.add(j * dst_stride + i), len)
+    };
+    let (full_i, full_j) = (rows - rows % T, cols - cols % T);
+    for i0 in (0..full_i).step_by(T) {
+        for j0 in (0..full_j).step_by(T) {
             let mut tile = [[0f32; T]; T];
-            for (wi, values) in tile.iter_mut().enumerate() {
-                values.copy_from_slice(&src[(w0 + wi) * channels + c0..][..T]);
+            for (ii, values) in tile.iter_mut().enumerate() {
+                values.copy_from_slice(&src[(i0 + ii) * src_stride + j0..][..T]);
             }
-            // `ci` indexes the tile's inner axis.
+            // `jj` indexes the tile's inner axis.
             #[allow(clippy::needless_range_loop)]
-            for ci in 0..T {
-                let bias = bias_of(c0 + ci);
-                for (wi, value) in row(c0 + ci)[w0..w0 + T].iter_mut().enumerate() {
-                    *value = tile[wi][ci] + bias;
+            for jj in 0..T {
+                let bias = bias_of(j0 + jj);
+                for (ii, value) in run(j0 + jj, i0, T).iter_mut().enumerate() {
+                    *value = tile[ii][jj] + bias;
                 }
             }
         }
     }
-    // The edges: the last columns (all channels), the last channels (the other columns).
-    for c in 0..channels {
-        let bias = bias_of(c);
-        let first = if c < full_c { full_w } else { 0 };
-        for (col, value) in row(c).iter_mut().enumerate().skip(first) {
-            *value = src[col * channels + c] + bias;
+    // The edges: the last rows (all columns), the last columns (the other rows).
+    for j in 0..cols {
+        let bias = bias_of(j);
+        let first = if j < full_j { full_i } else { 0 };
+        for (i, value) in run(j, first, rows - first).iter_mut().enumerate() {
+            *value = src[(first + i) * src_stride + j] + bias;
         }
     }
 }

@@ -25,17 +25,13 @@ pub fn add<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
     }
     let dims = a.dims();
     let (mut a, mut b) = (CpuTensor::new(a), CpuTensor::new(b));
-    if let Some(dst) = a.values_mut() {
-        add_into(dst, b.values());
-        return a.into_tensor(dims);
-    }
-    if let Some(dst) = b.values_mut() {
+    if a.values_mut().is_none()
+        && let Some(dst) = b.values_mut()
+    {
         add_into(dst, a.values());
         return b.into_tensor(dims);
     }
-    let mut out = a.values().to_vec();
-    add_into(&mut out, b.values());
-    cpu_tensor::tensor_from(out, dims, DType::F32)
+    a.update(dims, |dst| add_into(dst, b.values()))
 }
 
 fn add_into(dst: &mut [f32], src: &[f32]) {
@@ -52,23 +48,15 @@ pub fn add_per_channel(x: Tensor<4>, t: Tensor<2>) -> Tensor<4> {
         return x + t.reshape([b, c, 1, 1]);
     }
     let t = CpuTensor::new(t);
-    let mut x = CpuTensor::new(x);
     let plane = h * w;
-    let add = |values: &mut [f32]| {
+    CpuTensor::new(x).update([b, c, h, w], |values| {
         if plane > 0 {
             values
                 .par_chunks_mut(plane)
                 .zip(t.values().par_iter())
                 .for_each(|(p, &v)| p.iter_mut().for_each(|x| *x += v));
         }
-    };
-    if let Some(values) = x.values_mut() {
-        add(values);
-        return x.into_tensor([b, c, h, w]);
-    }
-    let mut values = x.values().to_vec();
-    add(&mut values);
-    cpu_tensor::tensor_from(values, [b, c, h, w], DType::F32)
+    })
 }
 
 /// diffusers' GEGLU after its projection: `h` (`[batch, tokens, 2 * inner]`) split into value

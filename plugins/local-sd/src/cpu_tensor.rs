@@ -46,6 +46,26 @@ impl CpuTensor {
         self.0.try_storage_mut::<f32>().filter(|s| s.len() == len)
     }
 
+    /// `f` applied to the values, in place when nothing else holds the buffer and else to one
+    /// copy of them; the result as an f32 tensor of `shape` (of the same number of elements).
+    ///
+    /// # Panics
+    /// When the number of elements differs.
+    pub fn update<const D: usize>(
+        mut self,
+        shape: [usize; D],
+        f: impl FnOnce(&mut [f32]),
+    ) -> Tensor<D> {
+        if let Some(values) = self.values_mut() {
+            f(values);
+            return self.into_tensor(shape);
+        }
+        let mut values = self.values().to_vec();
+        drop(self);
+        f(&mut values);
+        tensor_from(values, shape, DType::F32)
+    }
+
     /// This tensor's buffer, as a tensor of `shape` (of the same number of elements).
     ///
     /// # Panics

@@ -276,19 +276,9 @@ impl GroupNorm {
                 groups: self.groups,
             };
             let silu = activation.is_some();
-            let norm = |values: &mut [f32]| {
+            return CpuTensor::new(x).update([n, c, h, w], |values| {
                 cpu_group_norm::group_norm(values, shape, &params.0, &params.1, self.eps, silu);
-            };
-            // In place when nothing else holds `x`, else on one copy.
-            let mut x = CpuTensor::new(x);
-            if let Some(values) = x.values_mut() {
-                norm(values);
-                return x.into_tensor([n, c, h, w]);
-            }
-            let mut values = x.values().to_vec();
-            drop(x);
-            norm(&mut values);
-            return cpu_tensor::tensor_from(values, [n, c, h, w], dtype);
+            });
         }
         let g = self.groups;
         let x = to_f32(x).reshape([n, g, (c / g) * h * w]);
