@@ -44,6 +44,10 @@ const CLIP: &str = r#"{"vocab_size":49408,"hidden_size":768,"intermediate_size":
 const UNET_PARAMS: u64 = 859_520_964;
 const CLIP_PARAMS: u64 = 123_060_480;
 const VAE_PARAMS: u64 = 83_653_863;
+/// Values Winograd's weights add on the CPU in f32 (`cpu_conv::winograd_extra_values`
+/// over the same models' weight shapes, counted in diffusers).
+const UNET_WINOGRAD_EXTRA: u64 = 50_184_960;
+const VAE_WINOGRAD_EXTRA: u64 = 60_701_312;
 
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter()
@@ -122,9 +126,14 @@ fn peak_memory_child(precision: Precision) {
     let decoded = peak_rss_mib();
     let element = dtype.size() as u64;
     let footprint = ModelFootprint {
-        unet_bytes: UNET_PARAMS * element,
+        unet_bytes: UNET_PARAMS * element
+            + if element == 4 {
+                UNET_WINOGRAD_EXTRA * 4
+            } else {
+                0
+            },
         text_encoder_bytes: CLIP_PARAMS * element,
-        vae_bytes: VAE_PARAMS * 4,
+        vae_bytes: (VAE_PARAMS + VAE_WINOGRAD_EXTRA) * 4,
         unet_channels: 320,
         unet_element_bytes: element,
         vae_channels: vae_config.block_out_channels.clone(),

@@ -24,6 +24,7 @@ engine_modules!(
     cpu_linear,
     cpu_math,
     cpu_tensor,
+    cpu_winograd,
     config,
     device,
     embeddings,

@@ -169,6 +169,14 @@ impl Weights {
             .sum()
     }
 
+    /// Every tensor's name and shape.
+    pub fn shapes(&self) -> impl Iterator<Item = (&str, &[usize])> {
+        self.files
+            .iter()
+            .flat_map(|f| f.tensors.iter())
+            .map(|(name, t)| (name.as_str(), t.shape.as_slice()))
+    }
+
     /// `preferred` if present, else the only tensor's name.
     pub fn single_or(&self, preferred: &str) -> Option<String> {
         if self.contains(preferred) {
