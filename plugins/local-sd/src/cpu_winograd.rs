@@ -195,7 +195,13 @@ pub fn convolve(
             for col in 0..tiles_w {
                 let at = (2 * y * pad_w + 2 * col) * ins;
                 let tile = row * tiles_w + col;
-                transform_input(&image[at..], pad_w * ins, ins, input, tiles * ins, tile * ins);
+                let from = Grid {
+                    at,
+                    row_stride: pad_w * ins,
+                    col_stride: ins,
+                    cols: 4,
+                };
+                transform_input(image, from, input, positions(tiles * ins, tile * ins), ins);
             }
         }
         for position in 0..POSITIONS {
@@ -231,7 +237,13 @@ pub fn convolve(
         for tile in 0..tiles {
             let (row, col) = (tile / tiles_w, tile % tiles_w);
             let at = (2 * row * pixels_w + 2 * col) * outs;
-            transform_output(products, tiles * outs, tile * outs, outs, pixels, at, pixels_w * outs);
+            let to = Grid {
+                at,
+                row_stride: pixels_w * outs,
+                col_stride: outs,
+                cols: 2,
+            };
+            transform_output(products, positions(tiles * outs, tile * outs), pixels, to, outs);
         }
         for row in 0..rows {
             let (b, y) = ((first + row) / tiles_h, (first + row) % tiles_h);
@@ -253,6 +265,17 @@ pub fn convolve(
         (0..bands)
             .into_par_iter()
             .for_each_init(Scratch::take, |scratch, index| band(scratch, index));
+    }
+}
+
+/// The 16 positions of one tile in `[16][tiles][channels]` buffers: position `i` at
+/// `at + i * position_stride`.
+fn positions(position_stride: usize, at: usize) -> Grid {
+    Grid {
+        at,
+        row_stride: 4 * position_stride,
+        col_stride: position_stride,
+        cols: 4,
     }
 }
 
@@ -296,40 +319,73 @@ pub fn release_scratch() {
     POOL.lock().unwrap_or_else(PoisonError::into_inner).clear();
 }
 
+/// Where the 4x4 or 2x2 values of one tile lie in a buffer, for every channel: value `i` of
+/// channel `c` at `at + (i / cols) * row_stride + (i % cols) * col_stride + c`.
+#[derive(Clone, Copy)]
+struct Grid {
+    at: usize,
+    row_stride: usize,
+    col_stride: usize,
+    cols: usize,
+}
+
+impl Grid {
+    fn offset(self, i: usize) -> usize {
+        self.at + (i / self.cols) * self.row_stride + (i % self.cols) * self.col_stride
+    }
+}
+
 simd_dispatch! {
-    /// `B^T d B` of the 4x4 pixels at `image[r * row_stride + c * channels..]` (r, c < 4), for
-    /// every channel, into `input[position * position_stride + at..][..channels]`, with
+    /// `B^T d B` of one tile's 4x4 input pixels `d` (at `from` in `image`) for every channel,
+    /// into its 16 positions (at `to` in `input`), with
     /// `B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]`.
-    fn transform_input(
-        image: &[f32],
-        row_stride: usize,
-        channels: usize,
-        input: &mut [f32],
-        position_stride: usize,
-        at: usize,
-    ) = transform_input_lanes;
+    fn transform_input(image: &[f32], from: Grid, input: &mut [f32], to: Grid, channels: usize)
+        = transform_input_lanes;
 }
 
 #[inline(always)]
-fn transform_input_lanes(
-    image: &[f32],
-    row_stride: usize,
+fn transform_input_lanes(image: &[f32], from: Grid, input: &mut [f32], to: Grid, channels: usize) {
+    transform_lanes(image, from, input, to, channels, input_tile);
+}
+
+simd_dispatch! {
+    /// `A^T m A` of one tile's 16 products `m` (at `from` in `products`) for every channel,
+    /// into its 2x2 output pixels (at `to` in `pixels`), with
+    /// `A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]`.
+    fn transform_output(products: &[f32], from: Grid, pixels: &mut [f32], to: Grid, channels: usize)
+        = transform_output_lanes;
+}
+
+#[inline(always)]
+fn transform_output_lanes(
+    products: &[f32],
+    from: Grid,
+    pixels: &mut [f32],
+    to: Grid,
     channels: usize,
-    input: &mut [f32],
-    position_stride: usize,
-    at: usize,
+) {
+    transform_lanes(products, from, pixels, to, channels, output_tile);
+}
+
+/// `transform` of the `N` values at `from` in `src` into the `M` values at `to` in `dst`, for
+/// every channel, 16 channels at a time.
+#[inline(always)]
+fn transform_lanes<const N: usize, const M: usize>(
+    src: &[f32],
+    from: Grid,
+    dst: &mut [f32],
+    to: Grid,
+    channels: usize,
+    transform: impl Fn(&[[f32; LANES]; N]) -> [[f32; LANES]; M],
 ) {
     for start in (0..channels).step_by(LANES) {
         let lanes = LANES.min(channels - start);
-        let mut d = [[0f32; LANES]; POSITIONS];
-        for (i, values) in d.iter_mut().enumerate() {
-            let from = (i / 4) * row_stride + (i % 4) * channels + start;
-            values[..lanes].copy_from_slice(&image[from..][..lanes]);
+        let mut values = [[0f32; LANES]; N];
+        for (i, lane_values) in values.iter_mut().enumerate() {
+            lane_values[..lanes].copy_from_slice(&src[from.offset(i) + start..][..lanes]);
         }
-        let v = input_tile(&d);
-        for (position, values) in v.iter().enumerate() {
-            input[position * position_stride + at + start..][..lanes]
-                .copy_from_slice(&values[..lanes]);
+        for (i, lane_values) in transform(&values).iter().enumerate() {
+            dst[to.offset(i) + start..][..lanes].copy_from_slice(&lane_values[..lanes]);
         }
     }
 }
@@ -356,46 +412,6 @@ fn input_tile(d: &[[f32; LANES]; POSITIONS]) -> [[f32; LANES]; POSITIONS] {
         }
     }
     v
-}
-
-simd_dispatch! {
-    /// `A^T m A` of the products `products[position * position_stride + at..][..channels]`,
-    /// into the 2x2 pixels at `pixels[to + r * row_stride + c * channels..]` (r, c < 2), with
-    /// `A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]`.
-    fn transform_output(
-        products: &[f32],
-        position_stride: usize,
-        at: usize,
-        channels: usize,
-        pixels: &mut [f32],
-        to: usize,
-        row_stride: usize,
-    ) = transform_output_lanes;
-}
-
-#[inline(always)]
-fn transform_output_lanes(
-    products: &[f32],
-    position_stride: usize,
-    at: usize,
-    channels: usize,
-    pixels: &mut [f32],
-    to: usize,
-    row_stride: usize,
-) {
-    for start in (0..channels).step_by(LANES) {
-        let lanes = LANES.min(channels - start);
-        let mut m = [[0f32; LANES]; POSITIONS];
-        for (position, values) in m.iter_mut().enumerate() {
-            values[..lanes]
-                .copy_from_slice(&products[position * position_stride + at + start..][..lanes]);
-        }
-        let y = output_tile(&m);
-        for (i, values) in y.iter().enumerate() {
-            let from = to + (i / 2) * row_stride + (i % 2) * channels + start;
-            pixels[from..][..lanes].copy_from_slice(&values[..lanes]);
-        }
-    }
 }
 
 #[inline(always)]
