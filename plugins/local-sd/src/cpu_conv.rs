@@ -23,10 +23,10 @@
 
 use std::sync::{Mutex, PoisonError};
 
-use gemm::{Parallelism, gemm};
+use gemm::gemm;
 use rayon::prelude::*;
 
-use crate::cpu_math::SharedOut;
+use crate::cpu_math::{Bands, SharedOut};
 use crate::cpu_winograd;
 
 /// Winograd's method runs the 3x3 convolutions (padding 1) with at least this many input
@@ -52,19 +52,14 @@ const PIXELS: usize = 512;
 /// A convolution's weights in the layout the products read, and its bias.
 #[derive(Debug)]
 pub struct Kernel {
-    weights: Weights,
+    /// The weights in the layout of `method`.
+    weight: Vec<f32>,
+    method: Method,
     bias: Option<Vec<f32>>,
     out_channels: usize,
     in_channels: usize,
     size: usize,
     padding: usize,
-}
-
-/// The weights in the layout of their method.
-#[derive(Debug)]
-struct Weights {
-    method: Method,
-    values: Vec<f32>,
 }
 
 /// How a kernel's products run, and so its weights' layout.
@@ -132,44 +127,49 @@ impl Kernel {
         if method == Method::Winograd {
             assert!(size == 3 && padding == 1, "Winograd's method is for 3x3 with padding 1");
         }
-        let mut packed = vec![0f32; weight.len()];
-        if method == Method::Winograd {
-            let tap = |o: usize, c: usize, tap: usize| weight[(o * in_channels + c) * 9 + tap];
-            packed = cpu_winograd::transform_weights(tap, out_channels, in_channels);
-        } else if method == Method::ChannelsLast {
-            let per_tap = in_channels * out_channels;
-            if per_tap > 0 {
-                packed
-                    .par_chunks_mut(per_tap)
-                    .enumerate()
-                    .for_each(|(tap, dst)| {
-                        for (c, row) in dst.chunks_exact_mut(out_channels).enumerate() {
-                            for (o, value) in row.iter_mut().enumerate() {
-                                *value = weight[(o * in_channels + c) * taps + tap];
-                            }
-                        }
-                    });
+        let packed = match method {
+            Method::Winograd => {
+                let tap = |o: usize, c: usize, tap: usize| weight[(o * in_channels + c) * 9 + tap];
+                cpu_winograd::transform_weights(tap, out_channels, in_channels)
             }
-        } else {
-            let per_out = in_channels * taps;
-            if per_out > 0 {
-                packed
-                    .par_chunks_mut(per_out)
-                    .zip(weight.par_chunks(per_out))
-                    .for_each(|(dst, src)| {
-                        for (c, taps_of_c) in src.chunks_exact(taps).enumerate() {
-                            for (tap, &value) in taps_of_c.iter().enumerate() {
-                                dst[tap * in_channels + c] = value;
+            Method::ChannelsLast => {
+                let mut packed = vec![0f32; weight.len()];
+                let per_tap = in_channels * out_channels;
+                if per_tap > 0 {
+                    packed
+                        .par_chunks_mut(per_tap)
+                        .enumerate()
+                        .for_each(|(tap, dst)| {
+                            for (c, row) in dst.chunks_exact_mut(out_channels).enumerate() {
+                                for (o, value) in row.iter_mut().enumerate() {
+                                    *value = weight[(o * in_channels + c) * taps + tap];
+                                }
                             }
-                        }
-                    });
+                        });
+                }
+                packed
             }
-        }
+            Method::ChannelsFirst => {
+                let mut packed = vec![0f32; weight.len()];
+                let per_out = in_channels * taps;
+                if per_out > 0 {
+                    packed
+                        .par_chunks_mut(per_out)
+                        .zip(weight.par_chunks(per_out))
+                        .for_each(|(dst, src)| {
+                            for (c, taps_of_c) in src.chunks_exact(taps).enumerate() {
+                                for (tap, &value) in taps_of_c.iter().enumerate() {
+                                    dst[tap * in_channels + c] = value;
+                                }
+                            }
+                        });
+                }
+                packed
+            }
+        };
         Self {
-            weights: Weights {
-                method,
-                values: packed,
-            },
+            weight: packed,
+            method,
             bias,
             out_channels,
             in_channels,
@@ -223,7 +223,7 @@ impl Kernel {
             "input length"
         );
         let (out_h, out_w) = self.output_size(height * scale, width * scale);
-        let size = if self.weights.method == Method::Winograd {
+        let size = if self.method == Method::Winograd {
             self.winograd_shape(batch, out_h, out_w).padded_size()
         } else {
             let p = self.padding;
@@ -274,26 +274,21 @@ impl Kernel {
             return_workspace(padded);
             return;
         }
-        let weights = &self.weights;
-        if weights.method == Method::Winograd {
+        if self.method == Method::Winograd {
             let shape = self.winograd_shape(batch, out_h, out_w);
-            cpu_winograd::convolve(&weights.values, self.bias.as_deref(), &padded, shape, out);
+            cpu_winograd::convolve(&self.weight, self.bias.as_deref(), &padded, shape, out);
             return_workspace(padded);
             return;
         }
         // A band is `rows` output rows of one image: one product per kernel row.
         let rows = (PIXELS / pad_w).clamp(1, out_h);
-        let channels_last_out = weights.method == Method::ChannelsLast;
+        let channels_last_out = self.method == Method::ChannelsLast;
         let bands = out_h.div_ceil(rows);
         let tasks = batch * bands;
-        // Few large products (small images, many channels): the library splits each one.
-        let threads = rayon::current_num_threads();
-        let split_products = tasks < 2 * threads;
-        let inner = if split_products {
-            Parallelism::Rayon(0)
-        } else {
-            Parallelism::None
+        let schedule = Bands {
+            split_products: tasks < 2 * rayon::current_num_threads(),
         };
+        let inner = schedule.products();
         let plane = out_h * out_w;
         let shared = SharedOut::new(out);
         let band = |buffer: &mut Vec<f32>, task: usize| {
@@ -330,7 +325,7 @@ impl Kernel {
                         dst_cs as isize,
                         dst_rs as isize,
                         kh > 0,
-                        weights.values.as_ptr().add(kh * lhs_at),
+                        self.weight.as_ptr().add(kh * lhs_at),
                         lhs_cs as isize,
                         lhs_rs as isize,
                         padded.as_ptr().add(rhs_at),
@@ -368,14 +363,7 @@ impl Kernel {
                 }
             }
         };
-        if split_products {
-            let mut buffer = Vec::new();
-            (0..tasks).for_each(|task| band(&mut buffer, task));
-        } else {
-            (0..tasks)
-                .into_par_iter()
-                .for_each_init(Vec::new, |buffer, task| band(buffer, task));
-        }
+        schedule.run(tasks, Vec::new, band);
         return_workspace(padded);
     }
 
@@ -721,7 +709,7 @@ mod tests {
         ];
         for (ins, outs, k, p, winograd) in cases {
             let kernel = Kernel::from_torch(&vec![0.5; outs * ins * k * k], None, outs, ins, k, p);
-            let method = kernel.weights.method;
+            let method = kernel.method;
             assert_eq!(method == Method::Winograd, winograd, "{ins} -> {outs}, {k}x{k}, p {p}");
         }
         let shapes = [

@@ -63,6 +63,44 @@ pub(crate) fn exp(x: f32) -> f32 {
     e_r * f32::from_bits(((n + 127) << 23) as u32)
 }
 
+/// How a kernel's bands of work run: in parallel, one band per thread at a time; or, for a few
+/// large bands (small images, many channels), one after another with each band's matrix
+/// products split across the threads by the library.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bands {
+    pub(crate) split_products: bool,
+}
+
+impl Bands {
+    /// The parallelism to give each band's matrix products.
+    pub(crate) fn products(self) -> gemm::Parallelism {
+        if self.split_products {
+            gemm::Parallelism::Rayon(0)
+        } else {
+            gemm::Parallelism::None
+        }
+    }
+
+    /// `band(scratch, index)` for every `index < count`, each thread with its own `scratch`
+    /// from `init`.
+    pub(crate) fn run<S: Send>(
+        self,
+        count: usize,
+        init: impl Fn() -> S + Sync + Send,
+        band: impl Fn(&mut S, usize) + Sync + Send,
+    ) {
+        use rayon::prelude::*;
+        if self.split_products {
+            let mut scratch = init();
+            (0..count).for_each(|index| band(&mut scratch, index));
+        } else {
+            (0..count)
+                .into_par_iter()
+                .for_each_init(init, |scratch, index| band(scratch, index));
+        }
+    }
+}
+
 /// An output buffer shared by parallel tasks that each write their own part of it (their own
 /// rows or blocks; see the callers).
 #[derive(Clone, Copy)]

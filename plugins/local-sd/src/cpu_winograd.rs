@@ -26,11 +26,11 @@
 
 use std::sync::{Mutex, PoisonError};
 
-use gemm::{Parallelism, gemm};
+use gemm::gemm;
 use rayon::prelude::*;
 
 use crate::cpu_conv::transpose;
-use crate::cpu_math::{LANES, SharedOut, simd_dispatch};
+use crate::cpu_math::{Bands, LANES, SharedOut, simd_dispatch};
 
 /// Positions of a transformed 4x4 tile.
 const POSITIONS: usize = 16;
@@ -169,11 +169,8 @@ pub fn convolve(
     };
     let band_rows = all_rows.div_ceil(bands);
     let bands = all_rows.div_ceil(band_rows);
-    let inner = if split_products {
-        Parallelism::Rayon(0)
-    } else {
-        Parallelism::None
-    };
+    let schedule = Bands { split_products };
+    let inner = schedule.products();
     let plane = height * width;
     let image_len = pad_h * pad_w * ins;
     let shared = SharedOut::new(out);
@@ -258,14 +255,7 @@ pub fn convolve(
             }
         }
     };
-    if split_products {
-        let mut scratch = Scratch::take();
-        (0..bands).for_each(|index| band(&mut scratch, index));
-    } else {
-        (0..bands)
-            .into_par_iter()
-            .for_each_init(Scratch::take, |scratch, index| band(scratch, index));
-    }
+    schedule.run(bands, Scratch::take, band);
 }
 
 /// The 16 positions of one tile in `[16][tiles][channels]` buffers: position `i` at
@@ -279,7 +269,8 @@ fn positions(position_stride: usize, at: usize) -> Grid {
     }
 }
 
-/// Resize without the cost of keeping old values (every element is written before it is read).
+/// Set the length to `len` in the same allocation: kept elements keep their old values (every
+/// element is written before it is read), only growth is zeroed.
 fn resize(buffer: &mut Vec<f32>, len: usize) {
     buffer.truncate(len);
     buffer.resize(len, 0.0);

@@ -238,16 +238,18 @@ impl StableDiffusion {
         let unet_dir = component(root, "unet")?;
         let unet_config = UNet2DConditionConfig::from_file(&unet_dir.join("config.json"))?;
         let unet_weights = Weights::open(&Weights::find_in_dir(&unet_dir, prefer_fp16)?)?;
-        // On the CPU in f32, Winograd's convolutions keep larger weights (see `cpu_conv`).
-        let winograd = |weights: &Weights, d: DType| {
-            if *device == Device::flex() && d == DType::F32 {
-                crate::cpu_conv::winograd_extra_values(weights.shapes()) * 4
+        let element = |d: DType| d.size() as u64;
+        // The weights' bytes once loaded at `d`: on the CPU in f32, Winograd's convolutions keep
+        // larger weights (see `cpu_conv`).
+        let loaded_bytes = |weights: &Weights, d: DType| {
+            let winograd = if *device == Device::flex() && d == DType::F32 {
+                crate::cpu_conv::winograd_extra_values(weights.shapes())
             } else {
                 0
-            }
+            };
+            (weights.num_elements() + winograd) * element(d)
         };
-        let unet_bytes = unet_weights.num_elements() * dtype.size() as u64
-            + winograd(&unet_weights, dtype);
+        let unet_bytes = loaded_bytes(&unet_weights, dtype);
         let unet = UNet2DConditionModel::load(
             &VarBuilder::new(unet_weights, device.clone(), dtype),
             &unet_config,
@@ -260,7 +262,6 @@ impl StableDiffusion {
             .vae_f32
             .unwrap_or(vae_config.force_upcast.unwrap_or(true));
         let vae_dtype = if vae_f32 { DType::F32 } else { dtype };
-        let element = |d: DType| d.size() as u64;
         let footprint = ModelFootprint {
             unet_bytes,
             text_encoder_bytes: text_encoders
@@ -268,8 +269,7 @@ impl StableDiffusion {
                 .map(|t| t.weights.num_elements())
                 .sum::<u64>()
                 * element(dtype),
-            vae_bytes: vae_weights.num_elements() * element(vae_dtype)
-                + winograd(&vae_weights, vae_dtype),
+            vae_bytes: loaded_bytes(&vae_weights, vae_dtype),
             unet_channels: unet_config
                 .block_out_channels
                 .first()
