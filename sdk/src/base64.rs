@@ -11,6 +11,9 @@ use serde::de::{self, Deserialize, Deserializer, Visitor};
 
 use crate::errors::ProviderError;
 
+#[cfg(any(test, all(target_arch = "wasm32", target_feature = "simd128")))]
+mod simd;
+
 /// Encodes with padding; decodes with or without it.
 const ENGINE: GeneralPurpose = GeneralPurpose::new(
     &alphabet::STANDARD,
@@ -34,16 +37,19 @@ pub fn decode(text: impl AsRef<[u8]>) -> Result<Vec<u8>, ProviderError> {
             Some(&rest[at + marker.len()..])
         })
         .unwrap_or(text);
-    // Providers send one unbroken, padded line: decode that with SIMD (WebAssembly `simd128`,
-    // which plugins are built with; a scalar loop otherwise). Only when that fails, look for line
-    // breaks or missing padding, and explain the error (scanning first would read every byte of
-    // a large image twice).
-    let simd = if payload.len() % 4 == 0 {
-        base64_simd::STANDARD
+    // Providers send one unbroken, padded line: decode that with SIMD (in plugins, built with
+    // WebAssembly `simd128`, this crate's own decoder; elsewhere `base64-simd`). Only when that
+    // fails, look for line breaks or missing padding, and explain the error (scanning first would
+    // read every byte of a large image twice).
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    let fast = simd::decode(payload);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    let fast = if payload.len() % 4 == 0 {
+        base64_simd::STANDARD.decode_to_vec(payload).ok()
     } else {
-        base64_simd::STANDARD_NO_PAD
+        base64_simd::STANDARD_NO_PAD.decode_to_vec(payload).ok()
     };
-    if let Ok(data) = simd.decode_to_vec(payload) {
+    if let Some(data) = fast {
         return Ok(data);
     }
     let result = ENGINE.decode(payload).or_else(|first| {

@@ -42,6 +42,8 @@ pub enum Scripted {
     MalformedJson,
     /// 200 with a JSON body of this many bytes.
     Oversized(usize),
+    /// 200 with this text as the image's `b64_json`, as is.
+    Base64(String),
 }
 
 /// Generations answer with `response_format=url` items pointing at `/files/<name>` on this
@@ -180,6 +182,9 @@ impl State {
             Scripted::Oversized(bytes) => {
                 let filler = "A".repeat(bytes.saturating_sub(40));
                 Reply::json(200, &json!({"created": 1, "data": [{"b64_json": filler}]}))
+            }
+            Scripted::Base64(ref text) => {
+                Reply::json(200, &json!({"created": 1, "data": [{"b64_json": text}]}))
             }
         };
         let id = self.request_ids.fetch_add(1, Ordering::Relaxed) + 1;

@@ -617,3 +617,82 @@ fn invalid_requests_are_refused_before_sending() {
         "nothing may be sent for an invalid request"
     );
 }
+
+/// Bytes that use every base64 character, different for each length.
+fn varied_bytes(len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| ((i as u32 ^ len as u32).wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect()
+}
+
+fn standard_base64(data: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+/// The plugin decodes `b64_json` inside WebAssembly, 128 characters at a time with SIMD and the
+/// rest with the general decoder: every length around those sizes comes back byte for byte.
+#[test]
+fn images_of_every_length_decode_exactly() {
+    let server = OpenAiServer::start();
+    for len in (1..=400).chain([4095, 4096, 4097, 98_303, 98_304, 98_305]) {
+        let data = varied_bytes(len);
+        server.set_image(data.clone());
+        let generation = generate(&server, &request("gpt-image-1", "a cat"))
+            .unwrap_or_else(|err| panic!("{len} bytes: {err}"));
+        assert!(generation.images[0].data == data, "{len} bytes differ");
+    }
+}
+
+/// A character outside the alphabet anywhere (inside a SIMD block, at its edges, in the tail)
+/// is an error that says what is wrong, never a wrong image.
+#[test]
+fn invalid_base64_is_a_server_error_wherever_it_is() {
+    let server = OpenAiServer::start();
+    let valid = standard_base64(&varied_bytes(3000));
+    let positions = [
+        0,
+        1,
+        15,
+        16,
+        17,
+        63,
+        64,
+        127,
+        128,
+        129,
+        2000,
+        valid.len() - 5,
+    ];
+    let positions = positions.into_iter().chain(valid.len() - 4..valid.len());
+    for (n, at) in positions.enumerate() {
+        let bad = [
+            '*', '-', '_', '.', ':', '@', '[', '`', '{', '~', '=', '\u{7f}',
+        ][n % 12];
+        let mut text = valid.clone();
+        text.replace_range(at..=at, &bad.to_string());
+        server.script([Scripted::Base64(text)]);
+        let result = generate(&server, &request("gpt-image-1", "a cat"));
+        assert!(
+            matches!(&result, Err(ProviderError::Server(m)) if m.contains("not valid base64")),
+            "{bad:?} at {at}: {result:?}"
+        );
+    }
+}
+
+/// Base64 folded into lines (as MIME tools write it) still decodes.
+#[test]
+fn base64_with_line_breaks_decodes() {
+    let server = OpenAiServer::start();
+    let data = varied_bytes(5000);
+    let valid = standard_base64(&data);
+    let folded: Vec<&str> = valid
+        .as_bytes()
+        .chunks(76)
+        .map(|line| std::str::from_utf8(line).unwrap_or_default())
+        .collect();
+    server.script([Scripted::Base64(folded.join("\r\n"))]);
+    let generation =
+        generate(&server, &request("gpt-image-1", "a cat")).unwrap_or_else(|err| panic!("{err}"));
+    assert!(generation.images[0].data == data);
+}
