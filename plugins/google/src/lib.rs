@@ -99,7 +99,7 @@ fn gemini(
         let call = http::post(&url).header("x-goog-api-key", key).json(&body);
         let response = send(&call, i as f32 / total as f32)?;
         let answer = response
-            .json::<GenerateContentResponse>()?
+            .json::<GenerateContentResponse<'_>>()?
             .into_answer(model.id)?;
         generation.images.extend(answer.images);
         notes.extend(answer.text);
@@ -133,7 +133,7 @@ fn imagen(
     let response = send(&call, 0.05)?;
     let fallback = wire::mime_for_format(request.output_format.as_deref().unwrap_or("png"));
     let answer = response
-        .json::<PredictResponse>()?
+        .json::<PredictResponse<'_>>()?
         .into_answer(request.count(), fallback)?;
     let mut generation = Generation::new(answer.images).revised_prompt(answer.revised_prompt);
     generation.warnings = answer.warnings;

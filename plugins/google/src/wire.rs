@@ -1,6 +1,7 @@
 //! The Gemini API on the wire: the JSON of `:generateContent` (Gemini) and `:predict` (Imagen),
 //! the shape of their answers, the safety outcomes they report as HTTP 200, and error mapping.
 
+use imageai_sdk::base64::Encoded;
 use imageai_sdk::errors::ErrorDetails;
 use imageai_sdk::http::Response;
 use imageai_sdk::{GenerateRequest, Image, ProviderError};
@@ -74,9 +75,9 @@ pub fn mime_for_format(format: &str) -> &'static str {
 /// `{"candidates": [...], "promptFeedback"?, "usageMetadata"?, "modelVersion"?, "responseId"?}`
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct GenerateContentResponse {
-    #[serde(default)]
-    pub candidates: Vec<Candidate>,
+pub struct GenerateContentResponse<'a> {
+    #[serde(default, borrow)]
+    pub candidates: Vec<Candidate<'a>>,
     #[serde(default)]
     pub prompt_feedback: Option<PromptFeedback>,
     #[serde(default)]
@@ -89,9 +90,9 @@ pub struct GenerateContentResponse {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Candidate {
-    #[serde(default)]
-    pub content: Option<Content>,
+pub struct Candidate<'a> {
+    #[serde(default, borrow)]
+    pub content: Option<Content<'a>>,
     #[serde(default)]
     pub finish_reason: Option<String>,
     #[serde(default)]
@@ -99,18 +100,18 @@ pub struct Candidate {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct Content {
-    #[serde(default)]
-    pub parts: Vec<Part>,
+pub struct Content<'a> {
+    #[serde(default, borrow)]
+    pub parts: Vec<Part<'a>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Part {
+pub struct Part<'a> {
     #[serde(default)]
     pub text: Option<String>,
-    #[serde(default, alias = "inline_data")]
-    pub inline_data: Option<Blob>,
+    #[serde(default, borrow, alias = "inline_data")]
+    pub inline_data: Option<Blob<'a>>,
     /// Gemini 3 models show their reasoning in `thought` parts: not part of the answer.
     #[serde(default)]
     pub thought: Option<bool>,
@@ -118,10 +119,12 @@ pub struct Part {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Blob {
+pub struct Blob<'a> {
     #[serde(default, alias = "mime_type")]
     pub mime_type: Option<String>,
-    pub data: String,
+    /// Borrowed from the answer: a large image is neither copied nor checked for UTF-8 twice.
+    #[serde(borrow)]
+    pub data: Encoded<'a>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -157,7 +160,7 @@ const REFUSALS: &[&str] = &[
     "NO_IMAGE",
 ];
 
-impl GenerateContentResponse {
+impl GenerateContentResponse<'_> {
     /// Read the answer. Google reports refusals as HTTP 200: a blocked prompt has no candidates
     /// and a `promptFeedback.blockReason`; a refused image has a candidate without image whose
     /// `finishReason` says why. Both become [`ProviderError::ContentPolicy`] with that reason.
@@ -255,7 +258,7 @@ impl GenerateContentResponse {
 }
 
 /// The error for an answer without images, from its finish reason and the text beside it.
-fn no_image(model: &str, candidate: &Candidate, said: Option<String>) -> ProviderError {
+fn no_image(model: &str, candidate: &Candidate<'_>, said: Option<String>) -> ProviderError {
     let reason = candidate.finish_reason.as_deref().unwrap_or("unspecified");
     let mut details = Vec::new();
     if let Some(message) = candidate
@@ -298,16 +301,17 @@ fn clip(text: &str, max_chars: usize) -> String {
 /// `{"predictions": [{"bytesBase64Encoded", "mimeType"} | {"raiFilteredReason"}]}`
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct PredictResponse {
-    #[serde(default)]
-    pub predictions: Vec<Prediction>,
+pub struct PredictResponse<'a> {
+    #[serde(default, borrow)]
+    pub predictions: Vec<Prediction<'a>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Prediction {
-    #[serde(default)]
-    pub bytes_base64_encoded: Option<String>,
+pub struct Prediction<'a> {
+    /// Borrowed from the answer, as [`Blob::data`].
+    #[serde(default, borrow)]
+    pub bytes_base64_encoded: Option<Encoded<'a>>,
     #[serde(default)]
     pub mime_type: Option<String>,
     #[serde(default)]
@@ -325,7 +329,7 @@ pub struct ImagenAnswer {
     pub warnings: Vec<String>,
 }
 
-impl PredictResponse {
+impl PredictResponse<'_> {
     /// Read the answer. Imagen drops images its filters catch (HTTP 200 with fewer or no
     /// predictions, with `raiFilteredReason` when asked for): none at all is a content-policy
     /// error with the reason; some missing is a warning.
@@ -425,8 +429,10 @@ mod tests {
 
     const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR";
 
-    fn parse<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, ProviderError> {
-        Response::new(200, vec![], value.to_string().into_bytes()).json()
+    /// An answer as the types read it (owned strings here; the plugin's end-to-end tests read
+    /// real answers, borrowed).
+    fn parse<T: Deserialize<'static>>(value: Value) -> Result<T, ProviderError> {
+        T::deserialize(value).map_err(|err| ProviderError::server(err.to_string()))
     }
 
     #[test]
@@ -491,7 +497,7 @@ mod tests {
 
     #[test]
     fn gemini_answers_keep_text_and_skip_thoughts() -> Result<(), ProviderError> {
-        let answer: GenerateContentResponse = parse(json!({
+        let answer: GenerateContentResponse<'_> = parse(json!({
             "candidates": [{"content": {"role": "model", "parts": [
                 {"text": "thinking about foxes", "thought": true},
                 {"text": "Here is your fox."},
@@ -515,7 +521,7 @@ mod tests {
 
     #[test]
     fn safety_outcomes_are_content_policy_errors() -> Result<(), ProviderError> {
-        let blocked: GenerateContentResponse =
+        let blocked: GenerateContentResponse<'_> =
             parse(json!({"promptFeedback": {"blockReason": "PROHIBITED_CONTENT"}}))?;
         let err = blocked.into_answer("m").err();
         assert!(
@@ -523,7 +529,7 @@ mod tests {
             "{err:?}"
         );
         for reason in ["IMAGE_SAFETY", "NO_IMAGE", "PROHIBITED_CONTENT"] {
-            let refused: GenerateContentResponse = parse(
+            let refused: GenerateContentResponse<'_> = parse(
                 json!({"candidates": [{"finishReason": reason, "finishMessage": "Unable to show the generated image."}]}),
             )?;
             let err = refused.into_answer("m").err();
@@ -532,13 +538,13 @@ mod tests {
                 "{err:?}"
             );
         }
-        let text_only: GenerateContentResponse = parse(
+        let text_only: GenerateContentResponse<'_> = parse(
             json!({"candidates": [{"content": {"parts": [{"text": "What would you like?"}]}, "finishReason": "STOP"}]}),
         )?;
         assert!(
             matches!(text_only.into_answer("m"), Err(ProviderError::InvalidRequest(m)) if m.contains("What would you like?"))
         );
-        let empty: GenerateContentResponse = parse(json!({}))?;
+        let empty: GenerateContentResponse<'_> = parse(json!({}))?;
         assert_eq!(
             empty.into_answer("m").err().map(|e| e.class()),
             Some("server")
@@ -549,7 +555,7 @@ mod tests {
     #[test]
     fn imagen_filtering() -> Result<(), ProviderError> {
         let b64 = imageai_sdk::base64::encode(PNG);
-        let some: PredictResponse = parse(
+        let some: PredictResponse<'_> = parse(
             json!({"predictions": [{"bytesBase64Encoded": b64, "mimeType": "image/png"}, {"raiFilteredReason": "filtered: people"}]}),
         )?;
         let answer = some.into_answer(2, "image/png")?;
@@ -558,7 +564,7 @@ mod tests {
             answer.warnings,
             ["Imagen's safety filters removed 1 of 2 images: filtered: people"]
         );
-        let none: PredictResponse = parse(json!({}))?;
+        let none: PredictResponse<'_> = parse(json!({}))?;
         assert!(
             matches!(none.into_answer(1, "image/png"), Err(ProviderError::ContentPolicy(m)) if m.contains("removed every image"))
         );

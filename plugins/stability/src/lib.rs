@@ -282,7 +282,7 @@ fn v1(model: &Model, call: http::Request, key: &str) -> Result<Generation, Provi
         }
         return Err(error);
     }
-    let answer: V1Answer = response.json()?;
+    let answer: V1Answer<'_> = response.json()?;
     let generation = finish(answer.made()?);
     progress(1.0, "done");
     Ok(generation)

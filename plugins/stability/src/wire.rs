@@ -2,6 +2,7 @@
 //! bodies of v1 generation, their answers (raw image bytes with `finish-reason`/`seed` headers,
 //! or JSON), and error mapping.
 
+use imageai_sdk::base64::Encoded;
 use imageai_sdk::errors::ErrorDetails;
 use imageai_sdk::http::Response;
 use imageai_sdk::multipart::Form;
@@ -281,8 +282,10 @@ pub struct Made {
 
 /// `{"image": "<base64>", "finish_reason", "seed"}` (answers with `accept: application/json`).
 #[derive(Deserialize)]
-struct JsonImage {
-    image: String,
+struct JsonImage<'a> {
+    /// Borrowed from the answer: a large image is neither copied nor checked for UTF-8 twice.
+    #[serde(borrow)]
+    image: Encoded<'a>,
     #[serde(default)]
     finish_reason: Option<String>,
     #[serde(default)]
@@ -305,7 +308,7 @@ pub fn read_image(response: &Response, fallback_mime: &str) -> Result<Made, Prov
         .unwrap_or_default()
         .to_ascii_lowercase();
     if content_type.starts_with("application/json") {
-        let answer: JsonImage = response.json()?;
+        let answer: JsonImage<'_> = response.json()?;
         let image = Image::from_base64(&answer.image, fallback_mime)?;
         return Ok(Made {
             image,
@@ -337,23 +340,27 @@ pub struct Started {
 /// `{"artifacts": [{"base64", "seed", "finishReason"}]}` (v1; older answers are the bare list).
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-pub enum V1Answer {
-    Wrapped { artifacts: Vec<Artifact> },
-    Bare(Vec<Artifact>),
+pub enum V1Answer<'a> {
+    Wrapped {
+        #[serde(borrow)]
+        artifacts: Vec<Artifact<'a>>,
+    },
+    Bare(#[serde(borrow)] Vec<Artifact<'a>>),
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Artifact {
-    #[serde(default)]
-    pub base64: Option<String>,
+pub struct Artifact<'a> {
+    /// Borrowed from the answer, as in [`read_image`].
+    #[serde(default, borrow)]
+    pub base64: Option<Encoded<'a>>,
     #[serde(default)]
     pub seed: Option<Value>,
     #[serde(default)]
     pub finish_reason: Option<String>,
 }
 
-impl V1Answer {
+impl V1Answer<'_> {
     /// The images, in order; an `ERROR` artifact without image fails the call.
     pub fn made(self) -> Result<Vec<Made>, ProviderError> {
         let artifacts = match self {
@@ -653,14 +660,15 @@ mod tests {
         assert!(
             matches!(read_image(&html, "image/png"), Err(ProviderError::Server(m)) if m.contains("not an image"))
         );
-        let v1: V1Answer = Response::new(200, vec![], json!({"artifacts": [{"base64": imageai_sdk::base64::encode(PNG), "seed": 1, "finishReason": "SUCCESS"}]}).to_string().into_bytes()).json()?;
+        let v1 = Response::new(200, vec![], json!({"artifacts": [{"base64": imageai_sdk::base64::encode(PNG), "seed": 1, "finishReason": "SUCCESS"}]}).to_string().into_bytes());
+        let v1: V1Answer<'_> = v1.json()?;
         assert_eq!(v1.made()?.len(), 1);
-        let failed: V1Answer = Response::new(
+        let failed = Response::new(
             200,
             vec![],
             json!([{"finishReason": "ERROR"}]).to_string().into_bytes(),
-        )
-        .json()?;
+        );
+        let failed: V1Answer<'_> = failed.json()?;
         assert_eq!(failed.made().err().map(|e| e.class()), Some("server"));
         Ok(())
     }
