@@ -14,7 +14,7 @@ use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+use aws_lc_rs::digest::{self, SHA256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
@@ -99,7 +99,7 @@ impl ComponentCache {
         std::fs::create_dir_all(&self.dir)?;
         let mut file = tempfile::NamedTempFile::new_in(&self.dir)?;
         file.write_all(MAGIC)?;
-        file.write_all(&Sha256::digest(payload))?;
+        file.write_all(digest::digest(&SHA256, payload).as_ref())?;
         file.write_all(payload)?;
         file.as_file().sync_all()?;
         file.persist(path).map_err(|err| err.error)?;
@@ -133,8 +133,8 @@ fn verified_payload(bytes: &[u8]) -> Option<&[u8]> {
     if rest.len() < DIGEST_LEN {
         return None;
     }
-    let (digest, payload) = rest.split_at(DIGEST_LEN);
-    (Sha256::digest(payload).as_slice() == digest).then_some(payload)
+    let (stored, payload) = rest.split_at(DIGEST_LEN);
+    (digest::digest(&SHA256, payload).as_ref() == stored).then_some(payload)
 }
 
 fn discard(path: &Path, id: &str, why: &str) {
@@ -146,20 +146,20 @@ fn discard(path: &Path, id: &str, why: &str) {
 
 /// The sha256 of a component's bytes, in hex.
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    hex::encode(digest::digest(&SHA256, bytes))
 }
 
 /// A stable digest of [`Engine::precompile_compatibility_hash`]: artifacts compiled by another
 /// wasmtime version or with other settings never match.
 fn engine_hash(engine: &Engine) -> String {
-    let mut hasher = Sha256Hasher(Sha256::new());
+    let mut hasher = Sha256Hasher(digest::Context::new(&SHA256));
     engine.precompile_compatibility_hash().hash(&mut hasher);
     MAGIC.hash(&mut hasher);
-    hex::encode(hasher.0.finalize())
+    hex::encode(hasher.0.finish())
 }
 
 /// Feeds `Hash` into sha256 (std's `DefaultHasher` may change between Rust releases).
-struct Sha256Hasher(Sha256);
+struct Sha256Hasher(digest::Context);
 
 impl Hasher for Sha256Hasher {
     fn write(&mut self, bytes: &[u8]) {
@@ -167,9 +167,9 @@ impl Hasher for Sha256Hasher {
     }
 
     fn finish(&self) -> u64 {
-        let digest = self.0.clone().finalize();
+        let digest = self.0.clone().finish();
         let mut first = [0u8; 8];
-        first.copy_from_slice(&digest[..8]);
+        first.copy_from_slice(&digest.as_ref()[..8]);
         u64::from_le_bytes(first)
     }
 }
@@ -182,7 +182,7 @@ mod tests {
     fn payload_checksum_is_checked() {
         let payload = b"compiled code";
         let mut entry = MAGIC.to_vec();
-        entry.extend_from_slice(&Sha256::digest(payload));
+        entry.extend_from_slice(digest::digest(&SHA256, payload).as_ref());
         entry.extend_from_slice(payload);
         assert_eq!(verified_payload(&entry), Some(payload.as_slice()));
         let last = entry.len() - 1;
