@@ -82,12 +82,14 @@ pub(crate) struct HttpRequest {
     pub(crate) timeout: Option<Duration>,
 }
 
-/// The final response (after redirects and retries); header names in lower case.
+/// The final response (after redirects and retries); header names in lower case. The body is
+/// kept as received (one chunk when the answer arrived in one read, as a whole image usually
+/// does) and copied only once, into the plugin's memory.
 #[derive(Debug, Clone)]
 pub(crate) struct HttpResponse {
     pub(crate) status: u16,
     pub(crate) headers: Vec<(String, String)>,
-    pub(crate) body: Vec<u8>,
+    pub(crate) body: Bytes,
 }
 
 /// Why no response came back; maps onto the contract's `http-error`.
@@ -473,9 +475,10 @@ impl Job {
                 )
             })
             .collect();
-        // Announced lengths (already capped above) are reserved at once, saving reallocations.
-        let announced = response.content_length().unwrap_or(0);
-        let mut body = Vec::with_capacity(usize::try_from(announced).unwrap_or(0));
+        // One chunk (an answer that arrived in one read, as a whole image usually does) is kept
+        // as is; several are joined.
+        let mut chunks: Vec<Bytes> = Vec::new();
+        let mut received = 0;
         loop {
             match tokio::time::timeout(self.read_timeout, response.chunk()).await {
                 Err(_) => return Err(final_timeout(self.read_timeout, "the response body")),
@@ -487,13 +490,18 @@ impl Job {
                 }
                 Ok(Ok(None)) => break,
                 Ok(Ok(Some(chunk))) => {
-                    if body.len() + chunk.len() > self.cap {
+                    received += chunk.len();
+                    if received > self.cap {
                         return Err(too_large());
                     }
-                    body.extend_from_slice(&chunk);
+                    chunks.push(chunk);
                 }
             }
         }
+        let body = match chunks.len() {
+            1 => chunks.swap_remove(0),
+            _ => Bytes::from(chunks.concat()),
+        };
         Ok(HttpResponse {
             status,
             headers,

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use wasmtime::Store;
-use wasmtime::component::{HasSelf, InstancePre, Linker};
+use wasmtime::component::{ComponentType, HasSelf, InstancePre, Linker, Lower};
 
 use crate::plugin::http::{HttpFailure, HttpRequest as HostRequest, HttpResponse as HostResponse};
 use crate::plugin::state::PluginState;
@@ -24,7 +25,62 @@ pub(crate) const TYPES_INTERFACE: &str = "imageai:provider/types@0.1.0";
 pub(crate) const PROVIDER_INTERFACE: &str = "imageai:provider/provider@0.1.0";
 
 pub(crate) fn add_to_linker(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
-    Plugin::add_to_linker::<PluginState, HasSelf<PluginState>>(linker, |state| state)
+    Plugin::add_to_linker::<PluginState, HasSelf<PluginState>>(linker, |state| state)?;
+    // `send` once more, in place of the generated one: its answer's body goes into the plugin's
+    // memory straight from the bytes received ([`ReceivedResponse`]), where the generated
+    // `http-response` (a `Vec<u8>` body) would copy a large image once more on the way.
+    linker.allow_shadowing(true);
+    let replaced = linker.instance(HOST_INTERFACE)?.func_wrap(
+        "send",
+        |mut store, (request,): (wit_host::HttpRequest,)| {
+            Ok((send(store.data_mut(), request).map(ReceivedResponse::from),))
+        },
+    );
+    linker.allow_shadowing(false);
+    replaced
+}
+
+/// The contract's `http-response` record with the body as received (`list<u8>` lowers from
+/// `Bytes` as from a `Vec<u8>`).
+#[derive(ComponentType, Lower)]
+#[component(record)]
+struct ReceivedResponse {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Bytes,
+}
+
+impl From<HostResponse> for ReceivedResponse {
+    fn from(response: HostResponse) -> Self {
+        Self {
+            status: response.status,
+            headers: response.headers,
+            body: response.body,
+        }
+    }
+}
+
+/// A plugin's HTTP request, sent by the host.
+fn send(
+    state: &mut PluginState,
+    request: wit_host::HttpRequest,
+) -> Result<HostResponse, wit_host::HttpError> {
+    let request = HostRequest {
+        method: request.method,
+        url: request.url,
+        headers: request.headers,
+        body: request.body,
+        timeout: request
+            .timeout_ms
+            .map(|ms| Duration::from_millis(u64::from(ms))),
+    };
+    state.host_send(request).map_err(|failure| match failure {
+        HttpFailure::Denied(m) => wit_host::HttpError::Denied(m),
+        HttpFailure::Timeout(m) => wit_host::HttpError::Timeout(m),
+        HttpFailure::Network(m) => wit_host::HttpError::Network(m),
+        HttpFailure::TooLarge(m) => wit_host::HttpError::TooLarge(m),
+        HttpFailure::Cancelled => wit_host::HttpError::Cancelled,
+    })
 }
 
 /// A component pre-instantiated against the linker, ready to instantiate.
@@ -105,38 +161,17 @@ impl Instance {
 impl wit::Host for PluginState {}
 
 impl wit_host::Host for PluginState {
+    /// Replaced in the linker by the module's `send` (see [`add_to_linker`]); the same request,
+    /// its body copied into the generated record.
     fn send(
         &mut self,
         request: wit_host::HttpRequest,
     ) -> Result<wit_host::HttpResponse, wit_host::HttpError> {
-        let request = HostRequest {
-            method: request.method,
-            url: request.url,
-            headers: request.headers,
-            body: request.body,
-            timeout: request
-                .timeout_ms
-                .map(|ms| Duration::from_millis(u64::from(ms))),
-        };
-        self.host_send(request)
-            .map(
-                |HostResponse {
-                     status,
-                     headers,
-                     body,
-                 }| wit_host::HttpResponse {
-                    status,
-                    headers,
-                    body,
-                },
-            )
-            .map_err(|failure| match failure {
-                HttpFailure::Denied(m) => wit_host::HttpError::Denied(m),
-                HttpFailure::Timeout(m) => wit_host::HttpError::Timeout(m),
-                HttpFailure::Network(m) => wit_host::HttpError::Network(m),
-                HttpFailure::TooLarge(m) => wit_host::HttpError::TooLarge(m),
-                HttpFailure::Cancelled => wit_host::HttpError::Cancelled,
-            })
+        send(self, request).map(|response| wit_host::HttpResponse {
+            status: response.status,
+            headers: response.headers,
+            body: response.body.to_vec(),
+        })
     }
 
     fn log(&mut self, level: wit_host::LogLevel, message: String) {
