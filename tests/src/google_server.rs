@@ -130,10 +130,6 @@ pub fn fake_jpeg() -> Vec<u8> {
     data
 }
 
-fn b64(data: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(data)
-}
-
 impl State {
     fn handle(&self, request: &Recorded) -> Reply {
         let path = request.path().to_owned();
@@ -336,7 +332,7 @@ impl State {
                 "candidates": [{
                     "content": {"role": "model", "parts": [
                         {"text": NOTE},
-                        {"inlineData": {"mimeType": "image/png", "data": b64(&self.image)}}
+                        {"inlineData": {"mimeType": "image/png", "data": crate::base64(&self.image)}}
                     ]},
                     "finishReason": "STOP",
                     "index": 0
@@ -360,7 +356,7 @@ impl State {
             ("image/png", self.image.as_ref().clone())
         };
         let mut predictions: Vec<Value> = (0..kept)
-            .map(|_| json!({"bytesBase64Encoded": b64(&data), "mimeType": mime}))
+            .map(|_| json!({"bytesBase64Encoded": crate::base64(&data), "mimeType": mime}))
             .collect();
         if params.rai_reason {
             predictions.extend((kept..params.count).map(|_| {

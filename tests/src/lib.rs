@@ -12,3 +12,9 @@ pub mod server;
 pub mod stability_server;
 
 pub use server::{Recorded, Reply, TestServer};
+
+/// Standard base64 with padding, as the providers' JSON answers carry images.
+pub fn base64(data: &[u8]) -> String {
+    use ::base64::Engine as _;
+    ::base64::engine::general_purpose::STANDARD.encode(data)
+}

@@ -7,16 +7,15 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use imageai_core::plugin::{RuntimeOptions, WasmProvider};
 use imageai_core::{
     CallContext, EditMode, EditRequest, GenerateRequest, Generation, Image, Provider,
     ProviderError, Secret,
 };
-use imageai_tests::Recorded;
 use imageai_tests::google_server::{GoogleServer, NOTE, Scripted, TEST_KEY, fake_jpeg};
 use imageai_tests::openai_server::png;
 use imageai_tests::plugins::{load, no_retries, only, quick_retries, read_timeout};
+use imageai_tests::{Recorded, base64};
 use serde_json::json;
 
 const PACKAGE: &str = "imageai-plugin-google";
@@ -67,10 +66,6 @@ fn assert_google_json(recorded: &Recorded) {
     assert_eq!(recorded.header("authorization"), None);
     assert!(!recorded.uri.contains("key="), "{}", recorded.uri);
     assert_eq!(recorded.header("content-type"), Some("application/json"));
-}
-
-fn b64(data: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(data)
 }
 
 fn policy_message(result: Result<Generation, ProviderError>) -> String {
@@ -194,7 +189,7 @@ fn gemini_edit_sends_every_reference_image_inline() {
     assert_eq!(parts[0], json!({"text": "put the cat on the sofa"}));
     for (part, original) in parts[1..].iter().zip(&references) {
         assert_eq!(part["inlineData"]["mimeType"], original.mime.as_str());
-        assert_eq!(part["inlineData"]["data"], b64(&original.data).as_str());
+        assert_eq!(part["inlineData"]["data"], base64(&original.data).as_str());
     }
     assert_eq!(
         body["generationConfig"]["imageConfig"],

@@ -625,11 +625,6 @@ fn varied_bytes(len: usize) -> Vec<u8> {
         .collect()
 }
 
-fn standard_base64(data: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(data)
-}
-
 /// The plugin decodes `b64_json` inside WebAssembly, 128 characters at a time with SIMD and the
 /// rest with the general decoder: every length around those sizes comes back byte for byte.
 #[test]
@@ -649,7 +644,7 @@ fn images_of_every_length_decode_exactly() {
 #[test]
 fn invalid_base64_is_a_server_error_wherever_it_is() {
     let server = OpenAiServer::start();
-    let valid = standard_base64(&varied_bytes(3000));
+    let valid = imageai_tests::base64(&varied_bytes(3000));
     let positions = [
         0,
         1,
@@ -685,7 +680,7 @@ fn invalid_base64_is_a_server_error_wherever_it_is() {
 fn base64_with_line_breaks_decodes() {
     let server = OpenAiServer::start();
     let data = varied_bytes(5000);
-    let valid = standard_base64(&data);
+    let valid = imageai_tests::base64(&data);
     let folded: Vec<&str> = valid
         .as_bytes()
         .chunks(76)

@@ -286,7 +286,7 @@ fn a_slow_prediction_is_polled_with_progress_until_it_succeeds() {
 #[test]
 fn data_uri_outputs_are_decoded() {
     let server = ReplicateServer::start();
-    let encoded = base64_of(&server.image());
+    let encoded = imageai_tests::base64(&server.image());
     server.script([Scripted::Output(json!([format!(
         "data:image/png;base64,{encoded}"
     )]))]);
@@ -295,11 +295,6 @@ fn data_uri_outputs_are_decoded() {
     assert_eq!(generation.images.len(), 1);
     assert_eq!(generation.images[0].data, server.image());
     assert!(downloads(&server).is_empty());
-}
-
-fn base64_of(data: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(data)
 }
 
 #[test]
