@@ -90,11 +90,7 @@ impl Kernel {
         // Measured on SD 1.5 (bench `sd15`, VAE decode and UNet step on the CPU): writing
         // `[pixels][out]` is faster up to 512 output channels (the VAE: 8.0 against 8.7 s),
         // `[out][pixels]` above (the UNet's 640 and 1280-channel layers).
-        let winograd = size == 3
-            && padding == 1
-            && in_channels >= WINOGRAD_MIN_IN
-            && out_channels <= WINOGRAD_MAX_OUT;
-        let method = if winograd {
+        let method = if runs_winograd(out_channels, in_channels, size, padding) {
             Method::Winograd
         } else if out_channels <= 512 {
             Method::ChannelsLast
@@ -388,6 +384,14 @@ impl Kernel {
     }
 }
 
+/// Whether [`Kernel::from_torch`] runs a convolution of this shape by Winograd's method.
+fn runs_winograd(out_channels: usize, in_channels: usize, size: usize, padding: usize) -> bool {
+    size == 3
+        && padding == 1
+        && in_channels >= WINOGRAD_MIN_IN
+        && out_channels <= WINOGRAD_MAX_OUT
+}
+
 /// How many values Winograd's weights add (7 per 9: 16 values per channel pair instead of 9)
 /// for the convolutions among `shapes` that run it (weight tensors named as diffusers names
 /// them, torch's `[out][in][kh][kw]`; the stride-2 downsamplers do not run here), for the
@@ -396,7 +400,8 @@ pub fn winograd_extra_values<'a>(shapes: impl Iterator<Item = (&'a str, &'a [usi
     shapes
         .filter(|(name, _)| name.ends_with(".weight") && !name.contains("downsamplers"))
         .filter_map(|(_, shape)| match *shape {
-            [outs, ins, 3, 3] if ins >= WINOGRAD_MIN_IN && outs <= WINOGRAD_MAX_OUT => {
+            // Every 3x3 convolution but the downsamplers has padding 1.
+            [outs, ins, kh, kw] if kh == kw && runs_winograd(outs, ins, kh, 1) => {
                 Some((outs * ins * 7) as u64)
             }
             _ => None,
