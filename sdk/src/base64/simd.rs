@@ -39,9 +39,9 @@ mod wasm {
     /// The three bytes of each 32-bit lane, most significant first; then four zero bytes.
     const PACK: v128 = u8x16(2, 1, 0, 6, 5, 4, 10, 9, 8, 14, 13, 12, 255, 255, 255, 255);
 
-    fn table<T: Copy>(bytes: [T; 16]) -> v128 {
-        // SAFETY: 16 one-byte values are a v128's 16 bytes.
-        unsafe { core::mem::transmute_copy(&bytes) }
+    fn table(bytes: [u8; 16]) -> v128 {
+        // SAFETY: 16 bytes are a v128's 16 bytes.
+        unsafe { core::mem::transmute(bytes) }
     }
 
     /// Decode `input` (standard alphabet, no whitespace, padding only at the end), or `None`
@@ -49,7 +49,7 @@ mod wasm {
     pub(in super::super) fn decode(input: &[u8]) -> Option<Vec<u8>> {
         let low_classes = table(super::LOW_CLASSES);
         let high_classes = table(super::HIGH_CLASSES);
-        let shift = table(super::SHIFT);
+        let shift = table(super::SHIFT.map(|delta| delta as u8));
         // Whole blocks, leaving at least one quantum (4 characters, where any padding is) to the
         // general decoder.
         let blocks = input.len().saturating_sub(4) / BLOCK;
