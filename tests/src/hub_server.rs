@@ -259,6 +259,9 @@ struct State {
     page_size: usize,
     /// File bodies are sent at this many bytes per second (`None`: as fast as possible).
     rate: Option<u64>,
+    /// `Range` headers are ignored: every download is the whole file with 200, as from a
+    /// mirror or proxy without range support.
+    ignore_ranges: bool,
 }
 
 /// The running fake Hub. Stops when dropped.
@@ -320,6 +323,11 @@ impl HubServer {
     /// Cut the connection after `at` bytes for the next `times` downloads of `path`.
     pub fn truncate(&self, path: &str, at: usize, times: usize) {
         self.with(|s| s.truncate.insert(path.to_owned(), (at, times)));
+    }
+
+    /// Ignore `Range` headers from now on: whole files with 200, as a server without ranges.
+    pub fn ignore_ranges(&self) {
+        self.with(|s| s.ignore_ranges = true);
     }
 
     /// Serve `path` with damaged bytes (its listed SHA-256 no longer matches).
@@ -638,10 +646,8 @@ fn serve_bytes(state: &mut State, request: &Recorded, id: &str, path: &str) -> R
         return json_error(404, "EntryNotFound", "Entry not found");
     };
     let total = file.content.len();
-    let (start, end) = match request
-        .header("range")
-        .and_then(|r| r.strip_prefix("bytes="))
-    {
+    let range = request.header("range").filter(|_| !state.ignore_ranges);
+    let (start, end) = match range.and_then(|r| r.strip_prefix("bytes=")) {
         Some(spec) => {
             let (a, b) = spec.split_once('-').unwrap_or((spec, ""));
             let start: usize = a.trim().parse().unwrap_or(0);
@@ -666,11 +672,7 @@ fn serve_bytes(state: &mut State, request: &Recorded, id: &str, path: &str) -> R
         }
         body = Bytes::from(damaged);
     }
-    let status = if request.header("range").is_some() {
-        206
-    } else {
-        200
-    };
+    let status = if range.is_some() { 206 } else { 200 };
     let mut reply = Reply::new(status)
         .header("content-type", "application/octet-stream")
         .header("accept-ranges", "bytes")
@@ -698,4 +700,96 @@ fn serve_bytes(state: &mut State, request: &Recorded, id: &str, path: &str) -> R
         Some(rate) if request.method == "GET" => reply.body(body).rate(rate),
         _ => reply.body(body),
     }
+}
+
+/// A small SD 1.x checkpoint in the original layout: a few tensors of each kind, real names.
+pub fn tiny_checkpoint(extra: &[(&str, &str, Vec<usize>, Vec<u8>)]) -> Vec<u8> {
+    let f16 = |n: usize, seed: u8| {
+        (0..n * 2)
+            .map(|i| (i as u8).wrapping_mul(seed))
+            .collect::<Vec<u8>>()
+    };
+    let mut tensors: Vec<(&str, &str, Vec<usize>, Vec<u8>)> = vec![
+        (
+            "model.diffusion_model.input_blocks.0.0.weight",
+            "F16",
+            vec![320, 4, 3, 3],
+            f16(320 * 4 * 9, 3),
+        ),
+        (
+            "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight",
+            "F16",
+            vec![320, 768],
+            f16(320 * 768, 5),
+        ),
+        (
+            "model.diffusion_model.input_blocks.1.0.in_layers.0.weight",
+            "F16",
+            vec![4],
+            f16(4, 7),
+        ),
+        (
+            "model.diffusion_model.time_embed.0.weight",
+            "F16",
+            vec![2, 2],
+            f16(4, 9),
+        ),
+        (
+            "model.diffusion_model.output_blocks.2.1.conv.weight",
+            "F16",
+            vec![2],
+            f16(2, 11),
+        ),
+        (
+            "model.diffusion_model.middle_block.1.proj_in.weight",
+            "F16",
+            vec![2, 2, 1, 1],
+            f16(4, 13),
+        ),
+        (
+            "model.diffusion_model.out.2.weight",
+            "F16",
+            vec![2],
+            f16(2, 15),
+        ),
+        (
+            "first_stage_model.decoder.conv_out.weight",
+            "F16",
+            vec![2],
+            f16(2, 17),
+        ),
+        (
+            "first_stage_model.decoder.up.3.upsample.conv.weight",
+            "F16",
+            vec![2],
+            f16(2, 19),
+        ),
+        (
+            "first_stage_model.decoder.up.0.block.0.conv1.weight",
+            "F16",
+            vec![2],
+            f16(2, 21),
+        ),
+        (
+            "first_stage_model.encoder.mid.attn_1.q.weight",
+            "F16",
+            vec![2, 2, 1, 1],
+            f16(4, 23),
+        ),
+        (
+            "cond_stage_model.transformer.text_model.final_layer_norm.weight",
+            "F16",
+            vec![2],
+            f16(2, 25),
+        ),
+        (
+            "cond_stage_model.transformer.text_model.embeddings.position_ids",
+            "I64",
+            vec![1, 2],
+            vec![0; 16],
+        ),
+        ("model_ema.decay", "F32", vec![], vec![0; 4]),
+    ];
+    tensors.extend(extra.iter().cloned());
+    tensors_file(&tensors)
 }

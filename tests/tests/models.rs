@@ -13,7 +13,10 @@ use imageai_core::models::{
     Precision, ProgressSink, RepoFile, safetensors, select,
 };
 use imageai_core::{CancelToken, Secret};
-use imageai_tests::hub_server::{HubRepo, HubServer, commit_id, sd_repo, sha256_hex, tensors_file};
+use imageai_tests::hub_server::{
+    HubRepo, HubServer, commit_id, sd_repo, sha256_hex, tensors_file, tiny_checkpoint,
+};
+use imageai_tests::server::Recorded;
 
 const SD15: &str = "stable-diffusion-v1-5/stable-diffusion-v1-5";
 const WEIGHTS: usize = 400_000;
@@ -272,30 +275,56 @@ fn fp32_takes_the_plain_weights() {
     assert_eq!(report.inspection.precisions, ["fp32"]);
 }
 
-#[test]
-fn a_broken_connection_mid_file_resumes_with_a_range_request() {
+/// Install with the UNet's first transfer cut after `cut` bytes, from a server with or without
+/// ranges: the UNet's download requests, and the UNet as installed and as served.
+fn install_after_a_cut(cut: usize, ranges: bool) -> (Vec<Recorded>, Vec<u8>, Vec<u8>) {
     let repo = sd_repo(SD15, WEIGHTS);
     let server = HubServer::start(vec![repo.clone()]);
     let unet = "unet/diffusion_pytorch_model.fp16.safetensors";
-    let cut = 70_000;
     server.truncate(unet, cut, 1);
+    if !ranges {
+        server.ignore_ranges();
+    }
     let dir = tempfile::tempdir().unwrap();
     let manager = manager_for(&server, dir.path(), |_| {});
 
     let report = install(&manager, SD15).unwrap();
     assert!(report.inspection.loadable);
-    let gets = server.file_gets(unet);
+    let pointer = HubCache::new(dir.path().join("hub")).pointer_path(SD15, &repo.commit, unet);
+    let installed = std::fs::read(pointer).unwrap();
+    (
+        server.file_gets(unet),
+        installed,
+        repo.file(unet).unwrap().content.to_vec(),
+    )
+}
+
+#[test]
+fn a_broken_connection_mid_file_resumes_with_a_range_request() {
+    let cut = 70_000;
+    let (gets, installed, served) = install_after_a_cut(cut, true);
     assert_eq!(gets.len(), 2, "one broken, one resumed");
     assert_eq!(gets[0].header("range"), None);
     assert_eq!(
         gets[1].header("range"),
         Some(format!("bytes={cut}-").as_str())
     );
-    let pointer = HubCache::new(dir.path().join("hub")).pointer_path(SD15, &repo.commit, unet);
+    assert!(installed == served);
+}
+
+/// A server that answers the resume's range request with the whole file: the partial download
+/// starts over, and neither the file nor its checksum keeps the bytes from the broken attempt.
+#[test]
+fn a_server_without_ranges_restarts_the_broken_file_from_the_start() {
+    let cut = 70_000;
+    let (gets, installed, served) = install_after_a_cut(cut, false);
+    assert_eq!(gets.len(), 2, "one broken, one whole");
     assert_eq!(
-        std::fs::read(pointer).unwrap(),
-        *repo.file(unet).unwrap().content
+        gets[1].header("range"),
+        Some(format!("bytes={cut}-").as_str()),
+        "the resume was asked for"
     );
+    assert!(installed == served);
 }
 
 #[test]
@@ -644,98 +673,6 @@ fn cancelling_stops_the_install_and_a_rerun_finishes_it() {
         None
     );
     assert!(install(&manager, SD15).unwrap().inspection.loadable);
-}
-
-/// A small SD 1.x checkpoint in the original layout: a few tensors of each kind, real names.
-fn tiny_checkpoint(extra: &[(&str, &str, Vec<usize>, Vec<u8>)]) -> Vec<u8> {
-    let f16 = |n: usize, seed: u8| {
-        (0..n * 2)
-            .map(|i| (i as u8).wrapping_mul(seed))
-            .collect::<Vec<u8>>()
-    };
-    let mut tensors: Vec<(&str, &str, Vec<usize>, Vec<u8>)> = vec![
-        (
-            "model.diffusion_model.input_blocks.0.0.weight",
-            "F16",
-            vec![320, 4, 3, 3],
-            f16(320 * 4 * 9, 3),
-        ),
-        (
-            "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight",
-            "F16",
-            vec![320, 768],
-            f16(320 * 768, 5),
-        ),
-        (
-            "model.diffusion_model.input_blocks.1.0.in_layers.0.weight",
-            "F16",
-            vec![4],
-            f16(4, 7),
-        ),
-        (
-            "model.diffusion_model.time_embed.0.weight",
-            "F16",
-            vec![2, 2],
-            f16(4, 9),
-        ),
-        (
-            "model.diffusion_model.output_blocks.2.1.conv.weight",
-            "F16",
-            vec![2],
-            f16(2, 11),
-        ),
-        (
-            "model.diffusion_model.middle_block.1.proj_in.weight",
-            "F16",
-            vec![2, 2, 1, 1],
-            f16(4, 13),
-        ),
-        (
-            "model.diffusion_model.out.2.weight",
-            "F16",
-            vec![2],
-            f16(2, 15),
-        ),
-        (
-            "first_stage_model.decoder.conv_out.weight",
-            "F16",
-            vec![2],
-            f16(2, 17),
-        ),
-        (
-            "first_stage_model.decoder.up.3.upsample.conv.weight",
-            "F16",
-            vec![2],
-            f16(2, 19),
-        ),
-        (
-            "first_stage_model.decoder.up.0.block.0.conv1.weight",
-            "F16",
-            vec![2],
-            f16(2, 21),
-        ),
-        (
-            "first_stage_model.encoder.mid.attn_1.q.weight",
-            "F16",
-            vec![2, 2, 1, 1],
-            f16(4, 23),
-        ),
-        (
-            "cond_stage_model.transformer.text_model.final_layer_norm.weight",
-            "F16",
-            vec![2],
-            f16(2, 25),
-        ),
-        (
-            "cond_stage_model.transformer.text_model.embeddings.position_ids",
-            "I64",
-            vec![1, 2],
-            vec![0; 16],
-        ),
-        ("model_ema.decay", "F32", vec![], vec![0; 4]),
-    ];
-    tensors.extend(extra.iter().cloned());
-    tensors_file(&tensors)
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! (blobs, then their pointers, `model_index.json`'s pointer, and `refs/<revision>` last).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,6 +18,7 @@ use reqwest::header::{CONTENT_RANGE, RANGE};
 use super::cache::{self, HubCache};
 use super::hub::{self, Hub};
 use super::select::RepoFile;
+use super::write;
 use super::{ModelError, human_bytes};
 use crate::cancel::CancelToken;
 
@@ -25,11 +26,6 @@ use crate::cancel::CancelToken;
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 /// Chunks in flight between the network and the writer thread (a few MB).
 const CHANNEL_CHUNKS: usize = 64;
-/// The writer thread writes once it holds this many bytes, or this many chunks.
-const WRITE_BYTES: usize = 1 << 20;
-const WRITE_SLICES: usize = 256;
-/// Bytes written between two background flushes of a file being downloaded.
-const SYNC_EVERY: usize = 8 << 20;
 
 /// Totals for the whole install, sent with every progress event.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -280,9 +276,12 @@ pub async fn fetch(
 
     // 3. Fetch and link everything but model_index.json, whose pointer marks a complete
     //    snapshot, so it is linked last.
-    let (index, rest): (Vec<Job>, Vec<Job>) = jobs
+    let (index, mut rest): (Vec<Job>, Vec<Job>) = jobs
         .into_iter()
         .partition(|j| j.file.path == "model_index.json");
+    // The largest first, so the small ones fill in beside it rather than the largest starting
+    // last and finishing alone.
+    rest.sort_by_key(|j| std::cmp::Reverse(j.size));
     let context = FileContext {
         hub,
         cache,
@@ -552,6 +551,18 @@ impl FileContext<'_> {
             have = 0;
         }
 
+        // The part already on disk is hashed before the request, so the connection never
+        // waits for it.
+        let mut hasher = None;
+        if job.sha256.is_some() {
+            let target = partial.clone();
+            hasher = match tokio::task::spawn_blocking(move || hash_prefix(&target, have)).await {
+                Ok(Ok(hasher)) => Some(hasher),
+                Ok(Err(e)) => return Err(io_fatal("read the partial download", e)),
+                Err(e) => return Err(io_fatal("hash the partial download", io::Error::other(e))),
+            };
+        }
+
         let url = self.hub.resolve_url(self.repo, self.commit, path);
         let mut response = None;
         if have < job.size {
@@ -594,6 +605,7 @@ impl FileContext<'_> {
                         File::create(&partial)
                             .map_err(|e| io_fatal("restart the partial download", e))?;
                         have = 0;
+                        hasher = hasher.map(|_| digest::Context::new(&SHA256));
                     }
                 }
                 StatusCode::RANGE_NOT_SATISFIABLE => {
@@ -625,52 +637,15 @@ impl FileContext<'_> {
         self.counter.remove(*counted);
         self.counter.add(have, false);
         *counted = have;
-        // The network is read on this task; hashing and writing each run on a blocking thread of
-        // their own, fed the same chunks (shared, not copied) through bounded channels. So the
-        // network, the hash and the disk work at the same time, and the hashes of files fetched
-        // in parallel run on as many cores. The part already on disk is hashed first.
-        let hasher = match &job.sha256 {
-            None => None,
-            Some(_) => {
-                let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(CHANNEL_CHUNKS);
-                let target = partial.clone();
-                let hashing = tokio::task::spawn_blocking(move || hash_all(&target, have, rx));
-                Some((tx, hashing))
-            }
-        };
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(CHANNEL_CHUNKS);
+        // The network is read on this task; each file's chunks go through a bounded channel
+        // to a blocking thread of its own that writes them and hashes them on the way. So the
+        // network and the files' hashes and disk writes work at the same time, files fetched
+        // in parallel on as many cores. Under direct I/O the hash reads each chunk from its
+        // copy in the aligned buffer, still in the core's cache (the chunk itself arrived on
+        // another core): 2.0 GB/s there against 1.3 GB/s.
+        let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(CHANNEL_CHUNKS);
         let target = partial.clone();
-        let writer = tokio::task::spawn_blocking(move || -> io::Result<()> {
-            let mut file = OpenOptions::new().create(true).append(true).open(&target)?;
-            // The disk gets the file while it downloads: every SYNC_EVERY bytes a flusher
-            // thread writes back what is there so far, so the final sync only waits for the tail.
-            let flusher = Flusher::start(&file)?;
-            // Chunks are gathered (not copied) until there is enough for one vectored write:
-            // few system calls, and no pass through a buffer.
-            let mut pending: Vec<bytes::Bytes> = Vec::with_capacity(WRITE_SLICES);
-            let mut pending_bytes = 0;
-            let mut unsynced = 0;
-            while let Some(chunk) = rx.blocking_recv() {
-                pending_bytes += chunk.len();
-                pending.push(chunk);
-                if pending_bytes >= WRITE_BYTES || pending.len() >= WRITE_SLICES {
-                    write_all_chunks(&mut file, &pending)?;
-                    unsynced += pending_bytes;
-                    pending.clear();
-                    pending_bytes = 0;
-                    if unsynced >= SYNC_EVERY {
-                        flusher.kick();
-                        unsynced = 0;
-                    }
-                }
-            }
-            write_all_chunks(&mut file, &pending)?;
-            flusher.finish()?;
-            // On disk before it is renamed into place (the data and the size that reading it
-            // needs; fdatasync skips the timestamps).
-            file.sync_data()?;
-            Ok(())
-        });
+        let writer = tokio::task::spawn_blocking(move || write_and_hash(&target, have, hasher, rx));
 
         let mut written = have;
         let mut outcome = Ok(());
@@ -704,11 +679,6 @@ impl FileContext<'_> {
                     }));
                     break;
                 }
-                if let Some((hash_tx, _)) = &hasher
-                    && hash_tx.send(chunk.clone()).await.is_err()
-                {
-                    break; // the hasher failed: its error comes from joining it
-                }
                 if tx.send(chunk).await.is_err() {
                     break; // the writer failed: its error comes from joining it
                 }
@@ -727,22 +697,11 @@ impl FileContext<'_> {
             }
         }
         drop(tx);
-        let digest = match hasher {
-            None => None,
-            Some((hash_tx, hashing)) => {
-                drop(hash_tx);
-                match hashing.await {
-                    Ok(Ok(digest)) => Some(digest),
-                    Ok(Err(e)) => return Err(io_fatal("read the partial download", e)),
-                    Err(e) => return Err(io_fatal("hash the download", io::Error::other(e))),
-                }
-            }
-        };
-        match writer.await {
-            Ok(Ok(())) => {}
+        let digest = match writer.await {
+            Ok(Ok(digest)) => digest,
             Ok(Err(e)) => return Err(io_fatal("write the download", e)),
             Err(e) => return Err(io_fatal("write the download", io::Error::other(e))),
-        }
+        };
         if let Err(attempt) = outcome {
             if let Attempt::Fatal(ModelError::SizeMismatch { .. }) = &attempt {
                 let _ = fs::remove_file(&partial);
@@ -802,94 +761,39 @@ impl FileContext<'_> {
     }
 }
 
-/// Write every chunk, in order, with vectored writes (retrying the rest after a short write).
-fn write_all_chunks(out: &mut impl Write, chunks: &[bytes::Bytes]) -> io::Result<()> {
-    let mut index = 0;
-    let mut offset = 0;
-    while index < chunks.len() {
-        let slices: Vec<io::IoSlice<'_>> = std::iter::once(&chunks[index][offset..])
-            .chain(chunks[index + 1..].iter().map(|c| &c[..]))
-            .map(io::IoSlice::new)
-            .collect();
-        let mut written = match out.write_vectored(&slices) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        while index < chunks.len() {
-            let left = chunks[index].len() - offset;
-            if written < left {
-                offset += written;
-                break;
-            }
-            written -= left;
-            index += 1;
-            offset = 0;
-        }
-    }
-    Ok(())
-}
-
-/// Writes a file's data back to disk on a thread of its own, on request, while the writer goes
-/// on writing (a kick while a flush runs is folded into the next one).
-struct Flusher {
-    kicks: std::sync::mpsc::SyncSender<()>,
-    thread: std::thread::JoinHandle<io::Result<()>>,
-}
-
-impl Flusher {
-    fn start(file: &File) -> io::Result<Self> {
-        let file = file.try_clone()?;
-        let (kicks, kicked) = std::sync::mpsc::sync_channel::<()>(1);
-        let thread = std::thread::Builder::new()
-            .name("imageai-flush".into())
-            .spawn(move || {
-                while kicked.recv().is_ok() {
-                    file.sync_data()?;
-                }
-                Ok(())
-            })?;
-        Ok(Self { kicks, thread })
-    }
-
-    fn kick(&self) {
-        let _ = self.kicks.try_send(());
-    }
-
-    /// Wait for the flush in progress; its error, if any.
-    fn finish(self) -> io::Result<()> {
-        let Self { kicks, thread } = self;
-        drop(kicks);
-        thread
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("the flush thread panicked")))
-    }
-}
-
-/// SHA-256 of the first `have` bytes already in `partial`, then of every chunk received.
-fn hash_all(
+/// Write the chunks to `partial` after its first `have` bytes, feeding each to `hasher` (which
+/// has seen those) as it is written; the file's SHA-256 when there is a hasher.
+fn write_and_hash(
     partial: &Path,
     have: u64,
+    mut hasher: Option<digest::Context>,
     mut chunks: tokio::sync::mpsc::Receiver<bytes::Bytes>,
-) -> io::Result<digest::Digest> {
-    let mut hasher = digest::Context::new(&SHA256);
-    if have > 0 {
-        hash_prefix(partial, have, &mut hasher)?;
-    }
+) -> io::Result<Option<digest::Digest>> {
+    let mut output = write::Output::open(partial, have)?;
+    let mut seen = |bytes: &[u8]| {
+        if let Some(hasher) = &mut hasher {
+            hasher.update(bytes);
+        }
+    };
     while let Some(chunk) = chunks.blocking_recv() {
-        hasher.update(&chunk);
+        output.push(chunk, &mut seen)?;
     }
-    Ok(hasher.finish())
+    output.finish()?;
+    Ok(hasher.map(digest::Context::finish))
 }
 
-fn hash_prefix(path: &Path, len: u64, hasher: &mut digest::Context) -> io::Result<()> {
+/// A SHA-256 context that has seen the first `len` bytes of `path`.
+fn hash_prefix(path: &Path, len: u64) -> io::Result<digest::Context> {
+    let mut hasher = digest::Context::new(&SHA256);
+    if len == 0 {
+        return Ok(hasher);
+    }
     let mut file = File::open(path)?.take(len);
     let mut buffer = vec![0u8; 1 << 20];
     loop {
         let n = file.read(&mut buffer)?;
         if n == 0 {
-            return Ok(());
+            return Ok(hasher);
         }
         hasher.update(&buffer[..n]);
     }
@@ -916,44 +820,5 @@ fn reason_of(error: &reqwest::Error) -> String {
 async fn cancelled(token: &CancelToken) {
     while !token.is_cancelled() {
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Takes at most `max` bytes per call, as a pipe or a full disk may.
-    struct Short {
-        max: usize,
-        got: Vec<u8>,
-    }
-
-    impl Write for Short {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            let n = buf.len().min(self.max);
-            self.got.extend_from_slice(&buf[..n]);
-            Ok(n)
-        }
-
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn chunks_are_written_whole_and_in_order_despite_short_writes() {
-        let chunks: Vec<bytes::Bytes> = (0u8..5)
-            .map(|i| bytes::Bytes::from(vec![i; 7 + usize::from(i) * 3]))
-            .collect();
-        let expected: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
-        for max in [1, 4, 7, 10, 1000] {
-            let mut out = Short {
-                max,
-                got: Vec::new(),
-            };
-            write_all_chunks(&mut out, &chunks).unwrap();
-            assert_eq!(out.got, expected, "max {max}");
-        }
     }
 }

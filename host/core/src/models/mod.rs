@@ -12,6 +12,7 @@ pub mod download;
 pub mod hub;
 pub mod safetensors;
 pub mod select;
+mod write;
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
