@@ -502,7 +502,9 @@ impl App {
     }
 
     fn close_dialog(&mut self, ctx: &egui::Context) {
-        let running = self.active_jobs() + usize::from(self.models.downloading());
+        let running = self.active_jobs()
+            + usize::from(self.models.downloading())
+            + usize::from(self.models.importing());
         if ctx.input(|i| i.viewport().close_requested())
             && running > 0
             && !self.allow_close
@@ -528,10 +530,17 @@ impl App {
                     download.repo
                 ));
             }
+            if let Some(import) = &self.models.import {
+                ui.label(format!(
+                    "{} is still being imported. Quitting stops it; nothing of it is kept.",
+                    import.file.display()
+                ));
+            }
             ui.horizontal(|ui| {
                 if ui.button("Quit and cancel jobs").clicked() {
                     self.generate.cancel_all();
                     self.models.cancel_download();
+                    self.models.cancel_import();
                     self.allow_close = true;
                     self.confirm_close = false;
                     ctx.send_viewport_cmd(egui::ViewportCommand::Close);
@@ -596,6 +605,7 @@ impl eframe::App for App {
     fn on_exit(&mut self) {
         self.generate.cancel_all();
         self.models.cancel_download();
+        self.models.cancel_import();
         self.save_window_state();
     }
 }

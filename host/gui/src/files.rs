@@ -96,6 +96,20 @@ pub(crate) fn pick_images(
     });
 }
 
+/// Ask for a single-file checkpoint (`.safetensors`).
+pub(crate) fn pick_checkpoint(
+    app: &mut App,
+    then: impl FnOnce(&mut App, PathBuf) + Send + 'static,
+) {
+    let dialog = rfd::AsyncFileDialog::new()
+        .set_title("Import a checkpoint")
+        .add_filter("Checkpoints", &["safetensors"])
+        .pick_file();
+    await_dialog(app, dialog, move |app, handle| {
+        then(app, handle.path().to_path_buf());
+    });
+}
+
 /// Ask where to save a file, suggesting `name`.
 pub(crate) fn save_as(
     app: &mut App,

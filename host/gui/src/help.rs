@@ -7,7 +7,7 @@ pub(crate) fn ui(ui: &mut egui::Ui) {
         ui.label("2. Open Generate, choose the provider and model, type a prompt and press Generate (Ctrl+Enter).");
         ui.label("3. Your images are saved with their settings; find them again on the History tab.");
         ui.label("4. To edit an image, drop it on the window (or press Edit under a result), describe the change and press Generate. Paint a mask with the brush to change only part of it.");
-        ui.label("5. Local models: install them on the Models tab. Images from another ImageAI folder: import them on the History tab.");
+        ui.label("5. Local models: install them on the Models tab, or import a single-file .safetensors checkpoint there. Images from another ImageAI folder: import them on the History tab.");
         ui.add_space(8.0);
         ui.heading("Where to get keys");
         ui.label("Each provider's section on the Settings tab says where to get its key. Keys are kept in the OS keyring when there is one, else in a private file; they are never shown unless you press Show.");

@@ -8,6 +8,7 @@ use imageai_core::history::{self, Entry};
 
 use crate::app::{App, Tab};
 use crate::background::Background;
+use crate::widgets;
 
 /// The grid cell, thumbnail plus margin.
 const CELL: f32 = 168.0;
@@ -109,15 +110,13 @@ pub(crate) fn ui(app: &mut App, ui: &mut egui::Ui) {
         }
     });
     ui.horizontal(|ui| {
-        let label = ui.label("Folder to import");
-        let field = ui
-            .add(
-                egui::TextEdit::singleline(&mut app.history.import_path)
-                    .hint_text("another ImageAI output folder (images with .json sidecars)")
-                    .desired_width(360.0),
-            )
-            .labelled_by(label.id);
-        let mut go = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+        let mut go = widgets::hinted_field(
+            ui,
+            "Folder to import",
+            &mut app.history.import_path,
+            "another ImageAI output folder (images with .json sidecars)",
+            360.0,
+        );
         go |= ui
             .add_enabled(!app.history.importing, egui::Button::new("Import folder"))
             .clicked();

@@ -1,8 +1,10 @@
 //! The Models tab: installed local models (name, size, location, delete), install by id, the
 //! curated list and a Hugging Face search with download sizes, one download at a time with
-//! progress and cancel, and the local engine's settings (device, precision, memory, cache).
-//! Everything that touches the disk or the network runs in the background.
+//! progress and cancel, a single-file checkpoint imported into a diffusers folder, and the local
+//! engine's settings (device, precision, memory, cache). Everything that touches the disk or the
+//! network runs in the background.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 
@@ -14,7 +16,7 @@ use imageai_core::models::{
 };
 
 use crate::app::App;
-use crate::widgets;
+use crate::{files, widgets};
 
 /// How many search results to ask the Hub for.
 const SEARCH_LIMIT: usize = 30;
@@ -36,12 +38,49 @@ pub struct Download {
 impl Download {
     /// Done as a fraction of the total (0 until the plan is known).
     pub fn fraction(&self) -> f32 {
-        if self.total == 0 {
-            0.0
-        } else {
-            (self.done as f64 / self.total as f64).clamp(0.0, 1.0) as f32
-        }
+        fraction(self.done, self.total)
     }
+}
+
+/// `done` of `total` as a fraction for a progress bar (0 while the total is unknown).
+fn fraction(done: u64, total: u64) -> f32 {
+    if total == 0 {
+        0.0
+    } else {
+        (done as f64 / total as f64).clamp(0.0, 1.0) as f32
+    }
+}
+
+/// A progress bar with `text` and a cancel button beside it (off once cancelling); whether the
+/// button was clicked.
+fn progress_with_cancel(
+    ui: &mut egui::Ui,
+    fraction: f32,
+    text: String,
+    cancelling: bool,
+    cancel_label: &str,
+) -> bool {
+    ui.horizontal(|ui| {
+        ui.add(
+            egui::ProgressBar::new(fraction)
+                .text(text)
+                .desired_width(420.0),
+        );
+        ui.add_enabled(!cancelling, egui::Button::new(cancel_label))
+            .clicked()
+    })
+    .inner
+}
+
+/// The checkpoint import in progress.
+pub struct Import {
+    pub file: PathBuf,
+    /// Bytes converted so far, of the total.
+    pub done: u64,
+    pub total: u64,
+    pub cancel: CancelToken,
+    pub cancelling: bool,
+    progress: Receiver<(u64, u64)>,
 }
 
 /// What the settings form holds (saved to `providers.local_sd` as each field is left).
@@ -68,6 +107,10 @@ pub struct ModelsTab {
     pub results: Option<Result<Vec<SearchResult>, String>>,
     pub install_id: String,
     pub download: Option<Download>,
+    /// The checkpoint file and the name to import it as (empty: the file's).
+    pub import_file: String,
+    pub import_name: String,
+    pub import: Option<Import>,
     pub settings: EngineSettings,
     /// The Hub to use instead of `HF_ENDPOINT`'s (a mirror; the tests' local Hub).
     pub endpoint: Option<String>,
@@ -103,6 +146,19 @@ impl ModelsTab {
             download.cancelling = true;
         }
     }
+
+    /// A checkpoint import is running.
+    pub fn importing(&self) -> bool {
+        self.import.is_some()
+    }
+
+    /// Stop the import (nothing of it is kept).
+    pub fn cancel_import(&mut self) {
+        if let Some(import) = &mut self.import {
+            import.cancel.cancel();
+            import.cancelling = true;
+        }
+    }
 }
 
 /// The models manager's settings as config.json and the environment give them.
@@ -114,6 +170,23 @@ fn models_config(app: &App) -> ModelsConfig {
     config
 }
 
+/// Opens the models manager with the stored Hugging Face token, on the background thread that
+/// calls it (the token may sit in the OS keyring, which can take a moment to answer).
+fn manager_with_token(
+    app: &App,
+) -> impl FnOnce() -> Result<ModelManager, models::ModelError> + Send + 'static {
+    let config = models_config(app);
+    let settings = app.core.config.clone();
+    let keys = app.core.keys.clone();
+    move || {
+        let token = models::resolve_token(&settings, &keys).unwrap_or_else(|err| {
+            tracing::warn!("the Hugging Face token could not be read: {err}");
+            None
+        });
+        ModelManager::new(config.with_token(token))
+    }
+}
+
 /// The precision downloads use: the setting, fp16 by default.
 fn precision(app: &App) -> Precision {
     app.core
@@ -123,8 +196,14 @@ fn precision(app: &App) -> Precision {
         .unwrap_or_default()
 }
 
-/// Apply the download's progress events (each frame).
+/// Apply the download's and the import's progress (each frame).
 pub(crate) fn poll(app: &mut App) {
+    if let Some(import) = &mut app.models.import {
+        while let Ok((done, total)) = import.progress.try_recv() {
+            import.done = done;
+            import.total = total;
+        }
+    }
     let Some(download) = &mut app.models.download else {
         return;
     };
@@ -161,9 +240,7 @@ pub(crate) fn install(app: &mut App, repo: &str) {
         app.warn(message);
         return;
     }
-    let config = models_config(app);
-    let settings = app.core.config.clone();
-    let keys = app.core.keys.clone();
+    let open = manager_with_token(app);
     let mut request = InstallRequest::new(repo.clone());
     request.precision = precision(app);
     let (sink, events) = ProgressSink::channel();
@@ -179,13 +256,7 @@ pub(crate) fn install(app: &mut App, repo: &str) {
         events,
     });
     app.background.spawn("install-model", move || {
-        // The token may sit in the OS keyring, which can take a moment to answer.
-        let token = models::resolve_token(&settings, &keys).unwrap_or_else(|err| {
-            tracing::warn!("the Hugging Face token could not be read: {err}");
-            None
-        });
-        let installed = ModelManager::new(config.with_token(token))
-            .and_then(|m| m.install(&request, &sink, &cancel));
+        let installed = open().and_then(|m| m.install(&request, &sink, &cancel));
         Box::new(move |app: &mut App| {
             poll(app);
             app.models.download = None;
@@ -200,6 +271,77 @@ pub(crate) fn install(app: &mut App, repo: &str) {
                     "Cancelled the download of {repo}. What arrived is kept: install it again to resume."
                 )),
                 Err(err) => app.error(format!("{repo} was not installed: {err}")),
+            }
+            ModelsTab::reload(app);
+        })
+    });
+}
+
+/// Import the checkpoint at `file` (as `name`, or the file's name) in the background.
+pub(crate) fn import(app: &mut App, file: &str, name: &str) {
+    let file = file.trim();
+    if file.is_empty() {
+        app.error("Choose a checkpoint first: a .safetensors file in the original Stable Diffusion layout.");
+        return;
+    }
+    if app.models.importing() {
+        app.warn("A checkpoint is still being imported; wait for it or cancel it first.");
+        return;
+    }
+    let file = PathBuf::from(file);
+    let name = Some(name.trim().to_owned()).filter(|n| !n.is_empty());
+    // The tokenizer may come from the Hub, which may want the token.
+    let open = manager_with_token(app);
+    let (progress_tx, progress) = std::sync::mpsc::channel();
+    let cancel = CancelToken::new();
+    app.models.import = Some(Import {
+        file: file.clone(),
+        done: 0,
+        total: 0,
+        cancel: cancel.clone(),
+        cancelling: false,
+        progress,
+    });
+    app.background.spawn("import-checkpoint", move || {
+        let mut report_progress = |done, total| {
+            let _ = progress_tx.send((done, total));
+        };
+        let imported = open().and_then(|m| {
+            m.import_checkpoint(&file, name.as_deref(), &mut report_progress, &cancel)
+        });
+        Box::new(move |app: &mut App| {
+            poll(app);
+            app.models.import = None;
+            match imported {
+                Ok(report) if report.tokenizer_from.is_none() => app.warn(format!(
+                    "Imported {} into {}, but no SD 1.x tokenizer was found in the cache and none \
+                     could be fetched: install stable-diffusion-v1-5/stable-diffusion-v1-5, then \
+                     import it again.",
+                    report.name,
+                    report.path.display()
+                )),
+                Ok(report) if !report.inspection.loadable => app.warn(format!(
+                    "Imported {} into {}, but the local engine cannot load it: {}",
+                    report.name,
+                    report.path.display(),
+                    report.inspection.problems.join("; ")
+                )),
+                Ok(report) => {
+                    app.models.import_file.clear();
+                    app.models.import_name.clear();
+                    app.info(format!(
+                        "Imported {} ({}, {}, {}) into {}.",
+                        report.name,
+                        report.task,
+                        report.dtype,
+                        human_bytes(report.bytes),
+                        report.path.display()
+                    ));
+                }
+                Err(models::ModelError::Cancelled) => {
+                    app.info(format!("Cancelled the import of {}.", file.display()));
+                }
+                Err(err) => app.error(format!("{} was not imported: {err}", file.display())),
             }
             ModelsTab::reload(app);
         })
@@ -252,6 +394,8 @@ pub(crate) fn ui(app: &mut App, ui: &mut egui::Ui) {
             installed_ui(app, ui);
             ui.separator();
             download_ui(app, ui);
+            ui.separator();
+            import_ui(app, ui);
             ui.separator();
             browse_ui(app, ui);
         });
@@ -357,15 +501,13 @@ fn download_ui(app: &mut App, ui: &mut egui::Ui) {
     ui.heading("Install");
     let mut start = None;
     ui.horizontal(|ui| {
-        let label = ui.label("Model id");
-        let field = ui
-            .add(
-                egui::TextEdit::singleline(&mut app.models.install_id)
-                    .hint_text("org/name on Hugging Face")
-                    .desired_width(340.0),
-            )
-            .labelled_by(label.id);
-        let enter = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+        let enter = widgets::hinted_field(
+            ui,
+            "Model id",
+            &mut app.models.install_id,
+            "org/name on Hugging Face",
+            340.0,
+        );
         let idle = app.models.download.is_none();
         if (ui
             .add_enabled(idle, egui::Button::new("Install model"))
@@ -393,17 +535,13 @@ fn download_ui(app: &mut App, ui: &mut egui::Ui) {
                 human_bytes(download.total)
             )
         };
-        let mut cancel = false;
-        ui.horizontal(|ui| {
-            ui.add(
-                egui::ProgressBar::new(download.fraction())
-                    .text(text)
-                    .desired_width(420.0),
-            );
-            cancel = ui
-                .add_enabled(!download.cancelling, egui::Button::new("Cancel download"))
-                .clicked();
-        });
+        let cancel = progress_with_cancel(
+            ui,
+            download.fraction(),
+            text,
+            download.cancelling,
+            "Cancel download",
+        );
         if !download.file.is_empty() {
             ui.weak(&download.file);
         }
@@ -413,6 +551,80 @@ fn download_ui(app: &mut App, ui: &mut egui::Ui) {
     }
     if let Some(repo) = start {
         install(app, &repo);
+    }
+}
+
+fn import_ui(app: &mut App, ui: &mut egui::Ui) {
+    ui.heading("Import a checkpoint");
+    ui.weak(
+        "A single .safetensors file in the original Stable Diffusion 1.x layout (as Civitai \
+         ships them), converted into a diffusers folder the local engine loads.",
+    );
+    let idle = app.models.import.is_none();
+    let mut start = false;
+    let mut choose = false;
+    ui.horizontal(|ui| {
+        start |= widgets::hinted_field(
+            ui,
+            "Checkpoint file",
+            &mut app.models.import_file,
+            "path to a .safetensors file",
+            340.0,
+        ) && idle;
+        choose = ui
+            .add_enabled(idle, egui::Button::new("Choose checkpoint…"))
+            .clicked();
+    });
+    ui.horizontal(|ui| {
+        let enter = widgets::hinted_field(
+            ui,
+            "Import as",
+            &mut app.models.import_name,
+            "the file's name",
+            240.0,
+        );
+        start |= (ui
+            .add_enabled(idle, egui::Button::new("Import checkpoint"))
+            .clicked()
+            || enter)
+            && idle;
+    });
+    if let Some(import) = &app.models.import {
+        let name = import
+            .file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let text = if import.total == 0 {
+            format!("{name}: reading…")
+        } else {
+            format!(
+                "{name}: {} of {}",
+                human_bytes(import.done),
+                human_bytes(import.total)
+            )
+        };
+        if progress_with_cancel(
+            ui,
+            fraction(import.done, import.total),
+            text,
+            import.cancelling,
+            "Cancel import",
+        ) {
+            app.models.cancel_import();
+        }
+    }
+    if choose {
+        files::pick_checkpoint(app, |app, path| {
+            app.models.import_file = path.display().to_string();
+        });
+    }
+    if start {
+        let (file, name) = (
+            app.models.import_file.clone(),
+            app.models.import_name.clone(),
+        );
+        import(app, &file, &name);
     }
 }
 

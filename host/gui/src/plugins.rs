@@ -10,6 +10,7 @@ use imageai_core::plugin::manifest::{COMPONENT_FILE, MANIFEST_FILE};
 use imageai_core::plugin::registry::{self, Source};
 
 use crate::app::App;
+use crate::widgets;
 
 #[derive(Default)]
 pub struct PluginsTab {
@@ -44,17 +45,19 @@ pub(crate) fn ui(app: &mut App, ui: &mut egui::Ui) {
     }
     ui.heading("Install a plugin");
     ui.horizontal(|ui| {
-        let label = ui.label("Plugin folder or plugin.toml");
-        ui.add(
-            egui::TextEdit::singleline(&mut app.plugins.install_path)
-                .hint_text("drop a plugin folder here")
-                .desired_width(360.0),
-        )
-        .labelled_by(label.id);
+        let enter = widgets::hinted_field(
+            ui,
+            "Plugin folder or plugin.toml",
+            &mut app.plugins.install_path,
+            "drop a plugin folder here",
+            360.0,
+        );
         let ready = !app.plugins.install_path.trim().is_empty() && !app.plugins.installing;
-        if ui
+        if (ui
             .add_enabled(ready, egui::Button::new("Install"))
             .clicked()
+            || enter)
+            && ready
         {
             install(app);
         }

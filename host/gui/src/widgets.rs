@@ -10,6 +10,26 @@ pub fn text_field(ui: &mut egui::Ui, label: &str, value: &mut String) -> egui::R
     .inner
 }
 
+/// A label followed by a single-line field named by it, `width` wide, showing `hint` while
+/// empty (in a row the caller lays out); whether Enter was pressed in it this frame.
+pub fn hinted_field(
+    ui: &mut egui::Ui,
+    label: &str,
+    value: &mut String,
+    hint: &str,
+    width: f32,
+) -> bool {
+    let label = ui.label(label);
+    let field = ui
+        .add(
+            egui::TextEdit::singleline(value)
+                .hint_text(hint)
+                .desired_width(width),
+        )
+        .labelled_by(label.id);
+    field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter))
+}
+
 /// A label above a multi-line text field named by it.
 pub fn text_area(
     ui: &mut egui::Ui,

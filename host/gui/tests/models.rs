@@ -13,7 +13,7 @@ use egui_kittest::kittest::Queryable;
 use imageai_core::config::Config;
 use imageai_core::paths::Paths;
 use imageai_gui::App;
-use imageai_tests::hub_server::{HubServer, sd_repo};
+use imageai_tests::hub_server::{HubServer, sd_repo, tiny_checkpoint};
 
 mod common;
 use common::{assert_message, harness, open_with_plugins, pick, press, wait_until};
@@ -259,4 +259,64 @@ fn closing_the_window_during_a_download_asks_first() {
         app.models_tab().download.is_none()
     });
     assert!(installed(harness.state()).is_empty());
+}
+
+/// A single-file checkpoint imported from the Models tab: its progress, then the imported
+/// folder in the list (the tokenizer from SD 1.5 on the local Hub), and a `.ckpt` refused
+/// with the reason.
+#[test]
+fn a_checkpoint_is_imported_into_the_list_and_a_pickled_one_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = HubServer::start(vec![sd_repo(
+        "stable-diffusion-v1-5/stable-diffusion-v1-5",
+        400_000,
+    )]);
+    let (app, _cache) = open_app(tmp.path(), &server);
+    let mut harness = harness(app);
+    open_models(&mut harness);
+    let source = tmp.path().join("dreamy-v2.safetensors");
+    std::fs::write(&source, tiny_checkpoint(&[])).unwrap();
+
+    type_into(
+        &mut harness,
+        "Checkpoint file",
+        &source.display().to_string(),
+    );
+    type_into(&mut harness, "Import as", "dreamy");
+    harness.get_by_label("Import checkpoint").click();
+    // The frame that takes the click starts the import; its result comes in a later frame.
+    harness.run_steps(1);
+    assert!(harness.state().models_tab().importing());
+    wait_until(&mut harness, 60, "the import", |app| {
+        !app.models_tab().importing() && !app.busy()
+    });
+    assert_message(&harness, "Imported dreamy (text-to-image, F16");
+    let listed = match harness.state().installed_models() {
+        Some(Ok(models)) => models.iter().map(|m| m.id.clone()).collect::<Vec<_>>(),
+        other => panic!("{other:?}"),
+    };
+    assert!(listed.iter().any(|id| id == "dreamy"), "{listed:?}");
+    assert!(
+        harness.state().models_tab().import_file.is_empty(),
+        "the form is cleared after an import"
+    );
+    harness.get_by_label("Delete dreamy");
+
+    let pickled = tmp.path().join("old.ckpt");
+    std::fs::write(&pickled, b"not a safetensors file").unwrap();
+    type_into(
+        &mut harness,
+        "Checkpoint file",
+        &pickled.display().to_string(),
+    );
+    harness.get_by_label("Import checkpoint").click();
+    wait_until(&mut harness, 30, "the refusal", |app| {
+        !app.models_tab().importing() && !app.busy()
+    });
+    let messages = harness.state().messages();
+    assert!(
+        messages.iter().any(|m| m.contains("was not imported")
+            && m.contains("get the .safetensors version of this model")),
+        "{messages:?}"
+    );
 }
