@@ -403,7 +403,11 @@ impl Core {
         let from_store = self.keys.remove(&id)?;
         let from_config = self.config.remove_stored_key(&id);
         if from_config {
-            self.config.save(&self.paths)?;
+            // Read afresh so that what another window saved since is kept.
+            self.config = Config::update(&self.paths, |c| {
+                c.remove_stored_key(&id);
+            })?
+            .config;
         }
         Ok(from_store || from_config)
     }

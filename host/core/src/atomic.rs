@@ -23,6 +23,8 @@ pub enum AtomicError {
     Write { path: PathBuf, reason: io::Error },
     #[error("could not save a copy of the damaged file ({reason}); copy it somewhere safe by hand before ImageAI writes a new one: {}", path.display())]
     Backup { path: PathBuf, reason: io::Error },
+    #[error("could not lock the file to change it ({reason}); check the folder's permissions: {}", path.display())]
+    Lock { path: PathBuf, reason: io::Error },
 }
 
 /// A damaged file that was copied aside at load time; the caller carries on without its content
@@ -102,6 +104,45 @@ fn write_inner(path: &Path, bytes: &[u8], access: Access) -> io::Result<()> {
     temp.persist(path).map_err(|e| e.error)?;
     sync_dir(dir);
     Ok(())
+}
+
+/// An exclusive hold on a file for one read-change-write, taken by [`lock_for_update`] and
+/// released when dropped.
+#[derive(Debug)]
+pub struct UpdateLock {
+    _file: Option<File>,
+}
+
+/// Wait for and take the exclusive lock of `path` (on `.<name>.lock` beside it, which stays), so
+/// that two updates — two threads, or the GUI and the CLI — never read the same old content and
+/// each write it back without the other's change. Where the platform has no file locks the
+/// update goes on unlocked. Missing parent folders are created.
+pub fn lock_for_update(path: &Path) -> Result<UpdateLock, AtomicError> {
+    lock_inner(path).map_err(|reason| AtomicError::Lock {
+        path: path.to_owned(),
+        reason,
+    })
+}
+
+fn lock_inner(path: &Path) -> io::Result<UpdateLock> {
+    let dir = parent_dir(path);
+    fs::create_dir_all(dir)?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the path names no file"))?;
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let file = options.open(dir.join(format!(".{}.lock", name.to_string_lossy())))?;
+    match file.lock() {
+        Ok(()) => Ok(UpdateLock { _file: Some(file) }),
+        Err(e) if e.kind() == io::ErrorKind::Unsupported => Ok(UpdateLock { _file: None }),
+        Err(e) => Err(e),
+    }
 }
 
 /// Copy a damaged file to `<name>.corrupt-<YYYYmmdd-HHMMSS>` beside it and return the copy's

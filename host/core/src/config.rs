@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
 use serde_json::{Map, Value};
 
@@ -20,6 +21,47 @@ pub enum ConfigError {
     File(#[from] AtomicError),
     #[error("could not encode the settings as JSON ({0}); this is a bug, please report it")]
     Encode(serde_json::Error),
+}
+
+/// One change to `config.json`, to be made by [`Config::update`].
+pub type Change = Box<dyn FnOnce(&mut Config) + Send>;
+
+/// Changes saved in the order they were made, though each is saved on a thread of its own (the
+/// GUI changes a setting at once and saves it in the background): [`OrderedSaves::push`] where
+/// the change is made, then [`OrderedSaves::save`] on any thread. Picking fp16 then fp32 quickly
+/// leaves fp32 in the file whichever save runs first.
+#[derive(Default)]
+pub struct OrderedSaves {
+    pending: Mutex<Vec<Change>>,
+    /// Held from taking the pending changes until they are written.
+    writing: Mutex<()>,
+}
+
+impl OrderedSaves {
+    /// Queue `change`; the next [`OrderedSaves::save`] writes it.
+    pub fn push(&self, change: Change) {
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(change);
+    }
+
+    /// Write every change queued so far, oldest first, in one [`Config::update`]. Nothing is
+    /// written when an earlier call already took them.
+    pub fn save(&self, paths: &Paths) -> Result<(), ConfigError> {
+        let _writing = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+        let changes =
+            std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
+        if changes.is_empty() {
+            return Ok(());
+        }
+        Config::update(paths, |config| {
+            for change in changes {
+                change(config);
+            }
+        })?;
+        Ok(())
+    }
 }
 
 /// What [`Config::load`] found.
@@ -95,11 +137,13 @@ impl Config {
     /// Read `config.json` afresh, change it with `change` and save it: the way to make one edit
     /// (`imageai config set …`) without undoing what another process — the Python app, a second
     /// window — saved since this one loaded. A corrupt file is copied aside first, as in
-    /// [`Config::load`], and its warning returned with the new config.
+    /// [`Config::load`], and its warning returned with the new config. Updates wait for each
+    /// other ([`atomic::lock_for_update`]), so two at once both land.
     pub fn update(
         paths: &Paths,
         change: impl FnOnce(&mut Config),
     ) -> Result<LoadedConfig, ConfigError> {
+        let _lock = atomic::lock_for_update(&paths.config_file())?;
         let mut loaded = Self::load(paths)?;
         change(&mut loaded.config);
         loaded.config.save(paths)?;
@@ -691,6 +735,54 @@ mod tests {
         assert_eq!(saved.default_provider().as_deref(), Some("openai"));
         assert_eq!(saved, updated.config);
         assert_ne!(saved, mine);
+    }
+
+    /// The GUI saves each setting on its own thread; updates at once must all land (each one
+    /// reads the file after the one before wrote it).
+    #[test]
+    fn updates_at_once_all_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::at(dir.path());
+        std::thread::scope(|scope| {
+            for thread in 0..8 {
+                let paths = &paths;
+                scope.spawn(move || {
+                    for n in 0..10 {
+                        Config::update(paths, |c| c.set(&format!("k{thread}-{n}"), json!(n)))
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        let saved = Config::load(&paths).unwrap().config;
+        assert_eq!(saved.as_map().len(), 80, "{saved:?}");
+    }
+
+    /// Threads each queue a change numbered in the order made (under `order`) and save at once:
+    /// the file ends with the newest number.
+    #[test]
+    fn ordered_saves_end_with_the_newest_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::at(dir.path());
+        let saves = OrderedSaves::default();
+        let order = Mutex::new(0u64);
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    for _ in 0..20 {
+                        {
+                            let mut made = order.lock().unwrap();
+                            *made += 1;
+                            let n = *made;
+                            saves.push(Box::new(move |c| c.set("last", json!(n))));
+                        }
+                        saves.save(&paths).unwrap();
+                    }
+                });
+            }
+        });
+        let saved = Config::load(&paths).unwrap().config;
+        assert_eq!(saved.get("last"), Some(&json!(160)));
     }
 
     #[test]

@@ -169,6 +169,7 @@ impl KeyStore {
                 self.remove_from_file(&id)?;
             }
             KeyBackend::File(_) => {
+                let _lock = atomic::lock_for_update(&self.file)?;
                 let mut keys = read_store_for_update(&self.file)?;
                 keys.insert(id, key.expose().to_owned());
                 write_store(&self.file, &keys)?;
@@ -193,6 +194,7 @@ impl KeyStore {
         if !self.file.exists() {
             return Ok(false);
         }
+        let _lock = atomic::lock_for_update(&self.file)?;
         let mut keys = read_store_for_update(&self.file)?;
         if keys.remove(id).is_none() {
             return Ok(false);
@@ -555,6 +557,30 @@ mod tests {
     }
 
     #[cfg(unix)]
+    /// Keys set at once (the GUI's threads, or the GUI and the CLI) all stay in the file.
+    #[test]
+    fn keys_set_at_once_all_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, store) = file_store(dir.path());
+        std::thread::scope(|scope| {
+            for thread in 0..8 {
+                let store = &store;
+                scope.spawn(move || {
+                    for n in 0..5 {
+                        store
+                            .set(&format!("p{thread}-{n}"), &Secret::new("sk-x"))
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        for thread in 0..8 {
+            for n in 0..5 {
+                assert!(store.get(&format!("p{thread}-{n}")).unwrap().is_some());
+            }
+        }
+    }
+
     #[test]
     fn key_file_is_owner_only() {
         use std::os::unix::fs::PermissionsExt;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use egui_notify::Toasts;
 use imageai_core::app::{Core, CoreError, KeyOverride};
-use imageai_core::config::Config;
+use imageai_core::config::{Config, OrderedSaves};
 use imageai_core::local_sd;
 use imageai_core::plugin::Runtime;
 use imageai_core::{CallContext, Provider, ProviderInfo, Secret};
@@ -106,6 +106,7 @@ pub struct App {
     pub(crate) tab: Tab,
     pub(crate) theme: Theme,
     pub(crate) background: Background,
+    config_saves: Arc<OrderedSaves>,
     pub(crate) toasts: Toasts,
     /// Messages shown so far, newest last (tests and the status line read them).
     pub(crate) messages: Vec<String>,
@@ -168,6 +169,7 @@ impl App {
             tab,
             theme,
             background: Background::default(),
+            config_saves: Arc::default(),
             toasts: Toasts::default(),
             messages: Vec::new(),
             providers: BTreeMap::new(),
@@ -323,16 +325,17 @@ impl App {
     /// Apply a config change now and save it in the background.
     pub(crate) fn change_config(&mut self, change: ConfigChange) {
         change(&mut self.core.config);
+        let saves = self.config_saves.clone();
+        saves.push(Box::new(move |c: &mut Config| change(c)));
         let paths = self.core.paths.clone();
-        self.background.spawn("save-config", move || {
-            match Config::update(&paths, |c| change(c)) {
-                Ok(_) => Box::new(|_: &mut App| {}),
+        self.background
+            .spawn("save-config", move || match saves.save(&paths) {
+                Ok(()) => Box::new(|_: &mut App| {}),
                 Err(err) => {
                     let message = format!("Settings were not saved: {err}");
                     Box::new(move |app: &mut App| app.error(message))
                 }
-            }
-        });
+            });
     }
 
     /// The provider's state, starting to load it (in the background) on first ask.

@@ -177,6 +177,31 @@ fn cancel_stops_a_download() {
     assert!(installed(harness.state()).is_empty());
 }
 
+/// A setting changed again before its last save finished: the file ends with the last choice.
+#[test]
+fn quick_changes_are_saved_in_the_order_made() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = HubServer::start(Vec::new());
+    let (app, _) = open_app(tmp.path(), &server);
+    let mut harness = harness(app);
+    open_models(&mut harness);
+    for _ in 0..8 {
+        pick(&mut harness, "Precision", "fp32");
+        pick(&mut harness, "Precision", "fp16 (half the download)");
+    }
+    pick(&mut harness, "Precision", "fp32");
+    wait_until(&mut harness, 30, "the settings to be saved", |app| {
+        !app.busy()
+    });
+    let saved = Config::load(&Paths::at(tmp.path().join("config")))
+        .unwrap()
+        .config;
+    assert_eq!(
+        saved.provider_setting("local-sd", "precision").as_deref(),
+        Some("fp32")
+    );
+}
+
 #[test]
 fn engine_settings_are_saved_in_config_json() {
     let tmp = tempfile::tempdir().unwrap();

@@ -527,7 +527,8 @@ fn write_configs(dest: &Path, detected: &Detected) -> Result<(), ModelError> {
         text.push(b'\n');
         crate::atomic::write_atomic(&path, &text).map_err(|e| match e {
             crate::atomic::AtomicError::Write { path, reason }
-            | crate::atomic::AtomicError::Backup { path, reason } => ModelError::Io {
+            | crate::atomic::AtomicError::Backup { path, reason }
+            | crate::atomic::AtomicError::Lock { path, reason } => ModelError::Io {
                 action: "write a model config".into(),
                 path,
                 reason,

@@ -309,7 +309,8 @@ pub async fn fetch(
             .write_ref(repo, revision, commit)
             .map_err(|e| match e {
                 crate::atomic::AtomicError::Write { path, reason }
-                | crate::atomic::AtomicError::Backup { path, reason } => ModelError::Io {
+                | crate::atomic::AtomicError::Backup { path, reason }
+                | crate::atomic::AtomicError::Lock { path, reason } => ModelError::Io {
                     action: "write the revision's ref".into(),
                     path,
                     reason,
