@@ -321,50 +321,16 @@ impl TemplateStore {
     /// aside and reported; the built-ins stay available.
     pub fn load(paths: &Paths) -> Result<LoadedTemplates, TemplateError> {
         let path = paths.templates_file();
-        let mut store = Self {
-            path: path.clone(),
-            builtins: builtin_templates(),
-            user: Vec::new(),
-            unreadable: Vec::new(),
-        };
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Ok(LoadedTemplates {
-                    store,
-                    warning: None,
-                });
-            }
-            Err(reason) => return Err(TemplateError::Read { path, reason }),
-        };
-        match parse_list(&bytes) {
-            Ok(entries) => {
-                for entry in entries {
-                    match serde_json::from_value::<Template>(entry.clone()) {
-                        Ok(t) if t.validate().is_ok() => store.user.push(t),
-                        _ => store.unreadable.push(entry),
-                    }
-                }
-                Ok(LoadedTemplates {
-                    store,
-                    warning: None,
-                })
-            }
-            Err(reason) => {
-                let backup = atomic::backup_corrupt(&path)?;
-                tracing::warn!(path = %path.display(), backup = %backup.display(), "templates.json is corrupt");
-                let warning = CorruptFile {
-                    path,
-                    backup,
-                    reason,
-                    fallback: "starting with the built-in templates only",
-                };
-                Ok(LoadedTemplates {
-                    store,
-                    warning: Some(warning),
-                })
-            }
-        }
+        let file = read_file(&path)?;
+        Ok(LoadedTemplates {
+            store: Self {
+                path,
+                builtins: builtin_templates(),
+                user: file.user,
+                unreadable: file.unreadable,
+            },
+            warning: file.warning,
+        })
     }
 
     /// Every template, or those that suit `provider` (general ones included): built-ins first
@@ -421,28 +387,32 @@ impl TemplateStore {
     /// the file.
     pub fn save(&mut self, template: Template) -> Result<(), TemplateError> {
         template.validate()?;
-        match self.user_index(&template.name) {
-            Some(i) => self.user[i] = template,
-            None => self.user.push(template),
-        }
-        self.write()
+        self.update(|store| {
+            match store.user_index(&template.name) {
+                Some(i) => store.user[i] = template,
+                None => store.user.push(template),
+            }
+            Ok(())
+        })
     }
 
     /// Delete a user template. Deleting a user template that overrides a built-in brings the
     /// built-in back; a built-in itself can't be deleted.
     pub fn delete(&mut self, name: &str) -> Result<(), TemplateError> {
-        if let Some(i) = self.user_index(name) {
-            self.user.remove(i);
-            return self.write();
-        }
-        match self.builtin(name) {
-            Some(b) => Err(TemplateError::BuiltIn {
-                name: b.name.clone(),
-            }),
-            None => Err(TemplateError::NotFound {
-                name: name.to_owned(),
-            }),
-        }
+        self.update(|store| {
+            if let Some(i) = store.user_index(name) {
+                store.user.remove(i);
+                return Ok(());
+            }
+            match store.builtin(name) {
+                Some(b) => Err(TemplateError::BuiltIn {
+                    name: b.name.clone(),
+                }),
+                None => Err(TemplateError::NotFound {
+                    name: name.to_owned(),
+                }),
+            }
+        })
     }
 
     /// Add the templates in a Python ImageAI templates file (a JSON list of `{"name",
@@ -455,6 +425,10 @@ impl TemplateStore {
         };
         let bytes = std::fs::read(path).map_err(|e| import_error(e.to_string()))?;
         let entries = parse_list(&bytes).map_err(import_error)?;
+        self.update(|store| store.add_imported(entries))
+    }
+
+    fn add_imported(&mut self, entries: Vec<Value>) -> Result<ImportReport, TemplateError> {
         let mut report = ImportReport::default();
         for (index, entry) in entries.into_iter().enumerate() {
             let template = match serde_json::from_value::<Template>(entry) {
@@ -479,10 +453,24 @@ impl TemplateStore {
                 }
             }
         }
-        if !report.added.is_empty() || !report.replaced.is_empty() {
-            self.write()?;
-        }
         Ok(report)
+    }
+
+    /// Make one change to the user's templates as the file has them now (another window or the
+    /// CLI may have saved since this store was read), then write the file; the file's lock is
+    /// held throughout, so two changes at once both land. A change that fails writes nothing.
+    fn update<T>(
+        &mut self,
+        change: impl FnOnce(&mut Self) -> Result<T, TemplateError>,
+    ) -> Result<T, TemplateError> {
+        let _lock = atomic::lock_for_update(&self.path)?;
+        // A file damaged since the store was read is copied aside (and logged) by read_file.
+        let file = read_file(&self.path)?;
+        self.user = file.user;
+        self.unreadable = file.unreadable;
+        let out = change(self)?;
+        self.write()?;
+        Ok(out)
     }
 
     fn user_index(&self, name: &str) -> Option<usize> {
@@ -515,6 +503,62 @@ impl TemplateStore {
         bytes.push(b'\n');
         atomic::write_atomic(&self.path, &bytes)?;
         Ok(())
+    }
+}
+
+/// What `templates.json` holds.
+#[derive(Default)]
+struct UserFile {
+    user: Vec<Template>,
+    /// Entries that are not templates; written back unchanged.
+    unreadable: Vec<Value>,
+    /// Set when the file was damaged (and copied aside): it read as empty.
+    warning: Option<CorruptFile>,
+}
+
+/// The user's templates in `path`; missing means none. A damaged file is copied aside and
+/// reported, and reads as empty.
+fn read_file(path: &Path) -> Result<UserFile, TemplateError> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(UserFile::default()),
+        Err(reason) => {
+            return Err(TemplateError::Read {
+                path: path.to_owned(),
+                reason,
+            });
+        }
+    };
+    match parse_list(&bytes) {
+        Ok(entries) => {
+            let mut user = Vec::new();
+            let mut unreadable = Vec::new();
+            for entry in entries {
+                match serde_json::from_value::<Template>(entry.clone()) {
+                    Ok(t) if t.validate().is_ok() => user.push(t),
+                    _ => unreadable.push(entry),
+                }
+            }
+            Ok(UserFile {
+                user,
+                unreadable,
+                warning: None,
+            })
+        }
+        Err(reason) => {
+            let backup = atomic::backup_corrupt(path)?;
+            tracing::warn!(path = %path.display(), backup = %backup.display(), "templates.json is corrupt");
+            let warning = CorruptFile {
+                path: path.to_owned(),
+                backup,
+                reason,
+                fallback: "starting with the built-in templates only",
+            };
+            Ok(UserFile {
+                warning: Some(warning),
+                ..UserFile::default()
+            })
+        }
     }
 }
 
@@ -906,6 +950,33 @@ mod tests {
             store.save(Template::new(" ", "x")),
             Err(TemplateError::Invalid { .. })
         ));
+    }
+
+    /// Two windows (or a window and the CLI) each read the templates, then each saves one:
+    /// both are kept, and a delete in one does not bring back what the other removed.
+    #[test]
+    fn two_stores_saving_keep_each_others_templates() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::at(dir.path());
+        let mut first = TemplateStore::load(&paths).unwrap().store;
+        let mut second = TemplateStore::load(&paths).unwrap().store;
+        first.save(Template::new("One", "a [thing]")).unwrap();
+        second.save(Template::new("Two", "two [things]")).unwrap();
+        assert!(
+            second.get("One").is_some(),
+            "the saving store sees the other's"
+        );
+        first.delete("Two").unwrap();
+        second.save(Template::new("Three", "[n] things")).unwrap();
+        let names: Vec<String> = TemplateStore::load(&paths)
+            .unwrap()
+            .store
+            .list(None)
+            .iter()
+            .filter(|l| l.source == TemplateSource::User)
+            .map(|l| l.template.name.clone())
+            .collect();
+        assert_eq!(names, ["One", "Three"]);
     }
 
     #[test]
