@@ -27,6 +27,17 @@ pub enum AtomicError {
     Lock { path: PathBuf, reason: io::Error },
 }
 
+impl AtomicError {
+    /// The file and the I/O error, whatever step failed.
+    pub fn into_parts(self) -> (PathBuf, io::Error) {
+        match self {
+            Self::Write { path, reason }
+            | Self::Backup { path, reason }
+            | Self::Lock { path, reason } => (path, reason),
+        }
+    }
+}
+
 /// A damaged file that was copied aside at load time; the caller carries on without its content
 /// and shows this to the user (its `Display` is the message).
 #[derive(Debug, Clone, PartialEq, Eq)]

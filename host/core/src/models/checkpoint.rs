@@ -525,14 +525,13 @@ fn write_configs(dest: &Path, detected: &Detected) -> Result<(), ModelError> {
         let mut text =
             serde_json::to_vec_pretty(&value).map_err(|e| ModelError::Runtime(e.to_string()))?;
         text.push(b'\n');
-        crate::atomic::write_atomic(&path, &text).map_err(|e| match e {
-            crate::atomic::AtomicError::Write { path, reason }
-            | crate::atomic::AtomicError::Backup { path, reason }
-            | crate::atomic::AtomicError::Lock { path, reason } => ModelError::Io {
+        crate::atomic::write_atomic(&path, &text).map_err(|e| {
+            let (path, reason) = e.into_parts();
+            ModelError::Io {
                 action: "write a model config".into(),
                 path,
                 reason,
-            },
+            }
         })?;
     }
     Ok(())

@@ -305,17 +305,14 @@ pub async fn fetch(
 
     // 4. The ref last: from here on the install is visible under its branch name.
     if write_ref && !cache::is_commit_hash(revision) {
-        cache
-            .write_ref(repo, revision, commit)
-            .map_err(|e| match e {
-                crate::atomic::AtomicError::Write { path, reason }
-                | crate::atomic::AtomicError::Backup { path, reason }
-                | crate::atomic::AtomicError::Lock { path, reason } => ModelError::Io {
-                    action: "write the revision's ref".into(),
-                    path,
-                    reason,
-                },
-            })?;
+        cache.write_ref(repo, revision, commit).map_err(|e| {
+            let (path, reason) = e.into_parts();
+            ModelError::Io {
+                action: "write the revision's ref".into(),
+                path,
+                reason,
+            }
+        })?;
     }
     sink.emit(&DownloadEvent::Finished {
         totals: counter.totals(),
